@@ -1,0 +1,161 @@
+"""Checkpoint I/O: the project's own format, the published HEAR 2021 layout,
+and where the shipped default lives. No model code here.
+
+The project's format is a ``torch.save``d dict, loadable with
+``weights_only=True``::
+
+    {"format": "kwmlp", "format_version": 1,
+     "config": {...KWMLP constructor arguments...},
+     "state_dict": {...KWMLP state dict...},
+     "metadata": {...free-form: training data, recipe, version...}}
+
+The published ``kwmlp.pth`` is ``{"model_state_dict": {...}}`` with the key
+names of the original Keyword-MLP code; ``published_to_kwmlp`` renames them.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Mapping, Optional, Tuple, Union
+
+import torch
+
+from .encoder import KWMLP
+from .errors import KwmlpError
+
+FORMAT_NAME = "kwmlp"
+FORMAT_VERSION = 1
+DEFAULT_WEIGHTS_NAME = "kwmlp.pt"
+
+PathLike = Union[str, Path]
+
+_PUBLISHED_BLOCK_KEYS = {
+    # old -> new, inside block i ("layers.{i}." -> "blocks.{i}.")
+    "fn.norm": "norm",  # post-norm LayerNorm(dim)
+    "fn.fn.proj_in.0": "proj_in",  # Linear(dim, dim_ff); .1 was the GELU
+    "fn.fn.sgu.norm": "sgu.norm",  # LayerNorm(dim_ff / 2)
+    "fn.fn.sgu.proj": "sgu.proj",  # Conv1d(n_frames, n_frames, 1)
+    "fn.fn.proj_out": "proj_out",  # Linear(dim_ff / 2, dim)
+}
+_PUBLISHED_TOP_KEYS = {
+    "to_patch_embed.1": "patch_embed",  # .0 was the Rearrange to (frames, n_mfcc)
+    "to_logits.0": "head_norm",  # LayerNorm(dim)
+    "to_logits.2": "head",  # Linear(dim, n_classes); .1 was the mean over time
+}
+_BLOCK_KEY = re.compile(r"layers\.(\d+)\.(.+)\.(weight|bias)")
+_TOP_KEY = re.compile(r"(.+)\.(weight|bias)")
+
+
+def published_to_kwmlp(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    """Rename a published-layout state dict to ``KWMLP``'s keys.
+
+    Raises ``KwmlpError`` naming every key it does not know."""
+    renamed, unknown = {}, []
+    for key, value in state_dict.items():
+        block = _BLOCK_KEY.fullmatch(key)
+        top = _TOP_KEY.fullmatch(key)
+        if block and block.group(2) in _PUBLISHED_BLOCK_KEYS:
+            index, module, param = block.groups()
+            renamed[f"blocks.{index}.{_PUBLISHED_BLOCK_KEYS[module]}.{param}"] = value
+        elif top and top.group(1) in _PUBLISHED_TOP_KEYS:
+            renamed[f"{_PUBLISHED_TOP_KEYS[top.group(1)]}.{top.group(2)}"] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise KwmlpError(f"unknown keys in published-layout checkpoint: {sorted(unknown)}")
+    return renamed
+
+
+def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    """Infer ``KWMLP`` constructor arguments from the shapes in a (renamed)
+    state dict, so published checkpoints of other depths load too."""
+    try:
+        dim, n_mfcc = state_dict["patch_embed.weight"].shape
+        dim_ff = state_dict["blocks.0.proj_in.weight"].shape[0]
+        n_frames = state_dict["blocks.0.sgu.proj.weight"].shape[0]
+        n_classes = state_dict["head.weight"].shape[0]
+    except KeyError as err:
+        raise KwmlpError(f"checkpoint lacks the tensor {err.args[0]!r}") from None
+    depth = len({k.split(".")[1] for k in state_dict if k.startswith("blocks.")})
+    return dict(n_mfcc=n_mfcc, n_frames=n_frames, dim=dim, dim_ff=dim_ff, depth=depth,
+                n_classes=n_classes)
+
+
+def build_encoder(config: Mapping, state_dict: Mapping[str, torch.Tensor],
+                  source: str = "checkpoint") -> KWMLP:
+    """Build ``KWMLP(**config)`` and load ``state_dict`` strictly."""
+    try:
+        model = KWMLP(**config)
+    except (TypeError, ValueError) as err:
+        raise KwmlpError(f"{source}: bad encoder config {dict(config)}: {err}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+                  for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        raise KwmlpError(f"{source}: state dict does not fit KWMLP({dict(config)}): "
+                         f"missing={missing} unexpected={unexpected} mismatched={mismatched}")
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, foreign pickle, not a torch file...
+        raise KwmlpError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: "
+                         f"{err})".split("\n")[0]) from None
+    if not isinstance(payload, dict):
+        raise KwmlpError(f"{path}: expected a dict checkpoint, got {type(payload).__name__}")
+    return payload
+
+
+def load_checkpoint(path: PathLike) -> Tuple[KWMLP, dict]:
+    """Load either format. Returns the encoder (eval mode, CPU) and metadata."""
+    path = Path(path)
+    payload = _read(path)
+    if payload.get("format") == FORMAT_NAME:
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise KwmlpError(f"{path}: format_version {payload.get('format_version')!r} "
+                             f"is not supported (this kwmlp reads {FORMAT_VERSION})")
+        model = build_encoder(payload["config"], payload["state_dict"], str(path))
+        metadata = dict(payload.get("metadata", {}))
+    elif "model_state_dict" in payload:
+        try:
+            state_dict = published_to_kwmlp(payload["model_state_dict"])
+        except KwmlpError as err:
+            raise KwmlpError(f"{path}: {err}") from None
+        model = build_encoder(config_from_state_dict(state_dict), state_dict, str(path))
+        metadata = {"source": "published HEAR 2021 kwmlp checkpoint layout"}
+    else:
+        raise KwmlpError(f"{path}: neither a kwmlp checkpoint (no 'format' key) nor a "
+                         f"published one (no 'model_state_dict'); keys: {sorted(payload)[:10]}")
+    return model.eval(), metadata
+
+
+def save_checkpoint(path: PathLike, model: KWMLP, metadata: Optional[Mapping] = None) -> None:
+    """Write ``model`` in the project's format (see module docstring)."""
+    payload = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "config": model.config(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": dict(metadata or {}),
+    }
+    torch.save(payload, Path(path))
+
+
+def default_weights_path() -> Path:
+    """The shipped checkpoint: inside the installed package (wheel), or in the
+    source tree's ``weights/`` when running from a checkout."""
+    package_dir = Path(__file__).resolve().parent
+    for candidate in (package_dir / "weights" / DEFAULT_WEIGHTS_NAME,
+                      package_dir.parent / "weights" / DEFAULT_WEIGHTS_NAME):
+        if candidate.is_file():
+            return candidate
+    raise KwmlpError(
+        "no default weights are installed (looked for kwmlp/weights/kwmlp.pt and "
+        "weights/kwmlp.pt); pass model_file_path= to load_model")

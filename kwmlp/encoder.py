@@ -1,0 +1,125 @@
+"""KW-MLP: the gated-MLP encoder over one MFCC chunk (paper §3.2, eq. 1-2).
+
+Shapes: an MFCC chunk is ``(batch, n_mfcc, n_frames)``; inside the encoder the
+sequence is ``(batch, n_frames, dim)``, one row per 10 ms frame.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SpatialGatingUnit(nn.Module):
+    """Split ``(batch, frames, dim_ff)`` into ``res`` and ``gate`` halves and
+    return ``res * G(LayerNorm(gate))``, where G mixes the frames (the paper's
+    T x T matrix, a kernel-size-1 Conv1d over the frame axis)."""
+
+    def __init__(self, *, dim_ff: int, n_frames: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim_ff // 2)
+        self.proj = nn.Conv1d(n_frames, n_frames, kernel_size=1)
+        # Start with G ~ 0 and bias 1 so every block begins as a plain MLP
+        # (gate ~ 1); the temporal mixing is then learned (gMLP, §3.2).
+        init_eps = 1e-3 / n_frames
+        nn.init.uniform_(self.proj.weight, -init_eps, init_eps)
+        nn.init.constant_(self.proj.bias, 1.0)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        res, gate = z.chunk(2, dim=-1)
+        return res * self.proj(self.norm(gate))
+
+
+class GatedMLPBlock(nn.Module):
+    """One residual branch, post-norm: returns ``LayerNorm(V g(GELU(x U)))``;
+    the caller adds it to ``x``. ``(batch, frames, dim) -> (batch, frames, dim)``."""
+
+    def __init__(self, *, dim: int, dim_ff: int, n_frames: int) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(dim, dim_ff)
+        self.sgu = SpatialGatingUnit(dim_ff=dim_ff, n_frames=n_frames)
+        self.proj_out = nn.Linear(dim_ff // 2, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj_out(self.sgu(F.gelu(self.proj_in(x)))))
+
+
+class KWMLP(nn.Module):
+    """Keyword-MLP: patch embedding, ``depth`` gated-MLP blocks, classifier head.
+
+    ``forward_features`` gives per-frame hidden states, ``embed`` the
+    timestamp embeddings the published model emits (hidden states through a
+    LayerNorm without learned affine), ``forward`` the class logits used for
+    training.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_mfcc: int = 40,
+        n_frames: int = 98,
+        dim: int = 64,
+        dim_ff: int = 256,
+        depth: int = 12,
+        n_classes: int = 35,
+        block_survival: float = 0.9,
+    ) -> None:
+        super().__init__()
+        for name, value in [("n_mfcc", n_mfcc), ("n_frames", n_frames), ("dim", dim),
+                            ("dim_ff", dim_ff), ("depth", depth), ("n_classes", n_classes)]:
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if dim_ff % 2:
+            raise ValueError(f"dim_ff must be even (it is split into res and gate), got {dim_ff}")
+        if not 0.0 < block_survival <= 1.0:
+            raise ValueError(f"block_survival must be in (0, 1], got {block_survival}")
+        self.n_mfcc, self.n_frames, self.dim, self.depth = n_mfcc, n_frames, dim, depth
+        self.block_survival = block_survival
+        self.patch_embed = nn.Linear(n_mfcc, dim)
+        self.blocks = nn.ModuleList(
+            GatedMLPBlock(dim=dim, dim_ff=dim_ff, n_frames=n_frames) for _ in range(depth)
+        )
+        self.head_norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, n_classes)
+
+    def config(self) -> dict:
+        """Constructor arguments that rebuild this architecture."""
+        return dict(n_mfcc=self.n_mfcc, n_frames=self.n_frames, dim=self.dim,
+                    dim_ff=self.blocks[0].proj_in.out_features, depth=self.depth,
+                    n_classes=self.head.out_features, block_survival=self.block_survival)
+
+    def _active_blocks(self, layer: int) -> list:
+        blocks = list(self.blocks[:layer])
+        if not self.training or self.block_survival == 1.0:
+            return blocks
+        # Stochastic depth: drop whole blocks, but never all of them.
+        keep = torch.rand(len(blocks)) < self.block_survival
+        if not keep.any():
+            keep[torch.randint(len(blocks), ())] = True
+        return [block for block, k in zip(blocks, keep) if k]
+
+    def forward_features(self, mfcc: torch.Tensor, layer: Optional[int] = None) -> torch.Tensor:
+        """``(batch, n_mfcc, n_frames)`` MFCC -> ``(batch, n_frames, dim)`` hidden
+        states after the first ``layer`` blocks (all of them by default)."""
+        layer = self.depth if layer is None else layer
+        if not 1 <= layer <= self.depth:
+            raise ValueError(f"layer must be in 1..{self.depth}, got {layer}")
+        x = self.patch_embed(mfcc.transpose(1, 2))
+        for block in self._active_blocks(layer):
+            x = x + block(x)
+        return x
+
+    def embed(self, mfcc: torch.Tensor, layer: Optional[int] = None) -> torch.Tensor:
+        """Timestamp embeddings ``(batch, n_frames, dim)``, one per 10 ms frame."""
+        return F.layer_norm(self.forward_features(mfcc, layer), (self.dim,))
+
+    def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """``(batch, n_mfcc, n_frames)`` -> class logits ``(batch, n_classes)``."""
+        return self.head(self.head_norm(self.forward_features(mfcc)).mean(dim=1))
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

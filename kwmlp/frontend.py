@@ -1,0 +1,83 @@
+"""Audio -> 1 s chunks -> MFCC, as the encoder expects (paper §3.1, appendix A).
+
+The MFCC is defined by nnAudio (conv1d STFT, Slaney mel filterbank, dB with a
+per-chunk ``top_db`` floor, orthonormal DCT-II). ``backend="fft"`` computes the
+same thing with ``torch.stft`` and nnAudio's own filterbank, which is faster on
+CPU; ``backend="nnaudio"`` runs nnAudio itself, for exact reference.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SAMPLE_RATE = 16_000  # Hz
+CHUNK_SAMPLES = SAMPLE_RATE  # the encoder sees 1 s at a time
+N_MFCC = 40
+N_MELS = 40
+N_FFT = 480  # 30 ms window
+HOP_SAMPLES = 160  # 10 ms hop
+TOP_DB = 80.0
+AMIN = 1e-10  # power floor before log10, as nnAudio
+FRAMES_PER_CHUNK = 1 + (CHUNK_SAMPLES - N_FFT) // HOP_SAMPLES  # 98, center=False
+
+BACKENDS = ("nnaudio", "fft")
+
+
+def chunk_audio(audio: torch.Tensor) -> torch.Tensor:
+    """Right-pad with zeros to whole seconds (at least one) and split.
+
+    ``(n_sounds, n_samples)`` -> ``(n_sounds, n_chunks, CHUNK_SAMPLES)``.
+    """
+    n_samples = audio.shape[-1]
+    n_chunks = max(1, math.ceil(n_samples / CHUNK_SAMPLES))
+    audio = F.pad(audio, (0, n_chunks * CHUNK_SAMPLES - n_samples))
+    return audio.reshape(audio.shape[0], n_chunks, CHUNK_SAMPLES)
+
+
+def _nnaudio_mfcc() -> nn.Module:
+    from nnAudio.features import MFCC as NNAudioMFCC
+
+    return NNAudioMFCC(
+        sr=SAMPLE_RATE, n_mfcc=N_MFCC, n_mels=N_MELS, n_fft=N_FFT, win_length=N_FFT,
+        hop_length=HOP_SAMPLES, center=False, verbose=False,
+    )
+
+
+def dct_matrix(n: int) -> torch.Tensor:
+    """Orthonormal DCT-II as a ``(n, n)`` matrix: ``coeffs = dct_matrix(n) @ x``."""
+    k = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None, :]
+    basis = torch.cos(math.pi * k * (2 * i + 1) / (2 * n)) * math.sqrt(2.0 / n)
+    basis[0] /= math.sqrt(2.0)
+    return basis.float()
+
+
+class MFCC(nn.Module):
+    """``(batch, CHUNK_SAMPLES)`` 16 kHz audio -> ``(batch, N_MFCC, FRAMES_PER_CHUNK)``."""
+
+    def __init__(self, *, backend: str = "nnaudio") -> None:
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
+        reference = _nnaudio_mfcc()
+        if backend == "nnaudio":
+            self.nnaudio = reference
+        else:
+            self.register_buffer("window", torch.hann_window(N_FFT, periodic=True))
+            self.register_buffer("mel_basis", reference.melspec_layer.mel_basis.clone())
+            self.register_buffer("dct", dct_matrix(N_MELS)[:N_MFCC])
+
+    def forward(self, chunks: torch.Tensor) -> torch.Tensor:
+        if self.backend == "nnaudio":
+            return self.nnaudio(chunks)
+        spec = torch.stft(chunks, N_FFT, hop_length=HOP_SAMPLES, win_length=N_FFT,
+                          window=self.window, center=False, return_complex=True)
+        power = spec.real.square() + spec.imag.square()
+        db = 10.0 * torch.log10(torch.clamp(self.mel_basis @ power, min=AMIN))
+        # nnAudio floors each chunk at its own max - top_db (ref = 1, so no offset).
+        floor = db.amax(dim=(1, 2), keepdim=True) - TOP_DB
+        return self.dct @ torch.maximum(db, floor)

@@ -1,0 +1,1 @@
+"""Training KW-MLP on Speech Commands-style corpora (optional extra: pip install .[train])."""
