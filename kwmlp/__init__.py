@@ -1,0 +1,13 @@
+"""kwmlp: audio embeddings from KW-MLP, an all-MLP encoder over MFCCs.
+
+``import kwmlp`` is a HEAR 2021 module::
+
+    model = kwmlp.load_model()
+    emb, ts = kwmlp.get_timestamp_embeddings(audio, model)  # (n, T, 64), (n, T) ms
+    scene = kwmlp.get_scene_embeddings(audio, model)  # (n, 1024)
+"""
+from .errors import KwmlpError
+from .hear import get_scene_embeddings, get_timestamp_embeddings, load_model
+
+__version__ = "0.1.0"
+__all__ = ["KwmlpError", "load_model", "get_timestamp_embeddings", "get_scene_embeddings"]

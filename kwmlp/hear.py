@@ -1,0 +1,167 @@
+"""The HEAR 2021 common API: ``load_model``, ``get_timestamp_embeddings``,
+``get_scene_embeddings``.
+
+Audio flows: pad 5 ms / 15 ms -> 1 s chunks -> MFCC -> encoder (98 frames per
+chunk) -> stitch chunks into one 10 ms frame sequence -> timestamp embeddings,
+and -> scene pooling. The defaults reproduce the published HEAR 2021 ``kwmlp``
+submission exactly (see ``stitch_chunks`` and ``n_timestamps``).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoints import default_weights_path, load_checkpoint
+from .encoder import KWMLP
+from .frontend import BACKENDS, MFCC, SAMPLE_RATE, chunk_audio
+from .pooling import METHODS as POOLING_METHODS
+from .pooling import SCENE_STEPS, scene_embedding
+
+PAD_START_SAMPLES = 80  # 5 ms: centres the first 30 ms window's hop on 10 ms
+PAD_END_SAMPLES = 240  # 15 ms
+HOP_MS = 10.0
+WINDOW_MS = 30.0
+DEFAULT_CHUNK_BATCH_SIZE = 128  # chunks per frontend+encoder pass; bounds memory
+SCENE_FRAMES = ("all", "audio")
+
+
+class KWMLPEmbedder(nn.Module):
+    """Frontend + encoder + pooling settings, as returned by ``load_model``.
+
+    ``layer`` takes embeddings after that many blocks (paper §6.3; default:
+    all). ``pooling`` is ``"iterative"`` (published), ``"single"`` or ``"mean"``
+    (§6.1). ``scene_frames="all"`` pools every stitched frame, padding included
+    (published); ``"audio"`` pools only the frames that are timestamped.
+    ``chunk_batch_size`` bounds how many 1 s chunks are in flight at once.
+    """
+
+    # HEAR common API attributes.
+    sample_rate: int = SAMPLE_RATE
+    timestamp_embedding_size: int
+    scene_embedding_size: int
+
+    def __init__(self, encoder: KWMLP, *, layer: Optional[int] = None,
+                 pooling: str = "iterative", scene_frames: str = "all",
+                 frontend: str = "nnaudio",
+                 chunk_batch_size: int = DEFAULT_CHUNK_BATCH_SIZE) -> None:
+        super().__init__()
+        layer = encoder.depth if layer is None else layer
+        if not isinstance(layer, int) or not 1 <= layer <= encoder.depth:
+            raise ValueError(f"layer must be an int in 1..{encoder.depth}, got {layer!r}")
+        if pooling not in POOLING_METHODS:
+            raise ValueError(f"pooling must be one of {POOLING_METHODS}, got {pooling!r}")
+        if scene_frames not in SCENE_FRAMES:
+            raise ValueError(f"scene_frames must be one of {SCENE_FRAMES}, got {scene_frames!r}")
+        if frontend not in BACKENDS:
+            raise ValueError(f"frontend must be one of {BACKENDS}, got {frontend!r}")
+        if not isinstance(chunk_batch_size, int) or chunk_batch_size < 1:
+            raise ValueError(f"chunk_batch_size must be a positive int, got {chunk_batch_size!r}")
+        self.encoder = encoder
+        self.mfcc = MFCC(backend=frontend)
+        self.layer, self.pooling, self.scene_frames = layer, pooling, scene_frames
+        self.chunk_batch_size = chunk_batch_size
+        self.timestamp_embedding_size = encoder.dim
+        self.scene_embedding_size = encoder.dim * SCENE_STEPS
+
+    def embed_chunks(self, chunks: torch.Tensor) -> torch.Tensor:
+        """``(n, CHUNK_SAMPLES)`` -> ``(n, 98, dim)``, ``chunk_batch_size`` at a time."""
+        return torch.cat([self.encoder.embed(self.mfcc(batch), self.layer)
+                          for batch in chunks.split(self.chunk_batch_size)])
+
+
+def load_model(model_file_path: str = "", **options) -> KWMLPEmbedder:
+    """Load a checkpoint (either format; the shipped default when the path is
+    empty) and wrap it for the HEAR API. ``options`` are ``KWMLPEmbedder``'s
+    keyword arguments plus ``device`` (default: CUDA when available)."""
+    device = options.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
+    encoder, metadata = load_checkpoint(model_file_path or default_weights_path())
+    model = KWMLPEmbedder(encoder, **options)
+    model.metadata = metadata
+    model.weights_path = str(model_file_path or default_weights_path())
+    return model.eval().to(device)
+
+
+def check_audio(audio: torch.Tensor) -> None:
+    """Raise ``TypeError``/``ValueError`` for audio the API cannot embed
+    faithfully; the messages say how to fix it."""
+    if not isinstance(audio, torch.Tensor):
+        raise TypeError(f"audio must be a torch.Tensor of shape (n_sounds, n_samples), got "
+                        f"{type(audio).__name__} (use torch.from_numpy for numpy arrays)")
+    if audio.ndim != 2:
+        hint = " (for a single 1-D sound pass audio[None])" if audio.ndim == 1 else ""
+        raise ValueError(f"audio must be 2-D (n_sounds, n_samples), got shape "
+                         f"{tuple(audio.shape)}{hint}")
+    if not audio.is_floating_point():
+        raise TypeError(f"audio must be float in [-1, 1], got {audio.dtype}; scale integer PCM "
+                        f"first, e.g. audio.float() / 32768 for int16")
+    if audio.shape[0] == 0 or audio.shape[1] == 0:
+        raise ValueError(f"audio is empty: shape {tuple(audio.shape)}")
+    if not torch.isfinite(audio).all():
+        raise ValueError("audio contains NaN or inf samples")
+    peak = audio.abs().max().item()
+    if peak > 1.0:
+        warnings.warn(f"audio peak {peak:.3g} exceeds 1.0; kwmlp expects float audio in "
+                      f"[-1, 1] and does not clip or rescale it", stacklevel=3)
+
+
+def _check_model(model: object) -> None:
+    if not isinstance(model, KWMLPEmbedder):
+        raise TypeError(f"model must come from kwmlp.load_model(), got {type(model).__name__}")
+
+
+def n_timestamps(n_padded_samples: int) -> int:
+    """Frames reported for a sound of ``n_padded_samples`` (after the 5/15 ms
+    padding): one per 10 ms hop whose 30 ms window fits. The float expression
+    is the published one, kept verbatim so the count matches it exactly."""
+    return int((1000 * n_padded_samples / SAMPLE_RATE - WINDOW_MS) / HOP_MS + 1)
+
+
+def stitch_chunks(frames: torch.Tensor) -> torch.Tensor:
+    """``(n_sounds, n_chunks, 98, dim)`` -> ``(n_sounds, 100 * n_chunks - 2, dim)``.
+
+    Each chunk's 98 frames become 100 by repeating its first and last frame
+    (a 1 s chunk spans 100 hops); the blocks are concatenated and the first
+    and last frame of the whole sequence dropped, as the published code did.
+    """
+    padded = torch.cat([frames[:, :, :1], frames, frames[:, :, -1:]], dim=2)
+    return padded.flatten(1, 2)[:, 1:-1]
+
+
+def _frames(audio: torch.Tensor, model: KWMLPEmbedder) -> Tuple[torch.Tensor, int]:
+    """All stitched frames ``(n_sounds, 100 * n_chunks - 2, dim)`` and the
+    number of them that carry timestamps."""
+    check_audio(audio)
+    _check_model(model)
+    device = next(model.parameters()).device
+    padded = F.pad(audio.to(device, torch.float32), (PAD_START_SAMPLES, PAD_END_SAMPLES))
+    chunks = chunk_audio(padded)
+    frames = model.embed_chunks(chunks.flatten(0, 1))
+    frames = frames.reshape(*chunks.shape[:2], *frames.shape[1:])
+    return stitch_chunks(frames), n_timestamps(padded.shape[-1])
+
+
+def get_timestamp_embeddings(audio: torch.Tensor,
+                             model: KWMLPEmbedder) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(n_sounds, n_samples)`` 16 kHz float audio -> embeddings
+    ``(n_sounds, n_timestamps, 64)`` and their times ``(n_sounds, n_timestamps)``
+    in ms (10, 20, ...), both float32 on ``audio``'s device."""
+    with torch.inference_mode():
+        frames, count = _frames(audio, model)
+        embeddings = frames[:, :count].contiguous()
+        times_ms = HOP_MS * torch.arange(1, count + 1, dtype=torch.float32)
+        timestamps = times_ms.expand(audio.shape[0], count).contiguous()
+        return embeddings.to(audio.device), timestamps.to(audio.device)
+
+
+def get_scene_embeddings(audio: torch.Tensor, model: KWMLPEmbedder) -> torch.Tensor:
+    """``(n_sounds, n_samples)`` 16 kHz float audio -> ``(n_sounds, 1024)``
+    float32 on ``audio``'s device."""
+    with torch.inference_mode():
+        frames, count = _frames(audio, model)
+        if model.scene_frames == "audio":
+            frames = frames[:, :count]
+        return scene_embedding(frames, model.pooling).to(audio.device)
