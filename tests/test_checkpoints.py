@@ -1,0 +1,106 @@
+"""Both checkpoint formats load; bad files fail loudly, naming path and problem."""
+import numpy as np
+import pytest
+import torch
+
+import kwmlp
+import oracle
+from kwmlp.checkpoints import load_checkpoint, published_to_kwmlp, save_checkpoint
+from kwmlp.encoder import KWMLP
+from kwmlp.errors import KwmlpError
+
+
+def _mfcc():
+    return np.random.default_rng(3).standard_normal((2, 40, 98)).astype(np.float32) * 20
+
+
+def test_published_layout_loads_and_matches_oracle(published_checkpoint, published_params):
+    model, metadata = load_checkpoint(published_checkpoint)
+    assert not model.training and "published" in metadata["source"]
+    with torch.no_grad():
+        got = model.embed(torch.from_numpy(_mfcc())).numpy()
+    np.testing.assert_allclose(got, oracle.encoder_embed(_mfcc(), published_params), atol=1e-5)
+
+
+def test_own_format_round_trip(tmp_path, published_checkpoint, published_params):
+    model, _ = load_checkpoint(published_checkpoint)
+    path = tmp_path / "own.pt"
+    save_checkpoint(path, model, {"trained_on": "test", "version": kwmlp.__version__})
+    payload = torch.load(path, weights_only=True)  # plain tensors and builtins only
+    assert payload["format"] == "kwmlp" and payload["config"]["depth"] == 12
+    again, metadata = load_checkpoint(path)
+    assert metadata == {"trained_on": "test", "version": kwmlp.__version__}
+    with torch.no_grad():
+        got = again.embed(torch.from_numpy(_mfcc())).numpy()
+    np.testing.assert_allclose(got, oracle.encoder_embed(_mfcc(), published_params), atol=1e-5)
+
+
+def test_own_format_keeps_non_default_config(tmp_path):
+    model = KWMLP(depth=3, dim=32, dim_ff=64)
+    save_checkpoint(tmp_path / "small.pt", model)
+    again, _ = load_checkpoint(tmp_path / "small.pt")
+    assert again.config() == model.config()
+    for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_published_shallower_depth_loads(tmp_path):
+    params = oracle.random_published_params(np.random.default_rng(0), depth=8)
+    torch.save({"model_state_dict": {k: torch.from_numpy(v) for k, v in params.items()}},
+               tmp_path / "kw8.pth")
+    model = kwmlp.load_model(str(tmp_path / "kw8.pth"))
+    assert model.encoder.depth == 8
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        kwmlp.load_model(str(tmp_path / "nope.pt"))
+
+
+def test_truncated_file(tmp_path, published_checkpoint):
+    data = published_checkpoint.read_bytes()
+    bad = tmp_path / "truncated.pth"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(KwmlpError, match="truncated.pth.*not a readable torch checkpoint"):
+        kwmlp.load_model(str(bad))
+
+
+def test_foreign_files(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(KwmlpError, match="notes.txt"):
+        kwmlp.load_model(str(text))
+    other = tmp_path / "other.pt"
+    torch.save({"encoder": {"w": torch.zeros(2)}}, other)
+    with pytest.raises(KwmlpError, match="other.pt.*neither"):
+        kwmlp.load_model(str(other))
+    listed = tmp_path / "list.pt"
+    torch.save([1, 2], listed)
+    with pytest.raises(KwmlpError, match="expected a dict"):
+        kwmlp.load_model(str(listed))
+
+
+def test_mismatched_shapes_named(tmp_path, published_params):
+    params = {k: torch.from_numpy(v) for k, v in published_params.items()}
+    params["layers.3.fn.fn.proj_out.weight"] = torch.zeros(64, 100)
+    torch.save({"model_state_dict": params}, tmp_path / "bad.pth")
+    with pytest.raises(KwmlpError, match=r"bad.pth.*blocks\.3\.proj_out\.weight"):
+        kwmlp.load_model(str(tmp_path / "bad.pth"))
+
+
+def test_missing_and_unknown_keys_named(tmp_path, published_params):
+    params = {k: torch.from_numpy(v) for k, v in published_params.items()}
+    del params["layers.5.fn.norm.bias"]
+    torch.save({"model_state_dict": params}, tmp_path / "missing.pth")
+    with pytest.raises(KwmlpError, match=r"missing.pth.*blocks\.5\.norm\.bias"):
+        kwmlp.load_model(str(tmp_path / "missing.pth"))
+    with pytest.raises(KwmlpError, match="layers.0.fn.extra.weight"):
+        published_to_kwmlp({"layers.0.fn.extra.weight": torch.zeros(1)})
+
+
+def test_no_default_weights_is_clear(monkeypatch, tmp_path):
+    import kwmlp.checkpoints as ck
+
+    monkeypatch.setattr(ck, "__file__", str(tmp_path / "kwmlp" / "checkpoints.py"))
+    with pytest.raises(KwmlpError, match="no default weights"):
+        ck.default_weights_path()

@@ -1,0 +1,158 @@
+"""The HEAR API end to end, against the step-by-step numpy reimplementation of
+the published behaviour (tests/oracle.py) and hand-computed arithmetic."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import kwmlp
+import oracle
+from kwmlp.hear import n_timestamps, stitch_chunks
+
+
+@pytest.fixture(scope="module")
+def model(published_checkpoint):
+    return kwmlp.load_model(str(published_checkpoint))
+
+
+def test_hear_attributes(model):
+    assert model.sample_rate == 16000 and type(model.sample_rate) is int
+    assert model.timestamp_embedding_size == 64 and type(model.timestamp_embedding_size) is int
+    assert model.scene_embedding_size == 1024 and type(model.scene_embedding_size) is int
+    assert not model.training and isinstance(model, torch.nn.Module)
+
+
+@pytest.mark.parametrize("seconds, n_chunks, n_stamps", [
+    (0.3, 1, 30),  # 4800 + 320 = 5120 samples -> (320 ms - 30) / 10 + 1
+    (1.0, 2, 100),  # 16320 padded samples spill into a second chunk
+    (2.5, 3, 250),  # 40320 samples -> 3 chunks, 2520 ms -> 250 stamps
+    (1.98, 2, 198),  # 31680 + 320 = 32000: exactly 2 s, every stitched frame stamped
+])
+def test_padding_chunking_and_timestamps(model, seconds, n_chunks, n_stamps):
+    n_samples = round(seconds * 16000)
+    audio = torch.rand(2, n_samples) * 0.2 - 0.1
+    emb, ts = kwmlp.get_timestamp_embeddings(audio, model)
+    assert n_timestamps(n_samples + 320) == n_stamps
+    assert emb.shape == (2, n_stamps, 64) and ts.shape == (2, n_stamps)
+    np.testing.assert_array_equal(ts[0].numpy(), 10.0 * np.arange(1, n_stamps + 1))
+    assert n_stamps <= 100 * n_chunks - 2 == math.ceil((n_samples + 320) / 16000) * 100 - 2
+
+
+def test_stitch_by_hand():
+    # two chunks of three 1-d "frames": [a b c] [d e f]
+    frames = torch.tensor([[[[1.], [2.], [3.]], [[4.], [5.], [6.]]]])
+    # each chunk becomes [a a b c c] [d d e f f]; drop the first and last frame
+    assert stitch_chunks(frames)[0, :, 0].tolist() == [1, 2, 3, 3, 4, 4, 5, 6]
+
+
+@pytest.mark.parametrize("seconds", [0.37, 1.0, 2.5, 7.3])
+def test_matches_independent_implementation(model, published_params, seconds):
+    """Acceptance: default timestamp and scene embeddings of a batch of 3 match
+    the oracle (MFCC by nnAudio, the definition; everything after it numpy)."""
+    nn_mfcc = kwmlp.frontend.MFCC(backend="nnaudio")
+
+    def mfcc_fn(chunks):
+        with torch.no_grad():
+            return nn_mfcc(torch.from_numpy(chunks)).double().numpy()
+
+    rng = np.random.default_rng(int(seconds * 100))
+    n = round(seconds * 16000)
+    t = np.arange(n) / 16000
+    audio = np.stack([np.clip(0.3 * rng.standard_normal(n), -1, 1),
+                      0.5 * np.sin(2 * np.pi * 300 * t * (1 + t)),
+                      np.where(t < seconds / 2, 0, 0.2 * np.tanh(rng.standard_normal(n)))])
+    audio = audio.astype(np.float32)
+    emb, ts = kwmlp.get_timestamp_embeddings(torch.from_numpy(audio), model)
+    scene = kwmlp.get_scene_embeddings(torch.from_numpy(audio), model)
+    for i, sound in enumerate(audio):
+        want_emb, want_ts, want_scene = oracle.published_embeddings(sound, mfcc_fn, published_params)
+        np.testing.assert_allclose(emb[i].numpy(), want_emb, atol=1e-5)
+        np.testing.assert_allclose(ts[i].numpy(), want_ts)
+        np.testing.assert_allclose(scene[i].numpy(), want_scene, atol=1e-5)
+
+
+def test_batch_equals_items_and_is_deterministic(model):
+    audio = torch.rand(3, 20000) - 0.5
+    batch = kwmlp.get_scene_embeddings(audio, model)
+    items = torch.cat([kwmlp.get_scene_embeddings(a[None], model) for a in audio])
+    torch.testing.assert_close(batch, items, atol=1e-6, rtol=0)
+    assert torch.equal(batch, kwmlp.get_scene_embeddings(audio, model))
+
+
+def test_chunk_batch_size_does_not_change_output(published_checkpoint):
+    audio = torch.rand(2, 16000 * 5) - 0.5
+    small = kwmlp.load_model(str(published_checkpoint), chunk_batch_size=2)
+    large = kwmlp.load_model(str(published_checkpoint), chunk_batch_size=1000)
+    for fn in (kwmlp.get_scene_embeddings, lambda a, m: kwmlp.get_timestamp_embeddings(a, m)[0]):
+        torch.testing.assert_close(fn(audio, small), fn(audio, large), atol=1e-6, rtol=0)
+
+
+def test_options_layer_pooling_scene_frames(published_checkpoint, published_params):
+    audio = torch.rand(1, 24000) - 0.5
+    m4 = kwmlp.load_model(str(published_checkpoint), layer=4)
+    emb, _ = kwmlp.get_timestamp_embeddings(audio, m4)
+    padded = np.concatenate([np.zeros(80), audio[0].numpy(), np.zeros(240 + 16000 - 24320 % 16000)])
+    mfcc = kwmlp.frontend.MFCC()(torch.from_numpy(padded.astype(np.float32)).reshape(-1, 16000))
+    frames = oracle.stitch(list(oracle.encoder_embed(mfcc.numpy(), published_params, layer=4)))
+    np.testing.assert_allclose(emb[0].numpy(), frames[:emb.shape[1]], atol=1e-5)
+
+    for pooling, pool in [("single", oracle.pool_single), ("mean", oracle.pool_mean)]:
+        m = kwmlp.load_model(str(published_checkpoint), layer=4, pooling=pooling)
+        np.testing.assert_allclose(kwmlp.get_scene_embeddings(audio, m)[0].numpy(),
+                                   pool(frames), atol=1e-5)
+    m = kwmlp.load_model(str(published_checkpoint), layer=4, scene_frames="audio")
+    np.testing.assert_allclose(kwmlp.get_scene_embeddings(audio, m)[0].numpy(),
+                               oracle.pool_iterative(frames[:emb.shape[1]]), atol=1e-5)
+
+
+def test_outputs_float32_on_input_device_and_no_grad(model):
+    audio = torch.rand(1, 8000, dtype=torch.float64, requires_grad=True) - 0.5
+    emb, ts = kwmlp.get_timestamp_embeddings(audio, model)
+    scene = kwmlp.get_scene_embeddings(audio, model)
+    for out in (emb, ts, scene):
+        assert out.dtype == torch.float32 and out.device == audio.device
+        assert not out.requires_grad
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (torch.zeros(16000), ValueError, r"audio\[None\]"),
+    (torch.zeros(1, 1, 16000), ValueError, "2-D"),
+    (torch.zeros(1, 16000, dtype=torch.int16), TypeError, "32768"),
+    (torch.zeros(1, 0), ValueError, "empty"),
+    (torch.zeros(0, 16000), ValueError, "empty"),
+    (torch.tensor([[0.0, float("nan")]]), ValueError, "NaN"),
+    (torch.tensor([[0.0, float("inf")]]), ValueError, "inf"),
+    (np.zeros((1, 16000), np.float32), TypeError, "torch.from_numpy"),
+])
+def test_bad_audio(model, bad, error, match):
+    for fn in (kwmlp.get_timestamp_embeddings, kwmlp.get_scene_embeddings):
+        with pytest.raises(error, match=match):
+            fn(bad, model)
+
+
+def test_loud_audio_warns_and_is_not_clipped(model):
+    audio = torch.rand(1, 8000) - 0.5
+    with pytest.warns(UserWarning, match="exceeds 1.0"):
+        loud = kwmlp.get_scene_embeddings(audio * 4, model)
+    assert not torch.allclose(loud, kwmlp.get_scene_embeddings(audio.clamp(-0.25, 0.25) * 4, model))
+
+
+def test_foreign_model_rejected():
+    with pytest.raises(TypeError, match="load_model"):
+        kwmlp.get_scene_embeddings(torch.zeros(1, 16000), torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(layer=13), "layer"), (dict(layer=0), "layer"), (dict(pooling="max"), "pooling"),
+    (dict(scene_frames="some"), "scene_frames"), (dict(chunk_batch_size=0), "chunk_batch_size"),
+    (dict(frontend="librosa"), "frontend"),
+])
+def test_bad_options(published_checkpoint, options, match):
+    with pytest.raises(ValueError, match=match):
+        kwmlp.load_model(str(published_checkpoint), **options)
+
+
+def test_unknown_option_is_an_error(published_checkpoint):
+    with pytest.raises(TypeError, match="polling"):
+        kwmlp.load_model(str(published_checkpoint), polling="mean")
