@@ -105,7 +105,7 @@ def check_audio(audio: torch.Tensor) -> None:
     peak = audio.abs().max().item()
     if peak > 1.0:
         warnings.warn(f"audio peak {peak:.3g} exceeds 1.0; kwmlp expects float audio in "
-                      f"[-1, 1] and does not clip or rescale it", stacklevel=3)
+                      f"[-1, 1] and does not clip or rescale it", stacklevel=4)
 
 
 def _check_model(model: object) -> None:
