@@ -1,0 +1,96 @@
+"""Turn a finished run into the shipped checkpoint: the best-validation model,
+evaluated on the held-out test split, saved with ``save_checkpoint`` and
+metadata that says what it was trained on and how."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from .. import __version__
+from ..checkpoints import load_checkpoint, save_checkpoint
+from .evaluate import Evaluation, evaluate_model
+from .speech_commands import SPLITS, list_clips, load_clips
+from .train import BEST_NAME, read_log
+
+PathLike = Union[str, Path]
+LICENCE = "MIT"
+
+
+def describe_corpus(data_dir: PathLike, generator: Optional[str] = None) -> dict:
+    """Clip counts per split, plus the voices per split when the corpus has a
+    ``voices.json`` (``{voice: {"split": ..., ...}}``, as the synthetic corpus does)."""
+    data_dir = Path(data_dir)
+    clips = list_clips(data_dir)
+    description = {"path": str(data_dir.resolve()), "layout": "Speech Commands V2 (35 words)",
+                   "clips": {split: len(clips[split]) for split in SPLITS}}
+    if generator:
+        description["generator"] = generator
+    voices_path = data_dir / "voices.json"
+    if voices_path.is_file():
+        voices = json.loads(voices_path.read_text())
+        description["voices"] = {
+            split: sorted(v for v, info in voices.items() if info.get("split") == split)
+            for split in SPLITS}
+        description["voice_info"] = voices
+    return description
+
+
+def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = None,
+               generator: Optional[str] = None) -> Evaluation:
+    """Evaluate ``run_dir/best.pt`` on the testing split and save it to ``out``.
+
+    ``data_dir`` defaults to the corpus the run was trained on. Returns the
+    test evaluation (also stored in the metadata)."""
+    run_dir = Path(run_dir)
+    model, best = load_checkpoint(run_dir / BEST_NAME)
+    run = best["run"]
+    data_dir = Path(data_dir or run["data"])
+    audio, labels = load_clips(list_clips(data_dir)["testing"])
+    evaluation = evaluate_model(model, audio, labels, "testing")
+    log = read_log(run_dir)
+    metadata = {
+        "description": "KW-MLP trained on a 35-word Speech Commands-layout corpus; the "
+                       "encoder is the embedding model, the head the keyword classifier",
+        "training_data": describe_corpus(data_dir, generator),
+        "recipe": run,
+        "epochs": len(log),
+        "best_epoch": best["epoch"],
+        "wall_time_s": round(sum(r["epoch_time_s"] for r in log), 1),
+        "val_accuracy": best["val_acc"],
+        "held_out_accuracy": evaluation.accuracy,
+        "held_out_split": "testing (voices not used in training)",
+        "most_confused": evaluation.most_confused(),
+        "kwmlp_version": __version__,
+        "licence": LICENCE,
+    }
+    save_checkpoint(out, model, metadata)
+    return evaluation
+
+
+# command line
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m kwmlp.train.export",
+        description="Evaluate a run's best model on the testing split and save it with "
+                    "kwmlp.checkpoints.save_checkpoint and a description of its training.")
+    parser.add_argument("--run", required=True, help="run directory written by kwmlp.train.train")
+    parser.add_argument("--out", required=True, help="checkpoint to write, e.g. weights/kwmlp.pt")
+    parser.add_argument("--data", help="corpus directory (default: the one the run used)")
+    parser.add_argument("--generator", help="how the corpus was made (command line, seed), "
+                                            "recorded in the metadata")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    evaluation = export_run(args.run, args.out, args.data, args.generator)
+    print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB); "
+          f"held-out accuracy {evaluation.accuracy:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Supervised training of KW-MLP on a Speech Commands-layout corpus (paper
+appendix A, Table 5), and its command line.
+
+Recipe: AdamW, linear warmup then cosine decay per step, label smoothing,
+stochastic depth (the model's ``block_survival``), Table 5 masks on the MFCC,
+shift / noise / gain on the waveform. A run directory holds::
+
+    config.json   the run's TrainConfig (a rerun must match it)
+    log.jsonl     one line per epoch
+    last.pt       full training state after the latest epoch (resume point)
+    best.pt       kwmlp checkpoint of the best-validation-accuracy epoch
+
+Usage::
+
+    python -m kwmlp.train.train --data DIR --out RUN_DIR [--epochs N ...]
+    python -m kwmlp.train.evaluate --checkpoint RUN_DIR/best.pt --data DIR
+    python -m kwmlp.train.export --run RUN_DIR --out weights/kwmlp.pt
+
+Rerunning the same ``train`` command resumes after the last finished epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import LambdaLR
+
+from ..checkpoints import save_checkpoint
+from ..encoder import KWMLP
+from ..errors import KwmlpError
+from ..frontend import MFCC
+from .augment import AugmentConfig, augment_waveform, mask_mfcc
+from .evaluate import predict
+from .speech_commands import INT16_SCALE, list_clips, load_background_noise, load_clips
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+LOG_NAME, CONFIG_NAME, LAST_NAME, BEST_NAME = "log.jsonl", "config.json", "last.pt", "best.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run. Defaults are Table 5 except ``epochs``
+    and ``warmup_epochs``, which the caller sizes to its compute budget."""
+
+    data: str
+    epochs: int = 140
+    warmup_epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    label_smoothing: float = 0.1
+    seed: int = 0
+    dim: int = 64
+    dim_ff: int = 256
+    depth: int = 12
+    block_survival: float = 0.9
+    augment: AugmentConfig = AugmentConfig()
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_json(cls, values: dict) -> "TrainConfig":
+        augment = {k: tuple(v) if isinstance(v, list) else v
+                   for k, v in values["augment"].items()}
+        return cls(**{**values, "augment": AugmentConfig(**augment)})
+
+
+# learning-rate schedule
+
+def lr_factor(step: int, *, warmup_steps: int, total_steps: int) -> float:
+    """Multiplier on the base lr at optimiser step ``step`` (0-based): linear from
+    ``1 / warmup_steps`` up to 1 over the warmup (never 0, so no step is wasted),
+    then a half cosine from 1 down to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, *, warmup_steps: int,
+                   total_steps: int) -> LambdaLR:
+    """Per-step warmup + cosine (``lr_factor``); call ``step()`` after every batch."""
+    return LambdaLR(optimizer, functools.partial(lr_factor, warmup_steps=warmup_steps,
+                                                 total_steps=total_steps))
+
+
+# run state
+
+def _atomic_save(payload: dict, path: Path) -> None:
+    # Write then rename, so a kill mid-write leaves the previous checkpoint intact.
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _check_config(run_dir: Path, config: TrainConfig) -> None:
+    """Record the config in a new run; refuse to resume a run made with another one."""
+    path = run_dir / CONFIG_NAME
+    if not path.exists():
+        path.write_text(json.dumps(config.to_json(), indent=1))
+        return
+    recorded = json.loads(path.read_text())
+    current = config.to_json()
+    differing = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
+    if differing:
+        raise KwmlpError(f"{run_dir} was started with a different config ({differing}: "
+                         f"{[recorded.get(k) for k in differing]} there, "
+                         f"{[current.get(k) for k in differing]} now); use a new --out")
+
+
+def _truncate_log(log_path: Path, last_epoch: int) -> None:
+    # Drop lines of epochs whose checkpoint never landed (killed between log and save).
+    if not log_path.exists():
+        return
+    lines = [line for line in log_path.read_text().splitlines()
+             if line and json.loads(line)["epoch"] <= last_epoch]
+    log_path.write_text("".join(line + "\n" for line in lines))
+
+
+def read_log(run_dir: PathLike) -> List[dict]:
+    """The per-epoch records of a run, oldest first."""
+    log_path = Path(run_dir) / LOG_NAME
+    return [json.loads(line) for line in log_path.read_text().splitlines() if line]
+
+
+# training
+
+def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch.Tensor,
+                noise: List[torch.Tensor], optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
+                config: TrainConfig, shuffle: torch.Generator,
+                augment: torch.Generator) -> Tuple[float, float]:
+    """One pass over int16 clips ``(n, CHUNK_SAMPLES)`` in a random order, one optimiser
+    and scheduler step per batch. Returns (mean train loss, train accuracy)."""
+    model.train()
+    order = torch.randperm(len(audio), generator=shuffle)
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(order), config.batch_size):
+        index = order[start:start + config.batch_size]
+        waveform = augment_waveform(audio[index].float() / INT16_SCALE, noise, config.augment,
+                                    augment)
+        with torch.no_grad():
+            mfcc = mask_mfcc(frontend(waveform), config.augment, augment)
+        logits = model(mfcc)
+        loss = F.cross_entropy(logits, labels[index], label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.item() * len(index)
+        correct += (logits.argmax(dim=1) == labels[index]).sum().item()
+    return total_loss / len(order), correct / len(order)
+
+
+def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None) -> List[dict]:
+    """Train (or resume) the run in ``run_dir``; returns the log records of all epochs.
+
+    Each epoch appends a line to ``log.jsonl`` (also logged at INFO), then atomically
+    rewrites ``last.pt``, and ``best.pt`` when validation accuracy improves."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_config(run_dir, config)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    # The model's init and stochastic depth draw from the global generator.
+    torch.manual_seed(config.seed)
+    shuffle = torch.Generator().manual_seed(config.seed + 1)
+    augment = torch.Generator().manual_seed(config.seed + 2)
+
+    clips = list_clips(config.data)
+    train_audio, train_labels = load_clips(clips["training"])
+    val_audio, val_labels = load_clips(clips["validation"])
+    noise = load_background_noise(config.data)
+    logger.info("data: %d training, %d validation clips, %d noise recordings",
+                len(train_audio), len(val_audio), len(noise))
+
+    model = KWMLP(dim=config.dim, dim_ff=config.dim_ff, depth=config.depth,
+                  block_survival=config.block_survival)
+    frontend = MFCC(backend="fft")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_audio) / config.batch_size)
+    scheduler = make_scheduler(optimizer, warmup_steps=config.warmup_epochs * steps_per_epoch,
+                               total_steps=config.epochs * steps_per_epoch)
+
+    first_epoch, best_val_acc = 1, -1.0
+    last_path, log_path = run_dir / LAST_NAME, run_dir / LOG_NAME
+    if last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["global"])
+        shuffle.set_state(state["rng"]["shuffle"])
+        augment.set_state(state["rng"]["augment"])
+        first_epoch, best_val_acc = state["epoch"] + 1, state["best_val_acc"]
+        _truncate_log(log_path, state["epoch"])
+        logger.info("resuming %s after epoch %d (best val acc %.4f)", run_dir, state["epoch"],
+                    best_val_acc)
+
+    for epoch in range(first_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        train_loss, train_acc = train_epoch(model, frontend, train_audio, train_labels, noise,
+                                            optimizer, scheduler, config, shuffle, augment)
+        train_seconds = time.perf_counter() - started
+        val_acc = (predict(model, frontend, val_audio) == val_labels).float().mean().item()
+        record = dict(epoch=epoch, train_loss=round(train_loss, 5), train_acc=round(train_acc, 5),
+                      val_acc=round(val_acc, 5), lr=scheduler.get_last_lr()[0],
+                      samples_per_s=round(len(train_audio) / train_seconds, 1),
+                      epoch_time_s=round(time.perf_counter() - started, 2))
+        with log_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        logger.info(json.dumps(record))
+        if val_acc > best_val_acc:
+            best_val_acc = val_acc
+            save_checkpoint(run_dir / (BEST_NAME + ".tmp"), model,
+                            {"epoch": epoch, "val_acc": val_acc, "run": config.to_json()})
+            os.replace(run_dir / (BEST_NAME + ".tmp"), run_dir / BEST_NAME)
+        _atomic_save({
+            "epoch": epoch, "best_val_acc": best_val_acc, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": {"global": torch.get_rng_state(), "shuffle": shuffle.get_state(),
+                    "augment": augment.get_state()},
+        }, last_path)
+    return read_log(run_dir)
+
+
+# command line
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path, int]:
+    """``(config, run directory, torch threads)`` from the command line."""
+    defaults = TrainConfig(data="")
+    parser = argparse.ArgumentParser(
+        prog="python -m kwmlp.train.train",
+        description="Train KW-MLP on a Speech Commands-layout corpus (resumes a run in --out).")
+    parser.add_argument("--data", required=True, help="corpus directory (Speech Commands V2)")
+    parser.add_argument("--out", required=True, help="run directory (checkpoints, log.jsonl)")
+    for name in ("epochs", "warmup_epochs", "batch_size", "seed", "dim", "dim_ff", "depth"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int,
+                            default=getattr(defaults, name))
+    for name in ("lr", "weight_decay", "label_smoothing", "block_survival"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float,
+                            default=getattr(defaults, name))
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    args = vars(parser.parse_args(argv))
+    out, threads = Path(args.pop("out")), args.pop("threads")
+    args["data"] = str(Path(args["data"]).resolve())
+    return TrainConfig(**args), out, threads
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
+                        format="%(asctime)s %(message)s", force=True)
+    config, out, threads = parse_args(argv)
+    train(config, out, threads)
+
+
+if __name__ == "__main__":
+    main()

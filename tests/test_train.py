@@ -1,0 +1,262 @@
+"""Training pipeline: corpus reader, augmentation, lr schedule, run/resume/export.
+
+Everything runs on tiny corpora the tests write themselves."""
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from kwmlp.checkpoints import load_checkpoint
+from kwmlp.train import train as train_module
+from kwmlp.train.augment import (AugmentConfig, augment_waveform, mask_mfcc, mix_at_snr,
+                                 noise_segments, time_shift)
+from kwmlp.train.evaluate import confusion_matrix, evaluate_checkpoint
+from kwmlp.train.export import export_run
+from kwmlp.train.speech_commands import WORDS, list_clips, load_background_noise, load_clips
+from kwmlp.train.train import make_scheduler
+
+SR = 16_000
+
+
+def _write_wav(path, samples):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.asarray(samples, dtype=np.int16), SR, subtype="PCM_16")
+
+
+def _tone(word_index, n_samples=SR, seed=0):
+    """A clip that identifies its word by pitch, so a tiny model can learn it."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) / SR
+    wave = np.sin(2 * np.pi * (300 + 250 * word_index) * t) + 0.05 * rng.standard_normal(n_samples)
+    return (8000 * wave).astype(np.int16)
+
+
+def make_corpus(root, words=("bed", "cat", "dog", "yes"), train_voices=("a1", "a2", "a3"),
+                val_voices=("b1",), test_voices=("c1",)):
+    """A Speech Commands-layout corpus: one clip per (word, voice), plus noise and a
+    folder that is not a word."""
+    val, test = [], []
+    for word in words:
+        for k, voice in enumerate(train_voices + val_voices + test_voices):
+            name = f"{word}/{voice}_nohash_0.wav"
+            _write_wav(root / name, _tone(WORDS.index(word), seed=k))
+            (val if voice in val_voices else test if voice in test_voices else []).append(name)
+    (root / "validation_list.txt").write_text("\n".join(val) + "\n")
+    (root / "testing_list.txt").write_text("\n".join(test) + "\n")
+    _write_wav(root / "_background_noise_" / "white.wav",
+               (3000 * np.random.default_rng(1).standard_normal(3 * SR)).astype(np.int16))
+    _write_wav(root / "_unknown_" / "x_nohash_0.wav", _tone(0))
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+# reader
+
+def test_reader_splits_labels_and_ignores_other_folders(corpus):
+    clips = list_clips(corpus)
+    assert {s: len(c) for s, c in clips.items()} == {"training": 12, "validation": 4,
+                                                      "testing": 4}
+    for split, voice in [("validation", "b1"), ("testing", "c1")]:
+        assert all(p.name.startswith(voice) for p in clips[split].paths)
+    assert all(p.name[0] == "a" for p in clips["training"].paths)
+    for split in clips.values():
+        assert [WORDS[label] for label in split.labels] == [p.parent.name for p in split.paths]
+    all_paths = [p for c in clips.values() for p in c.paths]
+    assert not any(p.parent.name.startswith("_") for p in all_paths)
+
+
+def test_reader_rejects_listed_clip_that_is_missing(tmp_path):
+    root = make_corpus(tmp_path, words=("bed",))
+    (root / "bed" / "b1_nohash_0.wav").unlink()
+    with pytest.raises(Exception, match="do not exist"):
+        list_clips(root)
+
+
+def test_load_clips_pads_and_trims(tmp_path):
+    root = make_corpus(tmp_path, words=("bed",), train_voices=("a1", "a2"))
+    short, long = _tone(1, SR // 2), _tone(1, SR + 3000)
+    _write_wav(root / "bed" / "a1_nohash_0.wav", short)
+    _write_wav(root / "bed" / "a2_nohash_0.wav", long)
+    audio, labels = load_clips(list_clips(root)["training"])
+    assert audio.dtype == torch.int16 and audio.shape == (2, SR)
+    assert labels.tolist() == [WORDS.index("bed")] * 2
+    np.testing.assert_array_equal(audio[0, :SR // 2].numpy(), short)
+    assert not audio[0, SR // 2:].any()
+    np.testing.assert_array_equal(audio[1].numpy(), long[:SR])
+    noise = load_background_noise(root)
+    assert len(noise) == 1 and noise[0].shape == (3 * SR,) and noise[0].abs().max() < 1
+
+
+# augmentation
+
+def test_masks_zero_exactly_the_requested_bands():
+    generator = torch.Generator().manual_seed(0)
+    mfcc = torch.randn(64, 40, 98) + 10  # no natural zeros
+    only_time = AugmentConfig(time_masks=1, time_mask_frames=(5, 5), freq_masks=0)
+    zero_frames = (mask_mfcc(mfcc, only_time, generator) == 0).all(dim=1)  # (batch, frames)
+    assert (zero_frames.sum(dim=1) == 5).all()
+    for row in zero_frames:  # one contiguous band
+        idx = row.nonzero().flatten()
+        assert (idx.diff() == 1).all()
+    only_freq = AugmentConfig(time_masks=0, freq_masks=1, freq_mask_coeffs=(3, 3))
+    out = mask_mfcc(mfcc, only_freq, generator)
+    assert ((out == 0).all(dim=2).sum(dim=1) == 3).all()
+    assert ((out == 0).sum(dim=(1, 2)) == 3 * 98).all()  # nothing else touched
+
+    table5 = AugmentConfig()
+    out = mask_mfcc(mfcc, table5, generator)
+    assert out.shape == mfcc.shape
+    n_frames = (out == 0).all(dim=1).sum(dim=1)
+    n_coeffs = (out == 0).all(dim=2).sum(dim=1)
+    assert n_frames.max() <= 50 and n_coeffs.max() <= 14 and n_frames.float().mean() > 5
+    kept = out != 0
+    assert torch.equal(out[kept], mfcc[kept])
+
+
+def test_augmentation_is_replicable_from_the_generator():
+    audio = torch.randn(8, SR) * 0.1
+    noise = [torch.randn(2 * SR)]
+    outs = [augment_waveform(audio, noise, AugmentConfig(), torch.Generator().manual_seed(3))
+            for _ in range(2)]
+    assert torch.equal(outs[0], outs[1])
+    other = augment_waveform(audio, noise, AugmentConfig(), torch.Generator().manual_seed(4))
+    assert not torch.equal(outs[0], other)
+
+
+def test_mix_at_snr_hits_the_requested_snr():
+    rng = np.random.default_rng(0)
+    t = np.arange(SR) / SR
+    clean = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.01 * rng.standard_normal(SR),
+                      np.sin(2 * np.pi * 100 * t) * (t < 0.3)])
+    noise = rng.standard_normal((3, SR)) * np.array([[1.0], [0.001], [5.0]])
+    snr_db = np.array([0.0, 12.5, -3.0])
+    mixed = mix_at_snr(torch.tensor(clean), torch.tensor(noise), torch.tensor(snr_db)).numpy()
+    added = mixed - clean
+    measured = 10 * np.log10((clean ** 2).mean(axis=1) / (added ** 2).mean(axis=1))
+    np.testing.assert_allclose(measured, snr_db, atol=1e-6)
+    # the added signal is the noise, only scaled
+    np.testing.assert_allclose(added / noise, (added / noise)[:, :1] * np.ones((1, SR)),
+                               rtol=1e-9)
+
+
+def test_noise_segments_stay_inside_one_recording():
+    # Recording r holds r * 10^6 + sample index, so a segment can be traced back.
+    recordings = [r * 1_000_000 + torch.arange(n, dtype=torch.float64)
+                  for r, n in enumerate([2 * SR, 5, 3 * SR])]
+    segments = noise_segments(recordings, 200, SR, torch.Generator().manual_seed(0))
+    assert segments.shape == (200, SR)
+    assert (segments.diff(dim=1) == 1).all()  # contiguous, never across recordings
+    source = (segments[:, 0] // 1_000_000).long()
+    assert set(source.tolist()) == {0, 2}  # the 5-sample recording is too short
+
+
+def test_time_shift_moves_content_and_zero_fills():
+    audio = torch.arange(1, 101, dtype=torch.float32).repeat(50, 1)
+    out = time_shift(audio, 10, torch.Generator().manual_seed(0))
+    shifts = set()
+    for row in out:
+        first = int(row[row != 0][0])
+        shift = int((row != 0).nonzero()[0]) - (first - 1)
+        shifts.add(shift)
+        np.testing.assert_array_equal(row.numpy(), np.roll(audio[0].numpy(), shift) *
+                                      ((np.arange(100) - shift >= 0) & (np.arange(100) - shift < 100)))
+    assert len(shifts) > 5 and max(abs(s) for s in shifts) <= 10
+
+
+# lr schedule
+
+def test_schedule_matches_closed_form_warmup_cosine():
+    base_lr, warmup, total = 1e-3, 20, 100
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+    scheduler = make_scheduler(optimizer, warmup_steps=warmup, total_steps=total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(optimizer.param_groups[0]["lr"])  # lr used by this step
+        optimizer.step()
+        scheduler.step()
+    for step in (0, 9, 19, 20, 50, 75, 99):
+        if step < warmup:
+            expected = base_lr * (step + 1) / warmup
+        else:
+            expected = base_lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+        assert lrs[step] == pytest.approx(expected, rel=1e-9, abs=1e-15), step
+    assert max(lrs) == pytest.approx(base_lr)
+
+
+# run, resume, evaluate, export
+
+TINY = ["--dim", "8", "--dim-ff", "16", "--depth", "2", "--batch-size", "4",
+        "--warmup-epochs", "1", "--threads", "1"]
+
+
+def _argv(corpus, run_dir, epochs=2):
+    return ["--data", str(corpus), "--out", str(run_dir), "--epochs", str(epochs), *TINY]
+
+
+def test_training_writes_checkpoints_and_resumes_after_a_kill(corpus, tmp_path, monkeypatch,
+                                                              capsys):
+    train_module.main(_argv(corpus, tmp_path / "straight"))
+    straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    log = [json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").open()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert {"train_loss", "train_acc", "val_acc", "lr", "samples_per_s",
+            "epoch_time_s"} <= set(log[0])
+    model, meta = load_checkpoint(tmp_path / "straight" / "best.pt")
+    assert meta["val_acc"] == max(r["val_acc"] for r in log)
+
+    # Kill during epoch 2: validation of epoch 2 never returns.
+    run_dir = tmp_path / "killed"
+    real_predict, calls = train_module.predict, []
+
+    def predict_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "predict", predict_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.main(_argv(corpus, run_dir))
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(train_module, "predict", real_predict)
+
+    capsys.readouterr()
+    train_module.main(_argv(corpus, run_dir))  # the same command again
+    assert "after epoch 1" in capsys.readouterr().out
+    resumed_log = [json.loads(line) for line in (run_dir / "log.jsonl").open()]
+    assert [r["epoch"] for r in resumed_log] == [1, 2]
+    resumed = torch.load(run_dir / "last.pt", weights_only=True)
+    # Model, optimiser, schedule and RNG state all carried over: same weights as unbroken.
+    for key, value in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value, rtol=0, atol=0)
+
+    with pytest.raises(Exception, match="different config"):
+        train_module.main(_argv(corpus, run_dir, epochs=3))
+
+
+def test_evaluate_and_export(corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    train_module.main(_argv(corpus, run_dir))
+    evaluation = evaluate_checkpoint(run_dir / "best.pt", corpus, "testing")
+    assert evaluation.confusion.shape == (35, 35) and evaluation.confusion.sum() == 4
+    out = tmp_path / "kwmlp.pt"
+    exported = export_run(run_dir, out)
+    assert exported.accuracy == evaluation.accuracy
+    model, meta = load_checkpoint(out)
+    assert meta["held_out_accuracy"] == evaluation.accuracy and meta["licence"] == "MIT"
+    assert meta["training_data"]["clips"] == {"training": 12, "validation": 4, "testing": 4}
+    assert meta["epochs"] == 2 and model.head.out_features == 35
+
+
+def test_confusion_matrix_counts():
+    labels = torch.tensor([0, 0, 1, 2, 2, 2])
+    predictions = torch.tensor([0, 1, 1, 2, 0, 0])
+    matrix = confusion_matrix(labels, predictions, 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [2, 0, 1]]
