@@ -8,9 +8,9 @@ CPU; ``backend="nnaudio"`` runs nnAudio itself, for exact reference.
 from __future__ import annotations
 
 import math
+from typing import Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 SAMPLE_RATE = 16_000  # Hz
@@ -26,15 +26,34 @@ FRAMES_PER_CHUNK = 1 + (CHUNK_SAMPLES - N_FFT) // HOP_SAMPLES  # 98, center=Fals
 BACKENDS = ("nnaudio", "fft")
 
 
-def chunk_audio(audio: torch.Tensor) -> torch.Tensor:
-    """Right-pad with zeros to whole seconds (at least one) and split.
+def n_chunks(n_samples: int) -> int:
+    """1 s chunks that cover ``n_samples`` samples (at least one)."""
+    return max(1, math.ceil(n_samples / CHUNK_SAMPLES))
 
-    ``(n_sounds, n_samples)`` -> ``(n_sounds, n_chunks, CHUNK_SAMPLES)``.
+
+def chunk_batches(audio: torch.Tensor, *, batch_size: int, pad_start: int = 0,
+                  pad_end: int = 0, device: Optional[torch.device] = None) -> Iterator[torch.Tensor]:
+    """The 1 s chunks of every sound, ``batch_size`` at a time, in (sound,
+    chunk) order, as float32 ``(<= batch_size, CHUNK_SAMPLES)`` on ``device``.
+
+    Each sound of ``audio`` ``(n_sounds, n_samples)`` is taken as if padded
+    with ``pad_start`` zeros before, ``pad_end`` after, and then zeros to whole
+    seconds; only one batch is ever materialised, so memory stays bounded
+    however long the audio.
     """
-    n_samples = audio.shape[-1]
-    n_chunks = max(1, math.ceil(n_samples / CHUNK_SAMPLES))
-    audio = F.pad(audio, (0, n_chunks * CHUNK_SAMPLES - n_samples))
-    return audio.reshape(audio.shape[0], n_chunks, CHUNK_SAMPLES)
+    n_sounds, n_samples = audio.shape
+    per_sound = n_chunks(pad_start + n_samples + pad_end)
+    ids = range(n_sounds * per_sound)
+    for first in range(0, len(ids), batch_size):
+        block = ids[first:first + batch_size]
+        batch = torch.zeros(len(block), CHUNK_SAMPLES, device=device)
+        for row, flat in enumerate(block):
+            sound, chunk = divmod(flat, per_sound)
+            start = chunk * CHUNK_SAMPLES - pad_start  # chunk start, in unpadded samples
+            lo, hi = max(start, 0), min(start + CHUNK_SAMPLES, n_samples)
+            if hi > lo:
+                batch[row, lo - start:hi - start] = audio[sound, lo:hi]
+        yield batch
 
 
 def _nnaudio_mfcc() -> nn.Module:

@@ -4,7 +4,7 @@
 Audio flows: pad 5 ms / 15 ms -> 1 s chunks -> MFCC -> encoder (98 frames per
 chunk) -> stitch chunks into one 10 ms frame sequence -> timestamp embeddings,
 and -> scene pooling. The defaults reproduce the published HEAR 2021 ``kwmlp``
-submission exactly (see ``stitch_chunks`` and ``n_timestamps``).
+submission exactly (see ``_frames`` and ``n_timestamps``).
 """
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ import warnings
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import default_weights_path, load_checkpoint
 from .encoder import KWMLP
-from .frontend import BACKENDS, MFCC, SAMPLE_RATE, chunk_audio
+from .frontend import BACKENDS, MFCC, SAMPLE_RATE, chunk_batches, n_chunks
 from .pooling import METHODS as POOLING_METHODS
 from .pooling import SCENE_STEPS, scene_embedding
 
@@ -25,6 +24,7 @@ PAD_START_SAMPLES = 80  # 5 ms: centres the first 30 ms window's hop on 10 ms
 PAD_END_SAMPLES = 240  # 15 ms
 HOP_MS = 10.0
 WINDOW_MS = 30.0
+BLOCK_FRAMES = 100  # frames a 1 s chunk contributes after stitching
 DEFAULT_CHUNK_BATCH_SIZE = 128  # chunks per frontend+encoder pass; bounds memory
 SCENE_FRAMES = ("all", "audio")
 
@@ -68,9 +68,8 @@ class KWMLPEmbedder(nn.Module):
         self.scene_embedding_size = encoder.dim * SCENE_STEPS
 
     def embed_chunks(self, chunks: torch.Tensor) -> torch.Tensor:
-        """``(n, CHUNK_SAMPLES)`` -> ``(n, 98, dim)``, ``chunk_batch_size`` at a time."""
-        return torch.cat([self.encoder.embed(self.mfcc(batch), self.layer)
-                          for batch in chunks.split(self.chunk_batch_size)])
+        """``(n, CHUNK_SAMPLES)`` 1 s chunks -> ``(n, 98, dim)`` timestamp embeddings."""
+        return self.encoder.embed(self.mfcc(chunks), self.layer)
 
 
 def load_model(model_file_path: str = "", **options) -> KWMLPEmbedder:
@@ -120,28 +119,33 @@ def n_timestamps(n_padded_samples: int) -> int:
     return int((1000 * n_padded_samples / SAMPLE_RATE - WINDOW_MS) / HOP_MS + 1)
 
 
-def stitch_chunks(frames: torch.Tensor) -> torch.Tensor:
-    """``(n_sounds, n_chunks, 98, dim)`` -> ``(n_sounds, 100 * n_chunks - 2, dim)``.
-
-    Each chunk's 98 frames become 100 by repeating its first and last frame
-    (a 1 s chunk spans 100 hops); the blocks are concatenated and the first
-    and last frame of the whole sequence dropped, as the published code did.
-    """
-    padded = torch.cat([frames[:, :, :1], frames, frames[:, :, -1:]], dim=2)
-    return padded.flatten(1, 2)[:, 1:-1]
+def extend_chunk_frames(frames: torch.Tensor) -> torch.Tensor:
+    """``(n, 98, dim)`` -> ``(n, 100, dim)``: a 1 s chunk spans 100 hops, so its
+    first and last frame are repeated, as the published code did."""
+    return torch.cat([frames[:, :1], frames, frames[:, -1:]], dim=1)
 
 
 def _frames(audio: torch.Tensor, model: KWMLPEmbedder) -> Tuple[torch.Tensor, int]:
     """All stitched frames ``(n_sounds, 100 * n_chunks - 2, dim)`` and the
-    number of them that carry timestamps."""
+    number of them that carry timestamps.
+
+    Chunks are embedded ``model.chunk_batch_size`` at a time and written
+    straight into one output buffer: the extended 100-frame blocks laid end to
+    end, minus the first and last frame of the whole sequence.
+    """
     check_audio(audio)
     _check_model(model)
     device = next(model.parameters()).device
-    padded = F.pad(audio.to(device, torch.float32), (PAD_START_SAMPLES, PAD_END_SAMPLES))
-    chunks = chunk_audio(padded)
-    frames = model.embed_chunks(chunks.flatten(0, 1))
-    frames = frames.reshape(*chunks.shape[:2], *frames.shape[1:])
-    return stitch_chunks(frames), n_timestamps(padded.shape[-1])
+    n_padded = PAD_START_SAMPLES + audio.shape[1] + PAD_END_SAMPLES
+    blocks = torch.empty(audio.shape[0] * n_chunks(n_padded), BLOCK_FRAMES,
+                         model.timestamp_embedding_size, device=device)
+    row = 0
+    for batch in chunk_batches(audio, batch_size=model.chunk_batch_size, device=device,
+                               pad_start=PAD_START_SAMPLES, pad_end=PAD_END_SAMPLES):
+        blocks[row:row + len(batch)] = extend_chunk_frames(model.embed_chunks(batch))
+        row += len(batch)
+    stitched = blocks.reshape(audio.shape[0], -1, blocks.shape[-1])[:, 1:-1]
+    return stitched, n_timestamps(n_padded)
 
 
 def get_timestamp_embeddings(audio: torch.Tensor,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import oracle
-from kwmlp.frontend import CHUNK_SAMPLES, FRAMES_PER_CHUNK, MFCC, chunk_audio
+from kwmlp.frontend import CHUNK_SAMPLES, FRAMES_PER_CHUNK, MFCC, chunk_batches, n_chunks
 
 
 def test_frames_per_chunk():
@@ -44,13 +44,17 @@ def test_top_db_floor_is_per_chunk():
     np.testing.assert_allclose(together[1:].numpy(), alone.numpy(), atol=1e-4)
 
 
-def test_chunk_audio_pads_to_whole_seconds():
-    audio = torch.arange(1, 16001 + 1, dtype=torch.float32).reshape(1, -1)  # 16001 samples
-    chunks = chunk_audio(audio)
-    assert chunks.shape == (1, 2, 16000)
-    assert chunks[0, 1, 0] == 16001 and chunks[0, 1, 1:].eq(0).all()
-    assert chunk_audio(torch.zeros(2, 5)).shape == (2, 1, 16000)
-    assert chunk_audio(torch.zeros(1, 32000)).shape == (1, 2, 16000)
+@pytest.mark.parametrize("n_samples, batch_size", [(5, 4), (16000, 1), (15680, 3),
+                                                    (16001, 2), (47000, 5)])
+def test_chunk_batches_equal_padding_then_splitting(n_samples, batch_size):
+    audio = torch.randn(3, n_samples, dtype=torch.float64)
+    padded = np.pad(audio.numpy(), ((0, 0), (80, 240)))
+    whole = -(-padded.shape[1] // 16000) * 16000  # ceil to whole seconds
+    want = np.pad(padded, ((0, 0), (0, whole - padded.shape[1]))).reshape(-1, 16000)
+    batches = list(chunk_batches(audio, batch_size=batch_size, pad_start=80, pad_end=240))
+    assert all(b.dtype == torch.float32 and len(b) <= batch_size for b in batches)
+    np.testing.assert_allclose(torch.cat(batches).numpy(), want, atol=1e-7)
+    assert n_chunks(n_samples + 320) == len(want) // 3
 
 
 def test_bad_backend():

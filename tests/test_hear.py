@@ -8,7 +8,7 @@ import torch
 
 import kwmlp
 import oracle
-from kwmlp.hear import n_timestamps, stitch_chunks
+from kwmlp.hear import extend_chunk_frames, n_timestamps
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +39,10 @@ def test_padding_chunking_and_timestamps(model, seconds, n_chunks, n_stamps):
     assert n_stamps <= 100 * n_chunks - 2 == math.ceil((n_samples + 320) / 16000) * 100 - 2
 
 
-def test_stitch_by_hand():
-    # two chunks of three 1-d "frames": [a b c] [d e f]
-    frames = torch.tensor([[[[1.], [2.], [3.]], [[4.], [5.], [6.]]]])
-    # each chunk becomes [a a b c c] [d d e f f]; drop the first and last frame
-    assert stitch_chunks(frames)[0, :, 0].tolist() == [1, 2, 3, 3, 4, 4, 5, 6]
+def test_chunk_extension_by_hand():
+    # two chunks of three 1-d "frames": [a b c] [d e f] -> [a a b c c] [d d e f f]
+    frames = torch.tensor([[[1.], [2.], [3.]], [[4.], [5.], [6.]]])
+    assert extend_chunk_frames(frames)[..., 0].tolist() == [[1, 1, 2, 3, 3], [4, 4, 5, 6, 6]]
 
 
 @pytest.mark.parametrize("seconds", [0.37, 1.0, 2.5, 7.3])

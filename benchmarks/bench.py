@@ -1,0 +1,195 @@
+"""Speed and memory of kwmlp on this machine: prints a table, writes JSON.
+
+    python benchmarks/bench.py                       # this checkout, default options
+    python benchmarks/bench.py --variant baseline='{"frontend": "nnaudio", "chunk_batch_size": 1000000}'
+    python benchmarks/bench.py --checkout other=/path/to/other/checkout
+
+Every (checkout, variant, case) runs in its own subprocess, so peak RSS is that
+case's own, and all of them run in one invocation, so their ratios are
+comparable (absolute times on a shared machine are not, across runs).
+Figures are medians over ``--repeats`` timed runs after one warm-up run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_RATE = 16_000
+CASES = {  # name: (n_clips, seconds per clip)
+    "a: 16 x 2 s": (16, 2.0),
+    "b: 64 x 10 s": (64, 10.0),
+    "c: 1 x 600 s": (1, 600.0),
+}
+
+
+# ----------------------------------------------------------------- worker
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: allocator, thread pool, lazy init
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def worker(case: str, options: dict, repeats: int, threads: int) -> dict:
+    """Time one case in this process; returns seconds and peak RSS."""
+    import torch
+
+    import kwmlp
+    from kwmlp import hear
+    from kwmlp.frontend import chunk_batches
+    from kwmlp.pooling import scene_embedding
+
+    torch.set_num_threads(threads)
+    n_clips, seconds = CASES[case]
+    audio = (torch.rand(n_clips, int(seconds * SAMPLE_RATE),
+                        generator=torch.Generator().manual_seed(0)) - 0.5) * 0.5
+    model = kwmlp.load_model(options.pop("weights", ""), device="cpu", **options)
+    audio_seconds = n_clips * seconds
+    result = {"audio_seconds": audio_seconds}
+    result["scene_s"] = _median_seconds(lambda: kwmlp.get_scene_embeddings(audio, model), repeats)
+    result["timestamp_s"] = _median_seconds(
+        lambda: kwmlp.get_timestamp_embeddings(audio, model), repeats)
+
+    # Stage split, on the same chunk batches the API builds.
+    with torch.inference_mode():
+        batches = list(chunk_batches(audio, batch_size=model.chunk_batch_size,
+                                     pad_start=hear.PAD_START_SAMPLES,
+                                     pad_end=hear.PAD_END_SAMPLES))
+        mfccs = [model.mfcc(b) for b in batches]
+        frames = torch.cat([model.encoder.embed(m, model.layer) for m in mfccs])
+        frames = hear.extend_chunk_frames(frames).reshape(n_clips, -1, frames.shape[-1])
+        result["frontend_s"] = _median_seconds(lambda: [model.mfcc(b) for b in batches], repeats)
+        result["encoder_s"] = _median_seconds(
+            lambda: [model.encoder.embed(m, model.layer) for m in mfccs], repeats)
+        result["pooling_s"] = _median_seconds(
+            lambda: scene_embedding(frames[:, 1:-1], model.pooling), repeats)
+    result["n_chunks"] = sum(len(b) for b in batches)
+    result["peak_rss_mb"] = _peak_rss_mb()
+    return result
+
+
+# ------------------------------------------------------------ model figures
+def model_figures() -> dict:
+    """Parameters and FLOPs per 1 s chunk, counted from the layer shapes
+    (a multiply-add = 2 FLOPs; norms, GELU and the frontend excluded)."""
+    from kwmlp.encoder import KWMLP, count_parameters
+
+    model = KWMLP()
+    t, f, d, dff = model.n_frames, model.n_mfcc, model.dim, model.blocks[0].proj_in.out_features
+    macs_patch = t * f * d
+    macs_block = t * d * dff + t * t * (dff // 2) + t * (dff // 2) * d  # U, G, V
+    macs = macs_patch + model.depth * macs_block
+    encoder_params = count_parameters(model) - count_parameters(model.head) \
+        - count_parameters(model.head_norm)
+    return {"params_total": count_parameters(model), "params_encoder": encoder_params,
+            "mflops_per_chunk": 2 * macs / 1e6}
+
+
+def gemm_peak_gflops(threads: int) -> float:
+    """Practical FP32 peak: a large square matmul on ``threads`` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    seconds = _median_seconds(lambda: a @ b, 5)
+    return 2 * 2048 ** 3 / seconds / 1e9
+
+
+# ------------------------------------------------------------ orchestrator
+def run_case(checkout: Path, case: str, options: dict, repeats: int, threads: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(checkout), OMP_NUM_THREADS=str(threads))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", case,
+           "--options", json.dumps(options), "--repeats", str(repeats), "--threads", str(threads)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker failed for {checkout} {case}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_table(rows: list, figures: dict) -> None:
+    print(f"kwmlp: {figures['params_encoder']:,} encoder parameters "
+          f"({figures['params_total']:,} with head), {figures['mflops_per_chunk']:.1f} MFLOPs "
+          f"per 1 s chunk (encoder, from layer shapes); GEMM peak here "
+          f"{figures['gemm_peak_gflops']:.0f} GFLOP/s on {figures['threads']} threads")
+    head = (f"{'run':<22} {'case':<13} {'scene xRT':>9} {'stamp xRT':>9} {'frontend':>8} "
+            f"{'encoder':>8} {'pooling':>8} {'enc GFLOP/s':>11} {'peak RSS':>9}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        stages = r["frontend_s"] + r["encoder_s"] + r["pooling_s"]
+        gflops = figures["mflops_per_chunk"] * r["n_chunks"] / r["encoder_s"] / 1e3
+        print(f"{r['run']:<22} {r['case']:<13} {r['audio_seconds'] / r['scene_s']:>9.0f} "
+              f"{r['audio_seconds'] / r['timestamp_s']:>9.0f} "
+              f"{100 * r['frontend_s'] / stages:>7.0f}% {100 * r['encoder_s'] / stages:>7.0f}% "
+              f"{100 * r['pooling_s'] / stages:>7.1f}% {gflops:>11.1f} "
+              f"{r['peak_rss_mb']:>6.0f} MB")
+
+
+def parse_named(values: list, what: str) -> dict:
+    named = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep:
+            raise SystemExit(f"--{what} takes NAME=VALUE, got {value!r}")
+        named[name] = rest
+    return named
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", action="append", default=[],
+                        help="NAME=JSON load_model options to run beside the default")
+    parser.add_argument("--checkout", action="append", default=[],
+                        help="NAME=PATH of another kwmlp checkout to run side by side")
+    parser.add_argument("--cases", default=",".join(c[0] for c in CASES),
+                        help="which cases, by letter (default: a,b,c)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--weights", default="", help="checkpoint (default: shipped weights)")
+    parser.add_argument("--json", default="benchmarks/results.json", help="where to write JSON")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        print(json.dumps(worker(args.worker, json.loads(args.options), args.repeats, args.threads)))
+        return
+
+    runs = [("this", REPO, {})]
+    runs += [(name, REPO, json.loads(opts)) for name, opts in parse_named(args.variant, "variant").items()]
+    runs += [(name, Path(path).resolve(), {})
+             for name, path in parse_named(args.checkout, "checkout").items()]
+    cases = [c for c in CASES if c[0] in args.cases.split(",")]
+    figures = dict(model_figures(), gemm_peak_gflops=gemm_peak_gflops(args.threads),
+                   threads=args.threads)
+    rows = []
+    for case in cases:  # interleave runs within a case so drift hits them alike
+        for name, checkout, options in runs:
+            options = dict(options, **({"weights": args.weights} if args.weights else {}))
+            rows.append(dict(run=name, case=case, options=options, checkout=str(checkout),
+                             **run_case(checkout, case, options, args.repeats, args.threads)))
+            print(f"  done: {name} {case}", file=sys.stderr)
+    print_table(rows, figures)
+    Path(args.json).write_text(json.dumps({"figures": figures, "rows": rows}, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
