@@ -44,6 +44,11 @@ def make_corpus(root, words=("bed", "cat", "dog", "yes"), train_voices=("a1", "a
             name = f"{word}/{voice}_nohash_0.wav"
             _write_wav(root / name, _tone(WORDS.index(word), seed=k))
             (val if voice in val_voices else test if voice in test_voices else []).append(name)
+    split_of = {**{v: "train" for v in train_voices}, **{v: "validation" for v in val_voices},
+                **{v: "test" for v in test_voices}}
+    (root / "voices.json").write_text(json.dumps(
+        {v: {"engine": "flite" if v == "a1" else "espeak-ng", "split": s}
+         for v, s in split_of.items()}))
     (root / "validation_list.txt").write_text("\n".join(val) + "\n")
     (root / "testing_list.txt").write_text("\n".join(test) + "\n")
     _write_wav(root / "_background_noise_" / "white.wav",
@@ -252,6 +257,9 @@ def test_evaluate_and_export(corpus, tmp_path):
     model, meta = load_checkpoint(out)
     assert meta["held_out_accuracy"] == evaluation.accuracy and meta["licence"] == "MIT"
     assert meta["training_data"]["clips"] == {"training": 12, "validation": 4, "testing": 4}
+    assert meta["training_data"]["voices"] == {
+        "train": {"espeak-ng": ["a2", "a3"], "flite": ["a1"]},
+        "validation": {"espeak-ng": ["b1"]}, "test": {"espeak-ng": ["c1"]}}
     assert meta["epochs"] == 2 and model.head.out_features == 35
 
 

@@ -21,7 +21,8 @@ LICENCE = "MIT"
 
 def describe_corpus(data_dir: PathLike, generator: Optional[str] = None) -> dict:
     """Clip counts per split, plus the voices per split when the corpus has a
-    ``voices.json`` (``{voice: {"split": ..., ...}}``, as the synthetic corpus does)."""
+    ``voices.json`` (``{voice: {"split": ..., "engine": ..., ...}}``, as the synthetic
+    corpus of ``kwmlp.train.synth`` does; its split names are kept as they are)."""
     data_dir = Path(data_dir)
     clips = list_clips(data_dir)
     description = {"path": str(data_dir.resolve()), "layout": "Speech Commands V2 (35 words)",
@@ -30,11 +31,11 @@ def describe_corpus(data_dir: PathLike, generator: Optional[str] = None) -> dict
         description["generator"] = generator
     voices_path = data_dir / "voices.json"
     if voices_path.is_file():
-        voices = json.loads(voices_path.read_text())
-        description["voices"] = {
-            split: sorted(v for v, info in voices.items() if info.get("split") == split)
-            for split in SPLITS}
-        description["voice_info"] = voices
+        voices: dict = {}
+        for voice, info in sorted(json.loads(voices_path.read_text()).items()):
+            voices.setdefault(info.get("split", "unknown"), {}).setdefault(
+                info.get("engine", "unknown"), []).append(voice)
+        description["voices"] = voices  # split -> engine -> voice ids
     return description
 
 
