@@ -9,6 +9,7 @@ submission exactly (see ``_frames`` and ``n_timestamps``).
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Optional, Tuple
 
 import torch
@@ -72,15 +73,19 @@ class KWMLPEmbedder(nn.Module):
         return self.encoder.embed(self.mfcc(chunks), self.layer)
 
 
-def load_model(model_file_path: str = "", **options) -> KWMLPEmbedder:
+def load_model(model_file_path: str = "", *, layer: Optional[int] = None,
+               pooling: str = "iterative", scene_frames: str = "all",
+               frontend: str = "nnaudio", chunk_batch_size: int = DEFAULT_CHUNK_BATCH_SIZE,
+               device: Optional[str] = None) -> KWMLPEmbedder:
     """Load a checkpoint (either format; the shipped default when the path is
-    empty) and wrap it for the HEAR API. ``options`` are ``KWMLPEmbedder``'s
-    keyword arguments plus ``device`` (default: CUDA when available)."""
-    device = options.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
-    encoder, metadata = load_checkpoint(model_file_path or default_weights_path())
-    model = KWMLPEmbedder(encoder, **options)
-    model.metadata = metadata
-    model.weights_path = str(model_file_path or default_weights_path())
+    empty) and wrap it for the HEAR API, in eval mode on ``device`` (default:
+    CUDA when available). The other options are ``KWMLPEmbedder``'s."""
+    path = Path(model_file_path) if model_file_path else default_weights_path()
+    encoder, metadata = load_checkpoint(path)
+    model = KWMLPEmbedder(encoder, layer=layer, pooling=pooling, scene_frames=scene_frames,
+                          frontend=frontend, chunk_batch_size=chunk_batch_size)
+    model.weights_path, model.metadata = str(path), metadata
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.eval().to(device)
 
 
