@@ -1,0 +1,177 @@
+"""The ``kwmlp`` command (also ``python -m kwmlp``): ``embed`` and ``info``.
+
+Parsing and reporting only: ``embed`` runs ``kwmlp.files.save_embeddings``,
+``info`` shows ``kwmlp.files.model_info``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import warnings
+from typing import List, Optional, Sequence
+
+import torch
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from .errors import KwmlpError
+from .files import DEFAULT_BATCH_SECONDS, FORMATS, model_info, save_embeddings
+from .hear import KWMLPEmbedder, load_model
+from .pooling import METHODS as POOLING_METHODS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EMBED_EXAMPLES = """\
+examples:
+  kwmlp embed clip.wav                      # writes clip.npz next to clip.wav
+  kwmlp embed data/ -o emb/ --recursive     # data/a/b.flac -> emb/a/b.npz
+  kwmlp embed a.wav b.ogg --scene-only -o emb/
+  kwmlp embed data/ -o emb/ --format npy    # emb/x_embedding.npy, x_timestamps.npy, x_scene.npy
+  kwmlp embed data/ -o emb/ --threads 1 --device cpu
+
+Each .npz holds embedding (T, 64) float32, timestamps (T,) in ms, scene (1024,)
+float32, model_id, model_options and sample_rate. Without -o, outputs go next
+to their inputs. Inputs whose outputs exist are skipped, so rerunning an
+interrupted command finishes the rest; --overwrite recomputes everything.
+
+exit status: 0 all files embedded or skipped; 1 a file failed, no audio was
+found, or the model could not be loaded; 2 bad arguments; 130 interrupted.
+"""
+
+INFO_EXAMPLES = """\
+examples:
+  kwmlp info                    # the shipped weights
+  kwmlp info --model my.pt      # a checkpoint of either format
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kwmlp", description="KW-MLP audio embeddings (HEAR 2021 API) from audio files.",
+        epilog="run 'kwmlp COMMAND --help' for a command's options and examples")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    embed = commands.add_parser(
+        "embed", help="embed audio files and folders to .npz/.npy files",
+        description="Embed audio files (any format libsndfile reads, any sample rate,\n"
+                    "any channel count) and write one output per input.",
+        epilog=EMBED_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    embed.add_argument("paths", nargs="+", metavar="PATH", help="audio files and folders")
+    embed.add_argument("-o", "--output-dir",
+                       help="write outputs here, mirroring each input folder's tree "
+                            "(default: next to each input)")
+    kind = embed.add_mutually_exclusive_group()
+    kind.add_argument("--scene-only", dest="kind", action="store_const", const="scene",
+                      default="both", help="write only the scene embedding")
+    kind.add_argument("--timestamp-only", dest="kind", action="store_const",
+                      const="timestamp", help="write only timestamp embeddings and times")
+    embed.add_argument("--model", metavar="FILE", help="checkpoint (default: shipped weights)")
+    embed.add_argument("-r", "--recursive", action="store_true",
+                       help="search input folders recursively")
+    embed.add_argument("--format", choices=FORMATS, default="npz", dest="fmt",
+                       help="npz: one file per input (default); npy: one file per array")
+    embed.add_argument("--overwrite", action="store_true",
+                       help="recompute inputs whose outputs already exist")
+    embed.add_argument("--device", choices=("cpu", "cuda"),
+                       help="default: cuda when available")
+    embed.add_argument("--threads", type=_positive_int, metavar="N",
+                       help="CPU threads for torch (default: torch's choice)")
+    embed.add_argument("--layer", type=_positive_int,
+                       help="take embeddings after this many blocks (default: all)")
+    embed.add_argument("--pooling", choices=POOLING_METHODS,
+                       help="scene pooling (default: iterative, as published)")
+    embed.add_argument("--batch-seconds", type=_positive_float, default=DEFAULT_BATCH_SECONDS,
+                       metavar="S", help="audio read per batch (default: %(default)s)")
+    embed.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bar (errors and the summary still print)")
+
+    info = commands.add_parser(
+        "info", help="describe a model: id, sizes, weights, training data",
+        description="Describe the model kwmlp embed would use.",
+        epilog=INFO_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    info.add_argument("--model", metavar="FILE", help="checkpoint (default: shipped weights)")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv`` (without the program name); exits with status 2 on bad
+    arguments, as argparse does. No file system access."""
+    return _build_parser().parse_args(list(argv))
+
+
+def _load(args: argparse.Namespace) -> KWMLPEmbedder:
+    options = {name: getattr(args, name) for name in ("layer", "pooling", "device")
+               if getattr(args, name, None) is not None}
+    return load_model(args.model or "", **options)
+
+
+def _embed(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
+    summary = save_embeddings(args.paths, args.output_dir, model, kind=args.kind,
+                              fmt=args.fmt, recursive=args.recursive,
+                              overwrite=args.overwrite, batch_seconds=args.batch_seconds,
+                              progress=not args.quiet)
+    print(f"kwmlp: {summary}", file=sys.stderr)
+    nothing_found = summary.done + summary.skipped + len(summary.failures) == 0
+    return EXIT_FAILED if summary.failures or nothing_found else EXIT_OK
+
+
+def _info(model: KWMLPEmbedder) -> int:
+    info = model_info(model)
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key + ':':<{width + 1}} {value}")
+    return EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM (plain `kill`) unwinds like Ctrl-C, so temporaries are removed.
+    raise KeyboardInterrupt
+
+
+def _formatwarning(message: Warning, category: type, filename: str, lineno: int,
+                   line: Optional[str] = None) -> str:
+    return f"warning: {message}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``kwmlp`` console script; returns the exit status."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # Library warnings and errors go through logging, which tqdm keeps off its bar.
+    logging.basicConfig(format="kwmlp: %(message)s", level=logging.INFO)
+    warnings.formatwarning = _formatwarning
+    logging.captureWarnings(True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    if getattr(args, "device", None) == "cuda" and not torch.cuda.is_available():
+        logging.error("error: --device cuda, but torch sees no CUDA device")
+        return EXIT_FAILED
+    try:
+        try:
+            model = _load(args)
+        except (KwmlpError, OSError, ValueError) as err:  # missing/bad checkpoint or option
+            logging.error("error: %s", err)
+            return EXIT_FAILED
+        if args.command == "info":
+            return _info(model)
+        with logging_redirect_tqdm():
+            return _embed(args, model)
+    except KeyboardInterrupt:
+        logging.error("interrupted; outputs written so far are complete, and rerunning "
+                      "the same command skips them and finishes the rest")
+        return EXIT_INTERRUPTED

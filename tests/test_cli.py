@@ -1,0 +1,159 @@
+"""The ``kwmlp`` command: ``parse_args`` as a pure function, and the command
+itself run as a user would (``python -m kwmlp ...`` in a subprocess)."""
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kwmlp.cli import parse_args
+
+
+# parse_args
+
+def test_embed_defaults():
+    args = parse_args(["embed", "/does/not/need/to/exist"])
+    assert args.command == "embed" and args.paths == ["/does/not/need/to/exist"]
+    assert (args.kind, args.fmt, args.output_dir, args.model) == ("both", "npz", None, None)
+    assert not (args.recursive or args.overwrite or args.quiet)
+    assert (args.device, args.threads, args.layer, args.pooling) == (None, None, None, None)
+    assert args.batch_seconds == 60.0
+
+
+def test_embed_options():
+    args = parse_args(["embed", "a.wav", "dir", "-o", "out", "--scene-only", "--model", "m.pt",
+                       "-r", "--format", "npy", "--overwrite", "--device", "cpu",
+                       "--threads", "2", "--layer", "4", "--pooling", "mean",
+                       "--batch-seconds", "5", "-q"])
+    assert args.paths == ["a.wav", "dir"] and args.output_dir == "out"
+    assert (args.kind, args.model, args.fmt, args.device) == ("scene", "m.pt", "npy", "cpu")
+    assert args.recursive and args.overwrite and args.quiet
+    assert (args.threads, args.layer, args.pooling, args.batch_seconds) == (2, 4, "mean", 5.0)
+    assert parse_args(["embed", "a.wav", "--timestamp-only"]).kind == "timestamp"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["embed", "a.wav", "--scene-only", "--timestamp-only"], "not allowed with"),
+    (["embed"], "required: PATH"),
+    (["embed", "a.wav", "--threads", "0"], "positive integer"),
+    (["embed", "a.wav", "--batch-seconds", "0"], "positive number"),
+    (["embed", "a.wav", "--format", "csv"], "invalid choice"),
+    (["embed", "a.wav", "--device", "tpu"], "invalid choice"),
+    (["embed", "a.wav", "--pooling", "max"], "invalid choice"),
+    ([], "required: COMMAND"),
+    (["train"], "invalid choice"),
+])
+def test_bad_arguments_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_info_args():
+    assert parse_args(["info"]).model is None
+    assert parse_args(["info", "--model", "m.pt"]).model == "m.pt"
+
+
+@pytest.mark.parametrize("command", ["embed", "info"])
+def test_help_has_examples(capsys, command):
+    with pytest.raises(SystemExit) as info:
+        parse_args([command, "--help"])
+    assert info.value.code == 0 and f"kwmlp {command}" in capsys.readouterr().out.split(
+        "examples:")[1]
+
+
+# the command, as a subprocess
+
+def kwmlp(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "kwmlp", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def write_clips(folder, n, seconds=1.0):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        rate = (16000, 44100, 8000)[i % 3]
+        audio = 0.1 * rng.standard_normal(round((seconds + 0.1 * i) * rate))
+        sf.write(folder / f"clip{i:02d}.{('wav', 'flac', 'ogg')[i % 3]}", audio, rate)
+    return sorted(folder.iterdir())
+
+
+def _state(folder):
+    """Every file below ``folder`` (hidden ones too): its mtime and bytes."""
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_embed_reports_bad_files_continues_and_resumes(tmp_path, published_checkpoint):
+    data, out = tmp_path / "data", tmp_path / "out"
+    (data / "sub").mkdir(parents=True)
+    write_clips(data, 3)
+    sf.write(data / "sub" / "deep.wav", np.zeros(8000), 16000)
+    (data / "broken.wav").write_bytes(b"RIFF\x00\x00")
+
+    first = kwmlp("embed", data, "-o", out, "-r", "--model", published_checkpoint,
+                  "--threads", "1")
+    assert first.returncode == 1, first.stderr
+    assert f"{data / 'broken.wav'}: cannot read audio" in first.stderr
+    assert "file/s" in first.stderr  # the progress bar
+    assert "4 files embedded, 0 skipped (outputs exist), 1 failed" in first.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["clip00.npz", "clip01.npz", "clip02.npz",
+                                                     "sub"]
+    saved = np.load(out / "sub" / "deep.npz")
+    assert saved["embedding"].shape == (50, 64) and saved["scene"].shape == (1024,)
+    np.testing.assert_array_equal(saved["timestamps"], 10.0 * np.arange(1, 51))
+    assert int(saved["sample_rate"]) == 16000 and str(saved["model_id"]).startswith("kwmlp-")
+
+    before = _state(out)
+    again = kwmlp("embed", data, "-o", out, "-r", "--model", published_checkpoint, "-q")
+    assert again.returncode == 1 and "broken.wav" in again.stderr
+    assert "0 files embedded, 4 skipped (outputs exist), 1 failed" in again.stderr
+    assert "file/s" not in again.stderr  # --quiet
+    assert _state(out) == before
+
+
+def test_info(published_checkpoint):
+    result = kwmlp("info", "--model", published_checkpoint)
+    assert result.returncode == 0, result.stderr
+    for expected in ["model id:", "kwmlp-", "parameters:", "sample rate:", "16000 Hz",
+                     "timestamp embedding: 64", "1024", str(published_checkpoint),
+                     "published HEAR 2021"]:
+        assert expected in result.stdout
+
+
+def test_missing_model_is_an_error(tmp_path):
+    result = kwmlp("info", "--model", tmp_path / "nope.pt")
+    assert result.returncode == 1
+    assert f"checkpoint not found: {tmp_path / 'nope.pt'}" in result.stderr
+
+
+def test_interrupt_then_resume(tmp_path, published_checkpoint):
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    inputs = write_clips(data, 12)
+    command = ["embed", data, "-o", out, "--model", published_checkpoint, "--threads", "1",
+               "--batch-seconds", "1"]  # one file per batch: outputs appear one by one
+    process = subprocess.Popen([sys.executable, "-m", "kwmlp", *map(str, command)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(out.glob("*.npz"))) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    done = _state(out)
+    assert 0 < len(done) < len(inputs)
+    assert not [name for name in done if not name.endswith(".npz")]  # no temporaries
+    for name in done:
+        assert np.load(out / name)["embedding"].shape[1] == 64
+
+    rerun = kwmlp(*command)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (f"{len(inputs) - len(done)} files embedded, {len(done)} skipped (outputs exist), "
+            f"0 failed") in rerun.stderr
+    after = _state(out)
+    assert len(after) == len(inputs) and {n: after[n] for n in done} == done
