@@ -106,8 +106,10 @@ def _read(path: Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, not a torch file...
-        raise KwmlpError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: "
-                         f"{err})".split("\n")[0]) from None
+        detail = str(err).split("\n")[0] if isinstance(err, (RuntimeError, OSError)) else ""
+        raise KwmlpError(f"{path}: not a readable torch checkpoint: truncated, corrupt or not "
+                         f"written by torch.save ({type(err).__name__}{': ' if detail else ''}"
+                         f"{detail})") from None
     if not isinstance(payload, dict):
         raise KwmlpError(f"{path}: expected a dict checkpoint, got {type(payload).__name__}")
     return payload

@@ -44,12 +44,11 @@ from tqdm import tqdm
 from .audio import AUDIO_EXTENSIONS, audio_duration_s, load_audio
 from .encoder import count_parameters
 from .errors import KwmlpError
-from .hear import HOP_MS, KWMLPEmbedder, _frames, load_model
-from .pooling import scene_embedding
+from .hear import EMBEDDING_KINDS, HOP_MS, KWMLPEmbedder, get_embeddings, load_model
 
 PathLike = Union[str, Path]
 
-KINDS = ("both", "scene", "timestamp")
+
 FORMATS = ("npz", "npy")
 ARRAY_NAMES = {"both": ("embedding", "timestamps", "scene"),
                "timestamp": ("embedding", "timestamps"),
@@ -104,8 +103,8 @@ class RunSummary:
 # embedding
 
 def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind not in EMBEDDING_KINDS:
+        raise ValueError(f"kind must be one of {EMBEDDING_KINDS}, got {kind!r}")
 
 
 def _check_batch_seconds(batch_seconds: float) -> None:
@@ -120,24 +119,12 @@ def _check_fmt(fmt: str) -> None:
 
 def _embed_same_length(audio: np.ndarray, model: KWMLPEmbedder, kind: str) -> List[dict]:
     """``(n_clips, n_samples)`` 16 kHz audio -> per clip, the arrays ``kind``
-    asks for (see ``FileEmbedding``).
-
-    One encoder pass serves both outputs: ``get_timestamp_embeddings`` and
-    ``get_scene_embeddings`` would each run it. What follows ``_frames`` is
-    theirs, step for step; tests/test_files.py checks the two agree."""
-    with torch.inference_mode(), warnings.catch_warnings():
+    asks for (see ``FileEmbedding``), from one encoder pass."""
+    with warnings.catch_warnings():
         # load_audio has warned about loud files, naming them; what remains is
         # resampling overshoot of full-scale audio, no reason to warn.
         warnings.filterwarnings("ignore", message="audio peak")
-        frames, count = _frames(torch.from_numpy(audio), model)
-        arrays: Dict[str, torch.Tensor] = {}
-        if kind != "scene":
-            arrays["embedding"] = frames[:, :count]
-            times_ms = HOP_MS * torch.arange(1, count + 1, dtype=torch.float32)
-            arrays["timestamps"] = times_ms.expand(len(audio), count).contiguous()
-        if kind != "timestamp":
-            pooled = frames[:, :count] if model.scene_frames == "audio" else frames
-            arrays["scene"] = scene_embedding(pooled, model.pooling)
+        arrays = get_embeddings(torch.from_numpy(audio), model, kind)
     host = {name: tensor.cpu().numpy() for name, tensor in arrays.items()}
     return [{name: array[i] for name, array in host.items()} for i in range(len(audio))]
 

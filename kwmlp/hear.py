@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ WINDOW_MS = 30.0
 BLOCK_FRAMES = 100  # frames a 1 s chunk contributes after stitching
 DEFAULT_CHUNK_BATCH_SIZE = 128  # chunks per frontend+encoder pass; bounds memory
 SCENE_FRAMES = ("all", "audio")
+EMBEDDING_KINDS = ("both", "scene", "timestamp")
 
 
 class KWMLPEmbedder(nn.Module):
@@ -153,16 +154,23 @@ def _frames(audio: torch.Tensor, model: KWMLPEmbedder) -> Tuple[torch.Tensor, in
     return stitched, n_timestamps(n_padded)
 
 
+def _timestamped(frames: torch.Tensor, count: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    times_ms = HOP_MS * torch.arange(1, count + 1, dtype=torch.float32)
+    return frames[:, :count].contiguous(), times_ms.expand(len(frames), count).contiguous()
+
+
+def _scene(frames: torch.Tensor, count: int, model: KWMLPEmbedder) -> torch.Tensor:
+    return scene_embedding(frames[:, :count] if model.scene_frames == "audio" else frames,
+                           model.pooling)
+
+
 def get_timestamp_embeddings(audio: torch.Tensor,
                              model: KWMLPEmbedder) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(n_sounds, n_samples)`` 16 kHz float audio -> embeddings
     ``(n_sounds, n_timestamps, 64)`` and their times ``(n_sounds, n_timestamps)``
     in ms (10, 20, ...), both float32 on ``audio``'s device."""
     with torch.inference_mode():
-        frames, count = _frames(audio, model)
-        embeddings = frames[:, :count].contiguous()
-        times_ms = HOP_MS * torch.arange(1, count + 1, dtype=torch.float32)
-        timestamps = times_ms.expand(audio.shape[0], count).contiguous()
+        embeddings, timestamps = _timestamped(*_frames(audio, model))
         return embeddings.to(audio.device), timestamps.to(audio.device)
 
 
@@ -170,7 +178,22 @@ def get_scene_embeddings(audio: torch.Tensor, model: KWMLPEmbedder) -> torch.Ten
     """``(n_sounds, n_samples)`` 16 kHz float audio -> ``(n_sounds, 1024)``
     float32 on ``audio``'s device."""
     with torch.inference_mode():
+        return _scene(*_frames(audio, model), model).to(audio.device)
+
+
+def get_embeddings(audio: torch.Tensor, model: KWMLPEmbedder,
+                   kind: str = "both") -> Dict[str, torch.Tensor]:
+    """Both HEAR outputs from one encoder pass: ``{"embedding", "timestamps"}``
+    as ``get_timestamp_embeddings`` gives them (``kind`` "both" or
+    "timestamp") and ``{"scene"}`` as ``get_scene_embeddings`` (``kind``
+    "both" or "scene"), on ``audio``'s device."""
+    if kind not in EMBEDDING_KINDS:
+        raise ValueError(f"kind must be one of {EMBEDDING_KINDS}, got {kind!r}")
+    with torch.inference_mode():
         frames, count = _frames(audio, model)
-        if model.scene_frames == "audio":
-            frames = frames[:, :count]
-        return scene_embedding(frames, model.pooling).to(audio.device)
+        out = {}
+        if kind != "scene":
+            out["embedding"], out["timestamps"] = _timestamped(frames, count)
+        if kind != "timestamp":
+            out["scene"] = _scene(frames, count, model)
+        return {name: tensor.to(audio.device) for name, tensor in out.items()}

@@ -155,3 +155,14 @@ def test_bad_options(published_checkpoint, options, match):
 def test_unknown_option_is_an_error(published_checkpoint):
     with pytest.raises(TypeError, match="polling"):
         kwmlp.load_model(str(published_checkpoint), polling="mean")
+
+
+def test_get_embeddings_is_both_outputs_in_one_pass(model):
+    audio = torch.rand(2, 12345) - 0.5
+    both = kwmlp.hear.get_embeddings(audio, model)
+    emb, ts = kwmlp.get_timestamp_embeddings(audio, model)
+    assert torch.equal(both["embedding"], emb) and torch.equal(both["timestamps"], ts)
+    assert torch.equal(both["scene"], kwmlp.get_scene_embeddings(audio, model))
+    assert set(kwmlp.hear.get_embeddings(audio, model, "scene")) == {"scene"}
+    with pytest.raises(ValueError, match="kind"):
+        kwmlp.hear.get_embeddings(audio, model, "all")
