@@ -99,6 +99,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        metavar="S", help="audio read per batch (default: %(default)s)")
     embed.add_argument("-q", "--quiet", action="store_true",
                        help="no progress bar (errors and the summary still print)")
+    embed.add_argument("-v", "--verbose", action="store_true",
+                       help="list every output written, with its arrays' shapes")
 
     info = commands.add_parser(
         "info", help="describe a model: id, sizes, weights, training data",
@@ -153,6 +155,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # Library warnings and errors go through logging, which tqdm keeps off its bar.
     logging.basicConfig(format="kwmlp: %(message)s", level=logging.INFO)
+    if getattr(args, "verbose", False):
+        logging.getLogger("kwmlp").setLevel(logging.DEBUG)  # ours only, not numba's
     warnings.formatwarning = _formatwarning
     logging.captureWarnings(True)
     signal.signal(signal.SIGTERM, _interrupt)

@@ -388,6 +388,10 @@ def save_embeddings(inputs: Iterable[PathLike], output_dir: Optional[PathLike] =
                 try:
                     write_outputs(result, planned[result.path], metadata)
                     done, audio_s = done + 1, audio_s + result.duration_s
+                    logger.debug("%s -> %s: %s", result.path,
+                                 ", ".join(sorted(set(map(str, planned[result.path].values())))),
+                                 ", ".join(f"{name} {array.shape}"
+                                           for name, array in result.arrays().items()))
                 except OSError as err:
                     result = FileFailure(result.path, f"{result.path}: cannot write its "
                                                       f"output ({err})")

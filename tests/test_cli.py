@@ -115,6 +115,15 @@ def test_embed_reports_bad_files_continues_and_resumes(tmp_path, published_check
     assert _state(out) == before
 
 
+def test_verbose_lists_outputs_with_shapes(tmp_path, published_checkpoint):
+    sf.write(tmp_path / "a.wav", np.zeros(24000), 16000)  # 1.5 s -> 150 timestamps
+    run = kwmlp("embed", tmp_path / "a.wav", "-o", tmp_path / "out", "--model",
+                published_checkpoint, "-v", "-q")
+    assert run.returncode == 0, run.stderr
+    assert (f"{tmp_path / 'a.wav'} -> {tmp_path / 'out' / 'a.npz'}: embedding (150, 64), "
+            f"timestamps (150,), scene (1024,)") in run.stderr
+
+
 def test_info(published_checkpoint):
     result = kwmlp("info", "--model", published_checkpoint)
     assert result.returncode == 0, result.stderr
