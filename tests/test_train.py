@@ -46,9 +46,9 @@ def make_corpus(root, words=("bed", "cat", "dog", "yes"), train_voices=("a1", "a
             (val if voice in val_voices else test if voice in test_voices else []).append(name)
     split_of = {**{v: "train" for v in train_voices}, **{v: "validation" for v in val_voices},
                 **{v: "test" for v in test_voices}}
-    (root / "voices.json").write_text(json.dumps(
-        {v: {"engine": "flite" if v == "a1" else "espeak-ng", "split": s}
-         for v, s in split_of.items()}))
+    (root / "voices.json").write_text(json.dumps({"seed": 7, "voices": {
+        v: {"engine": "flite" if v == "a1" else "espeak-ng", "split": s}
+        for v, s in split_of.items()}}))
     (root / "validation_list.txt").write_text("\n".join(val) + "\n")
     (root / "testing_list.txt").write_text("\n".join(test) + "\n")
     _write_wav(root / "_background_noise_" / "white.wav",
@@ -260,6 +260,7 @@ def test_evaluate_and_export(corpus, tmp_path):
     assert meta["training_data"]["voices"] == {
         "train": {"espeak-ng": ["a2", "a3"], "flite": ["a1"]},
         "validation": {"espeak-ng": ["b1"]}, "test": {"espeak-ng": ["c1"]}}
+    assert meta["training_data"]["seed"] == 7
     assert meta["epochs"] == 2 and model.head.out_features == 35
 
 

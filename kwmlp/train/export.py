@@ -20,21 +20,24 @@ LICENCE = "MIT"
 
 
 def describe_corpus(data_dir: PathLike, generator: Optional[str] = None) -> dict:
-    """Clip counts per split, plus the voices per split when the corpus has a
-    ``voices.json`` (``{voice: {"split": ..., "engine": ..., ...}}``, as the synthetic
-    corpus of ``kwmlp.train.synth`` does; its split names are kept as they are)."""
+    """Clip counts per split and, when the corpus has the ``voices.json`` that
+    ``kwmlp.train.synth`` writes, its seed, engine versions and the voice ids per
+    split and engine (split names as the generator spells them)."""
     data_dir = Path(data_dir)
     clips = list_clips(data_dir)
     description = {"path": str(data_dir.resolve()), "layout": "Speech Commands V2 (35 words)",
                    "clips": {split: len(clips[split]) for split in SPLITS}}
     if generator:
         description["generator"] = generator
-    voices_path = data_dir / "voices.json"
-    if voices_path.is_file():
+    manifest_path = data_dir / "voices.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        for key in ("seed", "clips_per_word", "engine_versions"):
+            if key in manifest:
+                description[key] = manifest[key]
         voices: dict = {}
-        for voice, info in sorted(json.loads(voices_path.read_text()).items()):
-            voices.setdefault(info.get("split", "unknown"), {}).setdefault(
-                info.get("engine", "unknown"), []).append(voice)
+        for voice, info in sorted(manifest.get("voices", {}).items()):
+            voices.setdefault(info["split"], {}).setdefault(info["engine"], []).append(voice)
         description["voices"] = voices  # split -> engine -> voice ids
     return description
 
