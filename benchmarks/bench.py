@@ -2,7 +2,8 @@
 
     python benchmarks/bench.py                       # this checkout, default options
     python benchmarks/bench.py --variant baseline='{"frontend": "nnaudio", "chunk_batch_size": 1000000}'
-    python benchmarks/bench.py --checkout other=/path/to/other/checkout
+    python benchmarks/bench.py --checkout other=/path/to/other/checkout \
+        --checkout-options '{"chunk_batch_size": 1000000}'
 
 Every (checkout, variant, case) runs in its own subprocess, so peak RSS is that
 case's own, and all of them run in one invocation, so their ratios are
@@ -52,7 +53,6 @@ def worker(case: str, options: dict, repeats: int, threads: int) -> dict:
 
     import kwmlp
     from kwmlp import hear
-    from kwmlp.frontend import chunk_batches
     from kwmlp.pooling import scene_embedding
 
     torch.set_num_threads(threads)
@@ -65,7 +65,12 @@ def worker(case: str, options: dict, repeats: int, threads: int) -> dict:
     result["scene_s"] = _median_seconds(lambda: kwmlp.get_scene_embeddings(audio, model), repeats)
     result["timestamp_s"] = _median_seconds(
         lambda: kwmlp.get_timestamp_embeddings(audio, model), repeats)
+    result["peak_rss_mb"] = _peak_rss_mb()  # of the API calls, before the stage split
 
+    try:  # the stage split needs this checkout's internals; older ones lack them
+        from kwmlp.frontend import chunk_batches
+    except ImportError:
+        return result
     # Stage split, on the same chunk batches the API builds.
     with torch.inference_mode():
         batches = list(chunk_batches(audio, batch_size=model.chunk_batch_size,
@@ -80,7 +85,6 @@ def worker(case: str, options: dict, repeats: int, threads: int) -> dict:
         result["pooling_s"] = _median_seconds(
             lambda: scene_embedding(frames[:, 1:-1], model.pooling), repeats)
     result["n_chunks"] = sum(len(b) for b in batches)
-    result["peak_rss_mb"] = _peak_rss_mb()
     return result
 
 
@@ -132,12 +136,16 @@ def print_table(rows: list, figures: dict) -> None:
     print(head)
     print("-" * len(head))
     for r in rows:
-        stages = r["frontend_s"] + r["encoder_s"] + r["pooling_s"]
-        gflops = figures["mflops_per_chunk"] * r["n_chunks"] / r["encoder_s"] / 1e3
+        if "encoder_s" in r:
+            stages = r["frontend_s"] + r["encoder_s"] + r["pooling_s"]
+            gflops = figures["mflops_per_chunk"] * r["n_chunks"] / r["encoder_s"] / 1e3
+            split = (f"{100 * r['frontend_s'] / stages:>7.0f}% "
+                     f"{100 * r['encoder_s'] / stages:>7.0f}% "
+                     f"{100 * r['pooling_s'] / stages:>7.1f}% {gflops:>11.1f}")
+        else:
+            split = f"{'(no stage split for this checkout)':>38}"
         print(f"{r['run']:<22} {r['case']:<13} {r['audio_seconds'] / r['scene_s']:>9.0f} "
-              f"{r['audio_seconds'] / r['timestamp_s']:>9.0f} "
-              f"{100 * r['frontend_s'] / stages:>7.0f}% {100 * r['encoder_s'] / stages:>7.0f}% "
-              f"{100 * r['pooling_s'] / stages:>7.1f}% {gflops:>11.1f} "
+              f"{r['audio_seconds'] / r['timestamp_s']:>9.0f} {split} "
               f"{r['peak_rss_mb']:>6.0f} MB")
 
 
@@ -158,6 +166,8 @@ def main(argv=None) -> None:
                         help="NAME=JSON load_model options to run beside the default")
     parser.add_argument("--checkout", action="append", default=[],
                         help="NAME=PATH of another kwmlp checkout to run side by side")
+    parser.add_argument("--checkout-options", default="{}",
+                        help="JSON load_model options for the --checkout runs")
     parser.add_argument("--cases", default=",".join(c[0] for c in CASES),
                         help="which cases, by letter (default: a,b,c)")
     parser.add_argument("--repeats", type=int, default=5)
@@ -174,7 +184,7 @@ def main(argv=None) -> None:
 
     runs = [("this", REPO, {})]
     runs += [(name, REPO, json.loads(opts)) for name, opts in parse_named(args.variant, "variant").items()]
-    runs += [(name, Path(path).resolve(), {})
+    runs += [(name, Path(path).resolve(), json.loads(args.checkout_options))
              for name, path in parse_named(args.checkout, "checkout").items()]
     cases = [c for c in CASES if c[0] in args.cases.split(",")]
     figures = dict(model_figures(), gemm_peak_gflops=gemm_peak_gflops(args.threads),
