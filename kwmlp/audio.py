@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Tuple, Union
 
 import numpy as np
-import resampy
 import soundfile as sf
 
 from .errors import KwmlpError
@@ -67,6 +66,8 @@ def resample(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     that is less than one sample."""
     if sample_rate == SAMPLE_RATE:
         return audio
+    import resampy  # here, not at the top: it pulls in numba (~65 MB, ~0.5 s) for every import kwmlp
+
     return resampy.resample(audio, sample_rate, SAMPLE_RATE, filter=RESAMPLE_FILTER).astype(
         np.float32, copy=False)
 
