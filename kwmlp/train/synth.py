@@ -259,17 +259,13 @@ def build_voice_inventory(engines: Sequence[str] = ENGINES) -> List[Voice]:
                     voice_id=_safe_id(f"espeak-{accent}-{variant}"), engine="espeak-ng",
                     speaker=speaker, split=split_for_voice("espeak-ng", speaker, accent, variant),
                     params={"accent": accent, "variant": variant}))
-    if "flite" in engines:
-        for name, (speaker, f0_mean, f0_std) in FLITE_VOICES.items():
+    for engine, table in (("flite", FLITE_VOICES), ("festival", FESTIVAL_VOICES)):
+        if engine not in engines:
+            continue
+        for name, (speaker, f0_mean, f0_std) in table.items():
             voices.append(Voice(
-                voice_id=_safe_id(f"flite-{name}"), engine="flite", speaker=speaker,
-                split=split_for_voice("flite", speaker),
-                params={"voice": name, "f0_mean_hz": f0_mean, "f0_std_hz": f0_std}))
-    if "festival" in engines:
-        for name, (speaker, f0_mean, f0_std) in FESTIVAL_VOICES.items():
-            voices.append(Voice(
-                voice_id=_safe_id(f"festival-{name}"), engine="festival", speaker=speaker,
-                split=split_for_voice("festival", speaker),
+                voice_id=_safe_id(f"{engine}-{name}"), engine=engine, speaker=speaker,
+                split=split_for_voice(engine, speaker),
                 params={"voice": name, "f0_mean_hz": f0_mean, "f0_std_hz": f0_std}))
     ids = [v.voice_id for v in voices]
     if len(set(ids)) != len(ids):  # two variants that differ only in case or punctuation
