@@ -21,7 +21,7 @@ from .frontend import BACKENDS, MFCC, SAMPLE_RATE, chunk_batches, n_chunks
 from .pooling import METHODS as POOLING_METHODS
 from .pooling import SCENE_STEPS, scene_embedding
 
-PAD_START_SAMPLES = 80  # 5 ms: centres the first 30 ms window's hop on 10 ms
+PAD_START_SAMPLES = 80  # 5 ms: the first 30 ms window is then centred on 10 ms, its timestamp
 PAD_END_SAMPLES = 240  # 15 ms
 HOP_MS = 10.0
 WINDOW_MS = 30.0
@@ -45,6 +45,9 @@ class KWMLPEmbedder(nn.Module):
     sample_rate: int = SAMPLE_RATE
     timestamp_embedding_size: int
     scene_embedding_size: int
+    # Set by load_model: the checkpoint file and its metadata (training data, version).
+    weights_path: str
+    metadata: dict
 
     def __init__(self, encoder: KWMLP, *, layer: Optional[int] = None,
                  pooling: str = "iterative", scene_frames: str = "all",
