@@ -14,6 +14,7 @@ names of the original Keyword-MLP code; ``published_to_kwmlp`` renames them.
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Mapping, Optional, Tuple, Union
@@ -139,7 +140,7 @@ def load_checkpoint(path: PathLike) -> Tuple[KWMLP, dict]:
 
 
 def save_checkpoint(path: PathLike, model: KWMLP, metadata: Optional[Mapping] = None) -> None:
-    """Write ``model`` in the project's format (see module docstring)."""
+    """Write ``model`` in the project's format (see module docstring), atomically."""
     payload = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -147,7 +148,12 @@ def save_checkpoint(path: PathLike, model: KWMLP, metadata: Optional[Mapping] = 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": dict(metadata or {}),
     }
-    torch.save(payload, Path(path))
+    # Write then rename, so an interrupted save never leaves a truncated file
+    # where a checkpoint was.
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
 
 
 def default_weights_path() -> Path:

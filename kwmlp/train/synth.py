@@ -44,6 +44,7 @@ import resampy
 import soundfile as sf
 
 from kwmlp.errors import KwmlpError
+from kwmlp.frontend import SAMPLE_RATE as SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ WORDS: Tuple[str, ...] = (
     "visual", "wow", "yes", "zero",
 )
 
-SAMPLE_RATE_HZ = 16000
 CLIP_SAMPLES = 16000  # 1.0 s, as in Speech Commands
 SPLITS: Tuple[str, ...] = ("train", "validation", "test")
 # Speech Commands' own proportions (it hashes speakers into 80/10/10).

@@ -227,9 +227,8 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
         logger.info(json.dumps(record))
         if val_acc > best_val_acc:
             best_val_acc = val_acc
-            save_checkpoint(run_dir / (BEST_NAME + ".tmp"), model,
+            save_checkpoint(run_dir / BEST_NAME, model,
                             {"epoch": epoch, "val_acc": val_acc, "run": config.to_json()})
-            os.replace(run_dir / (BEST_NAME + ".tmp"), run_dir / BEST_NAME)
         _atomic_save({
             "epoch": epoch, "best_val_acc": best_val_acc, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
