@@ -14,13 +14,13 @@ names of the original Keyword-MLP code; ``published_to_kwmlp`` renames them.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Mapping, Optional, Tuple, Union
 
 import torch
 
+from .atomic import write_atomic
 from .encoder import KWMLP
 from .errors import KwmlpError
 
@@ -148,12 +148,7 @@ def save_checkpoint(path: PathLike, model: KWMLP, metadata: Optional[Mapping] = 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": dict(metadata or {}),
     }
-    # Write then rename, so an interrupted save never leaves a truncated file
-    # where a checkpoint was.
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    write_atomic(Path(path), lambda file: torch.save(payload, file))
 
 
 def default_weights_path() -> Path:

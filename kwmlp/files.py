@@ -34,7 +34,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import (BinaryIO, Callable, Dict, Iterable, Iterator, List, Mapping, Optional,
+from typing import (Dict, Iterable, Iterator, List, Mapping, Optional,
                     Sequence, Tuple, Union)
 
 import numpy as np
@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from .audio import AUDIO_EXTENSIONS, audio_duration_s, load_audio
 from .encoder import count_parameters
+from .atomic import write_atomic
 from .errors import KwmlpError
 from .hear import EMBEDDING_KINDS, HOP_MS, KWMLPEmbedder, get_embeddings, load_model
 
@@ -296,24 +297,6 @@ def output_paths(path: Path, relative: Path, output_dir: Optional[PathLike] = No
     return {name: stem.with_name(f"{stem.name}.npz" if fmt == "npz" else
                                  f"{stem.name}_{name}.npy")
             for name in ARRAY_NAMES[kind]}
-
-
-def write_atomic(path: Path, save: Callable[[BinaryIO], None]) -> None:
-    """Call ``save`` on a temporary file next to ``path``, then rename it to
-    ``path``: readers see the old file or the complete new one, never a part.
-    The temporary name is fixed, so a run killed outright leaves at most one
-    stale temporary per output, which the next write of that output replaces."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            save(file)
-            file.flush()
-            os.fsync(file.fileno())  # the data is on disk before the name is
-        os.replace(temporary, path)
-    except BaseException:  # KeyboardInterrupt included: leave no temporary behind
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def write_outputs(result: FileEmbedding, outputs: Mapping[str, Path],

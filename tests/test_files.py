@@ -11,8 +11,8 @@ import torch
 import kwmlp
 from kwmlp import files
 from kwmlp.errors import KwmlpError
-from kwmlp.files import (FileEmbedding, find_audio_files, output_paths, save_embeddings,
-                         write_atomic)
+from kwmlp.atomic import write_atomic
+from kwmlp.files import FileEmbedding, find_audio_files, output_paths, save_embeddings
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ import functools
 import json
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
+from ..atomic import write_atomic
 from ..checkpoints import save_checkpoint
 from ..encoder import KWMLP
 from ..errors import KwmlpError
@@ -100,13 +100,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, *, warmup_steps: int,
 
 
 # run state
-
-def _atomic_save(payload: dict, path: Path) -> None:
-    # Write then rename, so a kill mid-write leaves the previous checkpoint intact.
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
 
 def _check_config(run_dir: Path, config: TrainConfig) -> None:
     """Record the config in a new run; refuse to resume a run made with another one."""
@@ -229,12 +222,13 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
             best_val_acc = val_acc
             save_checkpoint(run_dir / BEST_NAME, model,
                             {"epoch": epoch, "val_acc": val_acc, "run": config.to_json()})
-        _atomic_save({
+        payload = {
             "epoch": epoch, "best_val_acc": best_val_acc, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "rng": {"global": torch.get_rng_state(), "shuffle": shuffle.get_state(),
                     "augment": augment.get_state()},
-        }, last_path)
+        }
+        write_atomic(last_path, lambda file: torch.save(payload, file))
     return read_log(run_dir)
 
 
