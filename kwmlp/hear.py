@@ -15,6 +15,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from .allocator import retain_freed_memory
 from .checkpoints import default_weights_path, load_checkpoint
 from .encoder import KWMLP
 from .frontend import BACKENDS, MFCC, SAMPLE_RATE, chunk_batches, n_chunks
@@ -83,7 +84,11 @@ def load_model(model_file_path: str = "", *, layer: Optional[int] = None,
                device: Optional[str] = None) -> KWMLPEmbedder:
     """Load a checkpoint (either format; the shipped default when the path is
     empty) and wrap it for the HEAR API, in eval mode on ``device`` (default:
-    CUDA when available). The other options are ``KWMLPEmbedder``'s."""
+    CUDA when available). The other options are ``KWMLPEmbedder``'s.
+
+    On Linux/glibc this also keeps freed heap memory for reuse, process-wide
+    (``kwmlp.allocator``; ``KWMLP_TUNE_MALLOC=0`` opts out)."""
+    retain_freed_memory()
     path = Path(model_file_path) if model_file_path else default_weights_path()
     encoder, metadata = load_checkpoint(path)
     model = KWMLPEmbedder(encoder, layer=layer, pooling=pooling, scene_frames=scene_frames,
