@@ -7,8 +7,11 @@
 
 Every (checkout, variant, case) runs in its own subprocess, so peak RSS is that
 case's own, and all of them run in one invocation, so their ratios are
-comparable (absolute times on a shared machine are not, across runs).
-Figures are medians over ``--repeats`` timed runs after one warm-up run.
+comparable (absolute times on a shared machine are not, across runs). The whole
+set runs ``--rounds`` times, interleaved, so a slow spell of the machine hits
+every run alike; each figure is the median over all rounds of ``--repeats``
+timed calls, each subprocess warming up once first. ``--env NAME=JSON`` sets
+environment variables for the run called NAME (e.g. ``KWMLP_TUNE_MALLOC``).
 """
 from __future__ import annotations
 
@@ -31,14 +34,15 @@ CASES = {  # name: (n_clips, seconds per clip)
 
 
 # ----------------------------------------------------------------- worker
-def _median_seconds(fn, repeats: int) -> float:
+def _times(fn, repeats: int) -> list:
+    """Seconds of ``repeats`` calls of ``fn``, after one warm-up call."""
     fn()  # warm-up: allocator, thread pool, lazy init
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def _peak_rss_mb() -> float:
@@ -48,7 +52,7 @@ def _peak_rss_mb() -> float:
 
 
 def worker(case: str, options: dict, repeats: int, threads: int) -> dict:
-    """Time one case in this process; returns seconds and peak RSS."""
+    """Time one case in this process; returns lists of seconds and peak RSS."""
     import torch
 
     import kwmlp
@@ -62,8 +66,8 @@ def worker(case: str, options: dict, repeats: int, threads: int) -> dict:
     model = kwmlp.load_model(options.pop("weights", ""), device="cpu", **options)
     audio_seconds = n_clips * seconds
     result = {"audio_seconds": audio_seconds}
-    result["scene_s"] = _median_seconds(lambda: kwmlp.get_scene_embeddings(audio, model), repeats)
-    result["timestamp_s"] = _median_seconds(
+    result["scene_s"] = _times(lambda: kwmlp.get_scene_embeddings(audio, model), repeats)
+    result["timestamp_s"] = _times(
         lambda: kwmlp.get_timestamp_embeddings(audio, model), repeats)
     result["peak_rss_mb"] = _peak_rss_mb()  # of the API calls, before the stage split
 
@@ -79,10 +83,10 @@ def worker(case: str, options: dict, repeats: int, threads: int) -> dict:
         mfccs = [model.mfcc(b) for b in batches]
         frames = torch.cat([model.encoder.embed(m, model.layer) for m in mfccs])
         frames = hear.extend_chunk_frames(frames).reshape(n_clips, -1, frames.shape[-1])
-        result["frontend_s"] = _median_seconds(lambda: [model.mfcc(b) for b in batches], repeats)
-        result["encoder_s"] = _median_seconds(
+        result["frontend_s"] = _times(lambda: [model.mfcc(b) for b in batches], repeats)
+        result["encoder_s"] = _times(
             lambda: [model.encoder.embed(m, model.layer) for m in mfccs], repeats)
-        result["pooling_s"] = _median_seconds(
+        result["pooling_s"] = _times(
             lambda: scene_embedding(frames[:, 1:-1], model.pooling), repeats)
     result["n_chunks"] = sum(len(b) for b in batches)
     return result
@@ -111,13 +115,23 @@ def gemm_peak_gflops(threads: int) -> float:
 
     torch.set_num_threads(threads)
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    seconds = _median_seconds(lambda: a @ b, 5)
+    seconds = statistics.median(_times(lambda: a @ b, 5))
     return 2 * 2048 ** 3 / seconds / 1e9
 
 
 # ------------------------------------------------------------ orchestrator
-def run_case(checkout: Path, case: str, options: dict, repeats: int, threads: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(checkout), OMP_NUM_THREADS=str(threads))
+def _medians(row: dict) -> dict:
+    """Each ``*_s`` list of seconds -> its median; the list kept as ``*_all``."""
+    out = dict(row)
+    for key, value in row.items():
+        if key.endswith("_s"):
+            out[key], out[key[:-2] + "_all"] = statistics.median(value), value
+    return out
+
+
+def run_case(checkout: Path, case: str, options: dict, repeats: int, threads: int,
+             extra_env: dict) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(checkout), OMP_NUM_THREADS=str(threads), **extra_env)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", case,
            "--options", json.dumps(options), "--repeats", str(repeats), "--threads", str(threads)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -170,7 +184,11 @@ def main(argv=None) -> None:
                         help="JSON load_model options for the --checkout runs")
     parser.add_argument("--cases", default=",".join(c[0] for c in CASES),
                         help="which cases, by letter (default: a,b,c)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--env", action="append", default=[],
+                        help="NAME=JSON environment variables for the run called NAME")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per subprocess")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times the whole interleaved set runs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", default="", help="checkpoint (default: shipped weights)")
     parser.add_argument("--json", default="benchmarks/results.json", help="where to write JSON")
@@ -186,16 +204,25 @@ def main(argv=None) -> None:
     runs += [(name, REPO, json.loads(opts)) for name, opts in parse_named(args.variant, "variant").items()]
     runs += [(name, Path(path).resolve(), json.loads(args.checkout_options))
              for name, path in parse_named(args.checkout, "checkout").items()]
+    envs = {name: json.loads(value) for name, value in parse_named(args.env, "env").items()}
     cases = [c for c in CASES if c[0] in args.cases.split(",")]
     figures = dict(model_figures(), gemm_peak_gflops=gemm_peak_gflops(args.threads),
-                   threads=args.threads)
-    rows = []
-    for case in cases:  # interleave runs within a case so drift hits them alike
-        for name, checkout, options in runs:
-            options = dict(options, **({"weights": args.weights} if args.weights else {}))
-            rows.append(dict(run=name, case=case, options=options, checkout=str(checkout),
-                             **run_case(checkout, case, options, args.repeats, args.threads)))
-            print(f"  done: {name} {case}", file=sys.stderr)
+                   threads=args.threads, rounds=args.rounds, repeats=args.repeats)
+    rows = {}
+    for round_ in range(args.rounds):
+        for case in cases:  # interleave runs within a case so drift hits them alike
+            for name, checkout, options in runs:
+                options = dict(options, **({"weights": args.weights} if args.weights else {}))
+                got = run_case(checkout, case, options, args.repeats, args.threads,
+                               envs.get(name, {}))
+                row = rows.setdefault((name, case), dict(
+                    run=name, case=case, options=options, checkout=str(checkout),
+                    env=envs.get(name, {}), peak_rss_mb=0.0))
+                row["peak_rss_mb"] = max(row["peak_rss_mb"], got.pop("peak_rss_mb"))
+                for key, value in got.items():
+                    row[key] = row.get(key, []) + value if isinstance(value, list) else value
+                print(f"  done: round {round_ + 1} {name} {case}", file=sys.stderr)
+    rows = [_medians(row) for row in rows.values()]
     print_table(rows, figures)
     Path(args.json).write_text(json.dumps({"figures": figures, "rows": rows}, indent=2))
     print(f"wrote {args.json}")
