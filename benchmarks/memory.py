@@ -1,6 +1,6 @@
 """Peak resident memory of scene (and timestamp) embeddings for long clips.
 
-    python benchmarks/memory.py [--minutes 5,15,30,60] [--chunk-batch-size 128]
+    python benchmarks/memory.py [--minutes 5,15,30,60] [--options '{"chunk_batch_size": 128}']
 
 Each length runs in a fresh subprocess; the figure is that process's peak RSS
 (``ru_maxrss``), so it includes Python, torch and the model (the "idle" row).

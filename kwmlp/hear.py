@@ -27,7 +27,7 @@ PAD_END_SAMPLES = 240  # 15 ms
 HOP_MS = 10.0
 WINDOW_MS = 30.0
 BLOCK_FRAMES = 100  # frames a 1 s chunk contributes after stitching
-DEFAULT_CHUNK_BATCH_SIZE = 128  # chunks per frontend+encoder pass; bounds memory
+DEFAULT_CHUNK_BATCH_SIZE = 64  # chunks per frontend+encoder pass; bounds memory
 SCENE_FRAMES = ("all", "audio")
 EMBEDDING_KINDS = ("both", "scene", "timestamp")
 
