@@ -95,6 +95,12 @@ class MFCC(nn.Module):
 
     def forward(self, chunks: torch.Tensor) -> torch.Tensor:
         if self.backend == "nnaudio":
+            if len(chunks) == 1:
+                # PyTorch runs a batch of one through a different conv1d kernel
+                # than oneDNN's, which rounds differently (~1e-5 on the MFCC,
+                # ~2e-5 on the embeddings): a sound's embedding would depend on
+                # what it was batched with. A batch of two takes oneDNN's path.
+                return self.nnaudio(chunks.expand(2, -1))[:1]
             return self.nnaudio(chunks)
         frames = chunks.unfold(1, N_FFT, HOP_SAMPLES) * self.window  # (batch, frames, N_FFT)
         power = torch.fft.rfft(frames).abs().square()  # (batch, frames, N_FFT // 2 + 1)
