@@ -71,17 +71,19 @@ def test_matches_independent_implementation(model, published_params, seconds):
         np.testing.assert_allclose(scene[i].numpy(), want_scene, atol=1e-5)
 
 
-def test_batch_equals_items_and_is_deterministic(model):
-    audio = torch.rand(3, 20000) - 0.5
+@pytest.mark.parametrize("n_samples", [20000, 12000])  # 2 chunks each; 1 chunk each
+def test_batch_equals_items_and_is_deterministic(model, n_samples):
+    audio = torch.rand(3, n_samples) - 0.5
     batch = kwmlp.get_scene_embeddings(audio, model)
     items = torch.cat([kwmlp.get_scene_embeddings(a[None], model) for a in audio])
     torch.testing.assert_close(batch, items, atol=1e-6, rtol=0)
     assert torch.equal(batch, kwmlp.get_scene_embeddings(audio, model))
 
 
-def test_chunk_batch_size_does_not_change_output(published_checkpoint):
-    audio = torch.rand(2, 16000 * 5) - 0.5
-    small = kwmlp.load_model(str(published_checkpoint), chunk_batch_size=2)
+@pytest.mark.parametrize("batch_size", [1, 2, 11])  # 12 chunks: 11 leaves a last batch of one
+def test_chunk_batch_size_does_not_change_output(published_checkpoint, batch_size):
+    audio = torch.rand(2, 88000) - 0.5  # 6 chunks each
+    small = kwmlp.load_model(str(published_checkpoint), chunk_batch_size=batch_size)
     large = kwmlp.load_model(str(published_checkpoint), chunk_batch_size=1000)
     for fn in (kwmlp.get_scene_embeddings, lambda a, m: kwmlp.get_timestamp_embeddings(a, m)[0]):
         torch.testing.assert_close(fn(audio, small), fn(audio, large), atol=1e-6, rtol=0)
@@ -122,6 +124,8 @@ def test_outputs_float32_on_input_device_and_no_grad(model):
     (torch.zeros(0, 16000), ValueError, "empty"),
     (torch.tensor([[0.0, float("nan")]]), ValueError, "NaN"),
     (torch.tensor([[0.0, float("inf")]]), ValueError, "inf"),
+    (torch.tensor([[0.0, -float("inf")]]), ValueError, "inf"),
+    (torch.tensor([[float("nan"), 2.0, -3.0]]), ValueError, "NaN"),
     (np.zeros((1, 16000), np.float32), TypeError, "torch.from_numpy"),
 ])
 def test_bad_audio(model, bad, error, match):
@@ -134,6 +138,8 @@ def test_loud_audio_warns_and_is_not_clipped(model):
     audio = torch.rand(1, 8000) - 0.5
     with pytest.warns(UserWarning, match="exceeds 1.0"):
         loud = kwmlp.get_scene_embeddings(audio * 4, model)
+    with pytest.warns(UserWarning, match="peak 1.5 exceeds"):  # a negative peak counts too
+        kwmlp.get_scene_embeddings(torch.tensor([[0.5, -1.5, 1.2]]), model)
     assert not torch.allclose(loud, kwmlp.get_scene_embeddings(audio.clamp(-0.25, 0.25) * 4, model))
 
 
