@@ -8,6 +8,7 @@ submission exactly (see ``_frames`` and ``n_timestamps``).
 """
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -113,9 +114,12 @@ def check_audio(audio: torch.Tensor) -> None:
                         f"first, e.g. audio.float() / 32768 for int16")
     if audio.shape[0] == 0 or audio.shape[1] == 0:
         raise ValueError(f"audio is empty: shape {tuple(audio.shape)}")
-    if not torch.isfinite(audio).all():
+    # One reduction, no audio-sized temporaries (isfinite/abs would each copy an
+    # hour-long clip): NaN propagates into both extremes and inf shows in one.
+    low, high = (value.item() for value in torch.aminmax(audio))
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("audio contains NaN or inf samples")
-    peak = audio.abs().max().item()
+    peak = max(-low, high)
     if peak > 1.0:
         warnings.warn(f"audio peak {peak:.3g} exceeds 1.0; kwmlp expects float audio in "
                       f"[-1, 1] and does not clip or rescale it", stacklevel=4)

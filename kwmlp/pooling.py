@@ -23,7 +23,9 @@ def _interpolate(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def _pad_to_steps(x: torch.Tensor) -> torch.Tensor:
     """Zero-pad ``(batch, dim, frames)`` at the end to at least SCENE_STEPS frames."""
-    return F.pad(x, (0, max(0, SCENE_STEPS - x.shape[-1])))
+    if x.shape[-1] >= SCENE_STEPS:
+        return x  # F.pad would copy even a zero-width pad: ~90 MB for an hour of frames
+    return F.pad(x, (0, SCENE_STEPS - x.shape[-1]))
 
 
 def iterative_interpolation(x: torch.Tensor) -> torch.Tensor:
