@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import gemm_peak_gflops, model_figures  # noqa: E402
+from bench import _times, gemm_peak_gflops, model_figures  # noqa: E402
 
 import kwmlp  # noqa: E402
 
@@ -55,13 +54,7 @@ def main(argv=None) -> None:
     with torch.inference_mode():
         mfcc = model.mfcc(chunks)
         embed = lambda: model.encoder.embed(mfcc, model.layer)  # noqa: E731
-        for _ in range(3):
-            embed()
-        times = []
-        for _ in range(args.iters):
-            start = time.perf_counter()
-            embed()
-            times.append(time.perf_counter() - start)
+        times = _times(embed, args.iters)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(args.iters):
                 embed()
