@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Mapping, Optional, Tuple, Union
+from typing import Mapping, Optional, Tuple
 
 import torch
 
+from ._types import PathLike
 from .atomic import write_atomic
 from .encoder import KWMLP
 from .errors import KwmlpError
@@ -27,8 +28,6 @@ from .errors import KwmlpError
 FORMAT_NAME = "kwmlp"
 FORMAT_VERSION = 1
 DEFAULT_WEIGHTS_NAME = "kwmlp.pt"
-
-PathLike = Union[str, Path]
 
 _PUBLISHED_BLOCK_KEYS = {
     # old -> new, inside block i ("layers.{i}." -> "blocks.{i}.")
@@ -102,8 +101,12 @@ def build_encoder(config: Mapping, state_dict: Mapping[str, torch.Tensor],
 
 
 def _read(path: Path) -> dict:
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise KwmlpError(f"{path}: is a folder; pass the checkpoint file inside it")
+    if not path.is_file():  # a FIFO or device: torch.load could block on it
+        raise KwmlpError(f"{path}: not a regular file, so not a checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, not a torch file...
@@ -116,22 +119,43 @@ def _read(path: Path) -> dict:
     return payload
 
 
+def _entry(payload: dict, key: str, path: Path, default: Optional[dict] = None) -> dict:
+    """``payload[key]``, which must be a dict (of tensors, for a state dict)."""
+    value = payload.get(key, default)
+    if not isinstance(value, dict):
+        found = "missing" if value is None else f"a {type(value).__name__}"
+        raise KwmlpError(f"{path}: the checkpoint's {key!r} must be a dict, but it is {found}; "
+                         f"write checkpoints with kwmlp.checkpoints.save_checkpoint")
+    if key.endswith("state_dict"):
+        bad = sorted(str(k) for k, v in value.items() if not isinstance(v, torch.Tensor))
+        if bad:
+            raise KwmlpError(f"{path}: {key!r} holds entries that are not tensors: {bad[:10]}")
+    return value
+
+
 def load_checkpoint(path: PathLike) -> Tuple[KWMLP, dict]:
-    """Load either format. Returns the encoder (eval mode, CPU) and metadata."""
+    """Load either format. Returns the encoder (eval mode, CPU) and metadata.
+
+    Raises ``FileNotFoundError`` for a missing path and ``KwmlpError``,
+    naming the path and the problem, for anything else that is not a
+    checkpoint of either format."""
     path = Path(path)
     payload = _read(path)
     if payload.get("format") == FORMAT_NAME:
         if payload.get("format_version") != FORMAT_VERSION:
             raise KwmlpError(f"{path}: format_version {payload.get('format_version')!r} "
                              f"is not supported (this kwmlp reads {FORMAT_VERSION})")
-        model = build_encoder(payload["config"], payload["state_dict"], str(path))
-        metadata = dict(payload.get("metadata", {}))
+        config, state_dict = _entry(payload, "config", path), _entry(payload, "state_dict", path)
+        metadata = dict(_entry(payload, "metadata", path, default={}))
+        model = build_encoder(config, state_dict, str(path))
     elif "model_state_dict" in payload:
+        published = _entry(payload, "model_state_dict", path)
         try:
-            state_dict = published_to_kwmlp(payload["model_state_dict"])
+            state_dict = published_to_kwmlp(published)
+            config = config_from_state_dict(state_dict)
         except KwmlpError as err:
             raise KwmlpError(f"{path}: {err}") from None
-        model = build_encoder(config_from_state_dict(state_dict), state_dict, str(path))
+        model = build_encoder(config, state_dict, str(path))
         metadata = {"source": "published HEAR 2021 kwmlp checkpoint layout"}
     else:
         raise KwmlpError(f"{path}: neither a kwmlp checkpoint (no 'format' key) nor a "

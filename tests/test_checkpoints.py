@@ -1,4 +1,6 @@
 """Both checkpoint formats load; bad files fail loudly, naming path and problem."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +106,32 @@ def test_no_default_weights_is_clear(monkeypatch, tmp_path):
     monkeypatch.setattr(ck, "__file__", str(tmp_path / "kwmlp" / "checkpoints.py"))
     with pytest.raises(KwmlpError, match="no default weights"):
         ck.default_weights_path()
+
+
+@pytest.mark.parametrize("payload, match", [
+    ({"format": "kwmlp", "format_version": 1}, r"'config' must be a dict, but it is missing"),
+    ({"format": "kwmlp", "format_version": 1, "config": [1], "state_dict": {}},
+     r"'config' must be a dict, but it is a list"),
+    ({"format": "kwmlp", "format_version": 1, "config": {}}, r"'state_dict' must be a dict"),
+    ({"format": "kwmlp", "format_version": 1, "config": {},
+      "state_dict": {"patch_embed.weight": [0.0]}}, r"not tensors: \['patch_embed.weight'\]"),
+    ({"format": "kwmlp", "format_version": 1, "config": {"depth": 2}, "state_dict": {},
+      "metadata": "trained somewhere"}, r"'metadata' must be a dict, but it is a str"),
+    ({"model_state_dict": [1, 2]}, r"'model_state_dict' must be a dict, but it is a list"),
+    ({"model_state_dict": {}}, r"lacks the tensor 'patch_embed.weight'"),
+])
+def test_malformed_checkpoints_name_path_and_problem(tmp_path, payload, match):
+    path = tmp_path / "x.pt"
+    torch.save(payload, path)
+    with pytest.raises(KwmlpError, match=match) as info:
+        kwmlp.load_model(str(path))
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_folder_and_fifo_are_not_reported_missing(tmp_path):
+    with pytest.raises(KwmlpError, match="is a folder"):
+        kwmlp.load_model(str(tmp_path))
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(KwmlpError, match="not a regular file"):  # and does not block on it
+        kwmlp.load_model(str(fifo))
