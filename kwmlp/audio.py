@@ -6,17 +6,18 @@ a message that starts with the path and says what is wrong with the file.
 """
 from __future__ import annotations
 
+import re
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Iterator, Tuple
 
 import numpy as np
 import soundfile as sf
 
+from ._types import PathLike
 from .errors import KwmlpError
 from .frontend import SAMPLE_RATE
-
-PathLike = Union[str, Path]
 
 # What a folder scan picks up; a file named explicitly is read whatever its name.
 AUDIO_EXTENSIONS = frozenset({
@@ -26,6 +27,9 @@ AUDIO_EXTENSIONS = frozenset({
 # resampy's highest-quality filter, as openl3 uses; it costs more than the
 # embedding itself for 44.1 kHz input, but a cheaper filter aliases more.
 RESAMPLE_FILTER = "kaiser_best"
+# libsndfile's log line for a WAV/AIFF whose header claims more audio bytes than
+# the file holds (it then reads what is there): "data : 32000 (should be 15978)".
+_SHORT_DATA_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
 
 
 def _unreadable(path: Path, err: Exception) -> KwmlpError:
@@ -42,17 +46,24 @@ def _check_exists(path: Path) -> None:
         raise KwmlpError(f"{path}: not a file")
 
 
+@contextmanager
+def _open(path: Path) -> Iterator[sf.SoundFile]:
+    """libsndfile on a Python file object: soundfile would encode the name as
+    UTF-8, which fails for names that are not valid UTF-8."""
+    _check_exists(path)
+    try:
+        with open(path, "rb") as file, sf.SoundFile(file) as sound:
+            yield sound
+    except (sf.SoundFileError, OSError) as err:
+        raise _unreadable(path, err) from None
+
+
 def audio_duration_s(path: PathLike) -> float:
     """Duration in seconds from the file header, without decoding the audio.
 
     Raises ``KwmlpError`` if the file is missing or libsndfile cannot open it."""
-    path = Path(path)
-    _check_exists(path)
-    try:
-        info = sf.info(str(path))
-    except (sf.SoundFileError, OSError) as err:
-        raise _unreadable(path, err) from None
-    return info.frames / info.samplerate
+    with _open(Path(path)) as sound:
+        return sound.frames / sound.samplerate
 
 
 def downmix(audio: np.ndarray) -> np.ndarray:
@@ -80,14 +91,19 @@ def load_audio(path: PathLike) -> Tuple[np.ndarray, int]:
     Raises ``KwmlpError``, naming the path and the reason, for a file that is
     missing, unreadable, corrupt, has zero channels (libsndfile refuses those),
     holds no samples (or too few to resample) or holds NaN/inf. Warns if a
-    float file peaks above 1.0.
+    float file peaks above 1.0, and if its header promises more audio than it
+    holds (a truncated WAV or AIFF, of which only what is there is read).
     """
     path = Path(path)
-    _check_exists(path)
-    try:
-        audio, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.SoundFileError, OSError) as err:
-        raise _unreadable(path, err) from None
+    with _open(path) as sound:
+        audio = sound.read(dtype="float32", always_2d=True)
+        sample_rate, log = sound.samplerate, sound.extra_info
+    short = _SHORT_DATA_CHUNK.search(log)
+    if short:
+        promised, held = map(int, short.groups())
+        warnings.warn(f"{path}: the header promises {promised} bytes of audio but the file "
+                      f"holds {held} (truncated?); only the {audio.shape[0] / sample_rate:.3f} "
+                      f"s it holds are used", stacklevel=2)
     if audio.shape[0] == 0:
         raise KwmlpError(f"{path}: the file holds no audio samples")
     if not np.isfinite(audio).all():

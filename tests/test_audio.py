@@ -1,6 +1,8 @@
 """load_audio on real files written here with soundfile: formats, rates,
 channel counts, integer scaling, resampling, downmixing, and bad files."""
+import os
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -108,3 +110,30 @@ def test_bad_files_raise_naming_path_and_reason(tmp_path, name, make, reason):
     with pytest.raises(KwmlpError, match=reason) as info:
         kwmlp.load_audio(path)
     assert str(info.value).startswith(f"{path}: ")
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
+    x = tone(440, 0.5, 16000)
+    path = tmp_path / os.fsdecode(b"\xff\xfe.wav")  # surrogate-escaped, as os.listdir gives it
+    sf.write(tmp_path / "ok.wav", x, 16000, subtype="FLOAT")
+    path.write_bytes((tmp_path / "ok.wav").read_bytes())
+    audio, _ = kwmlp.load_audio(path)
+    np.testing.assert_array_equal(audio, x)
+    assert audio_duration_s(path) == 0.5
+
+
+def test_a_wav_shorter_than_its_header_says_warns(tmp_path):
+    path = tmp_path / "cut.wav"
+    sf.write(path, tone(440, 1.0, 16000), 16000, subtype="PCM_16")  # 44-byte header
+    path.write_bytes(path.read_bytes()[:44 + 2 * 4000])  # 4000 of the 16000 samples
+    with pytest.warns(UserWarning, match=r"cut\.wav: the header promises 32000 bytes of audio "
+                                         r"but the file holds 8000 .*0\.250 s"):
+        audio, _ = kwmlp.load_audio(path)
+    assert len(audio) == 4000
+
+
+def test_a_complete_wav_does_not_warn(tmp_path):
+    sf.write(tmp_path / "whole.wav", tone(440, 1.0, 16000), 16000, subtype="PCM_16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kwmlp.load_audio(tmp_path / "whole.wav")
