@@ -12,15 +12,42 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class SplitLinear(nn.Linear):
+    """``nn.Linear(dim, dim_ff)`` (same parameters, init and state-dict keys)
+    whose output ``(batch, frames, dim_ff)`` comes as its two halves, res and
+    gate, stacked: ``(2, batch, frames, dim_ff // 2)``, each half contiguous,
+    so the gate's LayerNorm and GEMM need no copy."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, frames, dim = x.shape
+        weight = self.weight.view(2, -1, dim).transpose(1, 2)  # (2, dim, dim_ff // 2)
+        bias = self.bias.view(2, 1, -1)
+        halves = torch.baddbmm(bias, x.reshape(1, batch * frames, dim).expand(2, -1, -1), weight)
+        return halves.view(2, batch, frames, -1)
+
+
+class FrameProjection(nn.Conv1d):
+    """The paper's T x T frame-mixing matrix G: ``nn.Conv1d(n_frames,
+    n_frames, kernel_size=1)`` over ``(batch, frames, channels)``, computed as
+    one batched GEMM, which on CPU is several times faster than the conv
+    kernel (``benchmarks/README.md``)."""
+
+    def __init__(self, n_frames: int) -> None:
+        super().__init__(n_frames, n_frames, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.squeeze(-1).expand(x.shape[0], -1, -1)
+        return torch.baddbmm(self.bias[:, None], weight, x)
+
+
 class SpatialGatingUnit(nn.Module):
     """``res * G(LayerNorm(gate))`` for the two halves of the block's
-    ``dim_ff`` features, where G mixes the frames (the paper's T x T matrix, a
-    kernel-size-1 Conv1d over the frame axis)."""
+    ``dim_ff`` features, where G mixes the frames."""
 
     def __init__(self, *, dim_ff: int, n_frames: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim_ff // 2)
-        self.proj = nn.Conv1d(n_frames, n_frames, kernel_size=1)
+        self.proj = FrameProjection(n_frames)
         # Start with G ~ 0 and bias 1 so every block begins as a plain MLP
         # (gate ~ 1); the temporal mixing is then learned (gMLP, §3.2).
         init_eps = 1e-3 / n_frames
@@ -29,11 +56,7 @@ class SpatialGatingUnit(nn.Module):
 
     def forward(self, res: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         """``res``, ``gate``: ``(batch, frames, dim_ff // 2)`` each."""
-        gate = self.norm(gate)
-        # G @ gate per item, with the Conv1d's own parameters: on CPU the batched
-        # GEMM takes ~2 ms where the kernel-1 conv takes ~9 (128 chunks, 2 threads).
-        weight = self.proj.weight.squeeze(-1).expand(gate.shape[0], -1, -1)
-        return res * torch.baddbmm(self.proj.bias[:, None], weight, gate)
+        return res * self.proj(self.norm(gate))
 
 
 class GatedMLPBlock(nn.Module):
@@ -42,23 +65,14 @@ class GatedMLPBlock(nn.Module):
 
     def __init__(self, *, dim: int, dim_ff: int, n_frames: int) -> None:
         super().__init__()
-        self.proj_in = nn.Linear(dim, dim_ff)
+        self.proj_in = SplitLinear(dim, dim_ff)
         self.sgu = SpatialGatingUnit(dim_ff=dim_ff, n_frames=n_frames)
         self.proj_out = nn.Linear(dim_ff // 2, dim)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        res, gate = F.gelu(self._proj_in_halves(x))
+        res, gate = F.gelu(self.proj_in(x))
         return self.norm(self.proj_out(self.sgu(res, gate)))
-
-    def _proj_in_halves(self, x: torch.Tensor) -> torch.Tensor:
-        """``x U + b`` as ``(2, batch, frames, dim_ff // 2)``: the res and gate
-        halves each contiguous, so the gate's LayerNorm and GEMM need no copy."""
-        batch, frames, dim = x.shape
-        weight = self.proj_in.weight.view(2, -1, dim).transpose(1, 2)  # (2, dim, dim_ff // 2)
-        bias = self.proj_in.bias.view(2, 1, -1)
-        halves = torch.baddbmm(bias, x.reshape(1, batch * frames, dim).expand(2, -1, -1), weight)
-        return halves.view(2, batch, frames, -1)
 
 
 class KWMLP(nn.Module):
@@ -115,20 +129,25 @@ class KWMLP(nn.Module):
             keep[torch.randint(len(blocks), ())] = True
         return [block for block, k in zip(blocks, keep) if k]
 
-    def forward_features(self, mfcc: torch.Tensor, layer: Optional[int] = None) -> torch.Tensor:
+    def forward_features(self, mfcc: torch.Tensor, layer: Optional[int] = None, *,
+                         stochastic_depth: bool = True) -> torch.Tensor:
         """``(batch, n_mfcc, n_frames)`` MFCC -> ``(batch, n_frames, dim)`` hidden
-        states after the first ``layer`` blocks (all of them by default)."""
+        states after the first ``layer`` blocks (all of them by default). In
+        train mode, ``stochastic_depth`` drops blocks at random."""
         layer = self.depth if layer is None else layer
         if not 1 <= layer <= self.depth:
             raise ValueError(f"layer must be in 1..{self.depth}, got {layer}")
         x = self.patch_embed(mfcc.transpose(1, 2))
-        for block in self._active_blocks(layer):
+        for block in self._active_blocks(layer) if stochastic_depth else self.blocks[:layer]:
             x = x + block(x)
         return x
 
     def embed(self, mfcc: torch.Tensor, layer: Optional[int] = None) -> torch.Tensor:
-        """Timestamp embeddings ``(batch, n_frames, dim)``, one per 10 ms frame."""
-        return F.layer_norm(self.forward_features(mfcc, layer), (self.dim,))
+        """Timestamp embeddings ``(batch, n_frames, dim)``, one per 10 ms frame;
+        every block runs in train mode too, so embeddings never depend on the
+        mode (stochastic depth regularises training through ``forward``)."""
+        return F.layer_norm(self.forward_features(mfcc, layer, stochastic_depth=False),
+                            (self.dim,))
 
     def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
         """``(batch, n_mfcc, n_frames)`` -> class logits ``(batch, n_classes)``."""
