@@ -1,11 +1,10 @@
 """Scene pooling against the numpy oracle of eq. 3 and the §6.1 ablations."""
-import math
-
 import numpy as np
 import pytest
 import torch
 
 import oracle
+from kwmlp import pooling
 from kwmlp.pooling import METHODS, scene_embedding
 
 ORACLES = {"iterative": oracle.pool_iterative, "single": oracle.pool_single,
@@ -22,13 +21,25 @@ def test_matches_oracle(method, n_frames):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def test_iterative_halving_sequence():
-    """98 frames: halve twice (98 -> 49 -> 24), then one step to 16 (eq. 3 with
-    floor halvings); a constant-slope ramp stays a ramp through every step."""
-    ramp = torch.arange(98, dtype=torch.float32).reshape(1, 98, 1)
+@pytest.mark.parametrize("n_frames, sizes", [
+    (98, [49, 24, 16]),  # floor(log2(98 / 16)) = 2 halvings, then one step to 16
+    (64, [32, 16]),  # 64 / 16 is a power of two: halvings only
+    (16, []),  # already 16 steps
+    (17, [16]),  # no halving, one step to 16
+    (5, []),  # zero-padded to 16 steps: nothing to interpolate
+])
+def test_iterative_halving_sequence(monkeypatch, n_frames, sizes):
+    """The interpolation steps eq. 3 takes; a constant-slope ramp stays a ramp
+    through every one of them."""
+    calls = []
+    real = pooling._interpolate
+    monkeypatch.setattr(pooling, "_interpolate",
+                        lambda x, size: calls.append(size) or real(x, size))
+    ramp = torch.arange(n_frames, dtype=torch.float32).reshape(1, n_frames, 1)
     out = scene_embedding(ramp, "iterative")[0].numpy()
-    np.testing.assert_allclose(out, np.linspace(0, 97, 16), atol=1e-4)
-    assert math.floor(math.log2(98 / 16)) == 2
+    assert calls == sizes
+    if n_frames >= 16:
+        np.testing.assert_allclose(out, np.linspace(0, n_frames - 1, 16), atol=1e-4)
 
 
 def test_feature_major_layout():
@@ -47,5 +58,7 @@ def test_short_input_zero_padded_at_end():
 def test_bad_method_and_shape():
     with pytest.raises(ValueError, match="pooling method"):
         scene_embedding(torch.zeros(1, 20, 4), "max")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"expected \(batch, n_frames > 0, dim\), got \(20, 4\)"):
         scene_embedding(torch.zeros(20, 4))
+    with pytest.raises(ValueError, match=r"n_frames > 0"):
+        scene_embedding(torch.zeros(1, 0, 4))
