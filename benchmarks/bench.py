@@ -75,14 +75,18 @@ def worker(case: str, options: dict, repeats: int, threads: int) -> dict:
         from kwmlp.frontend import chunk_batches
     except ImportError:
         return result
+    try:
+        from kwmlp import embedder as pipeline
+    except ImportError:  # checkouts from before the pipeline had its own module
+        pipeline = hear
     # Stage split, on the same chunk batches the API builds.
     with torch.inference_mode():
         batches = list(chunk_batches(audio, batch_size=model.chunk_batch_size,
-                                     pad_start=hear.PAD_START_SAMPLES,
-                                     pad_end=hear.PAD_END_SAMPLES))
+                                     pad_start=pipeline.PAD_START_SAMPLES,
+                                     pad_end=pipeline.PAD_END_SAMPLES))
         mfccs = [model.mfcc(b) for b in batches]
         frames = torch.cat([model.encoder.embed(m, model.layer) for m in mfccs])
-        frames = hear.extend_chunk_frames(frames).reshape(n_clips, -1, frames.shape[-1])
+        frames = pipeline.extend_chunk_frames(frames).reshape(n_clips, -1, frames.shape[-1])
         result["frontend_s"] = _times(lambda: [model.mfcc(b) for b in batches], repeats)
         result["encoder_s"] = _times(
             lambda: [model.encoder.embed(m, model.layer) for m in mfccs], repeats)

@@ -39,7 +39,7 @@ def nominal_peak_gflops(threads: int, flops_per_cycle: int) -> float:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=kwmlp.hear.DEFAULT_CHUNK_BATCH_SIZE,
+    parser.add_argument("--batch", type=int, default=kwmlp.embedder.DEFAULT_CHUNK_BATCH_SIZE,
                         help="1 s chunks per forward pass (default: the library's default)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=20)

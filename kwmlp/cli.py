@@ -1,12 +1,13 @@
 """The ``kwmlp`` command (also ``python -m kwmlp``): ``embed`` and ``info``.
 
 Parsing and reporting only: ``embed`` runs ``kwmlp.files.save_embeddings``,
-``info`` shows ``kwmlp.files.model_info``.
+``info`` shows ``kwmlp.info.model_info``.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -15,9 +16,12 @@ from typing import List, Optional, Sequence
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from . import __version__
+from .embedder import KWMLPEmbedder
 from .errors import KwmlpError
-from .files import DEFAULT_BATCH_SECONDS, FORMATS, model_info, save_embeddings
-from .hear import KWMLPEmbedder, load_model
+from .files import DEFAULT_BATCH_SECONDS, FORMATS, save_embeddings
+from .hear import load_model
+from .info import model_info
 from .pooling import METHODS as POOLING_METHODS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -32,8 +36,11 @@ examples:
 
 Each .npz holds embedding (T, 64) float32, timestamps (T,) in ms, scene (1024,)
 float32, model_id, model_options and sample_rate. Without -o, outputs go next
-to their inputs. Inputs whose outputs exist are skipped, so rerunning an
-interrupted command finishes the rest; --overwrite recomputes everything.
+to their inputs. Inputs whose outputs exist, complete and made with the same
+model, options and arrays, are skipped, so rerunning an interrupted command
+finishes the rest; other existing outputs are embedded again; --overwrite
+recomputes everything. The progress bar shows only on a terminal; otherwise a
+progress line is logged every 30 s.
 
 exit status: 0 all files embedded or skipped; 1 a file failed, no audio was
 found, or the model could not be loaded; 2 bad arguments; 130 interrupted.
@@ -53,6 +60,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _thread_count(text: str) -> int:
+    value = _positive_int(text)
+    available = os.cpu_count() or 1
+    if value > available:
+        raise argparse.ArgumentTypeError(f"must be at most {available}, the CPUs this "
+                                         f"machine has, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -64,6 +80,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kwmlp", description="KW-MLP audio embeddings (HEAR 2021 API) from audio files.",
         epilog="run 'kwmlp COMMAND --help' for a command's options and examples")
+    parser.add_argument("--version", action="version", version=f"kwmlp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     embed = commands.add_parser(
@@ -89,8 +106,9 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="recompute inputs whose outputs already exist")
     embed.add_argument("--device", choices=("cpu", "cuda"),
                        help="default: cuda when available")
-    embed.add_argument("--threads", type=_positive_int, metavar="N",
-                       help="CPU threads for torch (default: torch's choice)")
+    embed.add_argument("--threads", type=_thread_count, metavar="N",
+                       help="CPU threads for torch, at most the CPU count "
+                            "(default: torch's choice)")
     embed.add_argument("--layer", type=_positive_int,
                        help="take embeddings after this many blocks (default: all)")
     embed.add_argument("--pooling", choices=POOLING_METHODS,
@@ -98,7 +116,7 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--batch-seconds", type=_positive_float, default=DEFAULT_BATCH_SECONDS,
                        metavar="S", help="audio read per batch (default: %(default)s)")
     embed.add_argument("-q", "--quiet", action="store_true",
-                       help="no progress bar (errors and the summary still print)")
+                       help="no progress bar or lines (errors and the summary still print)")
     embed.add_argument("-v", "--verbose", action="store_true",
                        help="list every output written, with its arrays' shapes")
 
@@ -175,6 +193,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _info(model)
         with logging_redirect_tqdm():
             return _embed(args, model)
+    except KwmlpError as err:  # a run that cannot start, e.g. -o names a file
+        logging.error("error: %s", err)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         logging.error("interrupted; outputs written so far are complete, and rerunning "
                       "the same command skips them and finishes the rest")

@@ -6,7 +6,8 @@ Batching: clips are sorted by duration and read ``batch_seconds`` of audio at
 a time; clips of identical length (in 16 kHz samples) then share one encoder
 pass. Clips of different lengths are never padded to a common length, since
 padding changes a clip's timestamp count and scene pooling; so every result
-equals what the clip gives on its own.
+equals what the clip gives on its own. A clip shorter than one timestamp
+(10 ms) is a bad file.
 
 Outputs on disk, for an input ``<dir>/<stem>.<ext>``:
 
@@ -15,18 +16,21 @@ Outputs on disk, for an input ``<dir>/<stem>.<ext>``:
   asks for; float32) and the metadata ``model_id``, ``model_options`` (str)
   and ``sample_rate`` (int).
 - ``fmt="npy"``: one array per file, ``<stem>_embedding.npy``,
-  ``<stem>_timestamps.npy``, ``<stem>_scene.npy``; no metadata.
+  ``<stem>_timestamps.npy``, ``<stem>_scene.npy``, and the metadata, with the
+  names of the arrays, in ``<stem>_metadata.json``, written last.
 
 They go next to the input (openl3's default) or, with ``output_dir``, under
 it: a file named as an input lands directly in ``output_dir``; a file found in
-an input folder keeps its path below that folder. Each output is written to a
-temporary file in its destination folder and renamed into place, so an
-existing output is always complete and a rerun skips it (unless
-``overwrite``).
+an input folder keeps its path below that folder; an output that would
+replace an input is refused. Each output is written to a temporary file of
+its own in its destination folder and renamed into place. A rerun skips an
+input only if its outputs are complete, readable and made by the same model
+with the same options and arrays; any other output is embedded again
+(all of them with ``overwrite``).
 """
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import os
 import time
@@ -34,27 +38,26 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import (Dict, Iterable, Iterator, List, Mapping, Optional,
-                    Sequence, Tuple, Union)
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ._types import PathLike
+from .atomic import remove_stale_temporaries, write_atomic
 from .audio import AUDIO_EXTENSIONS, audio_duration_s, load_audio
-from .encoder import count_parameters
-from .atomic import write_atomic
+from .embedder import EMBEDDING_KINDS, HOP_MS, MIN_TIMESTAMPED_SAMPLES, KWMLPEmbedder
 from .errors import KwmlpError
-from .hear import EMBEDDING_KINDS, HOP_MS, KWMLPEmbedder, get_embeddings, load_model
-
-PathLike = Union[str, Path]
-
+from .hear import load_model
 
 FORMATS = ("npz", "npy")
 ARRAY_NAMES = {"both": ("embedding", "timestamps", "scene"),
                "timestamp": ("embedding", "timestamps"),
                "scene": ("scene",)}
+METADATA_NAME = "metadata"  # output_paths key of the npy format's JSON file
 DEFAULT_BATCH_SECONDS = 60.0  # of audio read (and held) at once; bounds memory, not results
+PROGRESS_LINE_S = 30.0  # between plain progress lines when stderr is not a terminal
 
 logger = logging.getLogger(__name__)
 
@@ -90,13 +93,15 @@ class RunSummary:
     """What ``save_embeddings`` did."""
 
     done: int
-    skipped: int  # outputs already existed
+    skipped: int  # complete outputs of this model, options and arrays existed
     failures: List[FileFailure] = field(default_factory=list)
     audio_s: float = 0.0  # audio embedded this run
     wall_s: float = 0.0
+    redone: int = 0  # of ``done``: existing outputs that were stale or incomplete
 
     def __str__(self) -> str:
-        return (f"{self.done} files embedded, {self.skipped} skipped (outputs exist), "
+        redone = f" ({self.redone} replacing stale or incomplete outputs)" if self.redone else ""
+        return (f"{self.done} files embedded{redone}, {self.skipped} skipped (outputs exist), "
                 f"{len(self.failures)} failed; {self.audio_s / 3600:.2f} h "
                 f"({self.audio_s:.1f} s) of audio in {self.wall_s:.1f} s")
 
@@ -125,7 +130,7 @@ def _embed_same_length(audio: np.ndarray, model: KWMLPEmbedder, kind: str) -> Li
         # load_audio has warned about loud files, naming them; what remains is
         # resampling overshoot of full-scale audio, no reason to warn.
         warnings.filterwarnings("ignore", message="audio peak")
-        arrays = get_embeddings(torch.from_numpy(audio), model, kind)
+        arrays = model.embed(torch.from_numpy(audio), kind)
     host = {name: tensor.cpu().numpy() for name, tensor in arrays.items()}
     return [{name: array[i] for name, array in host.items()} for i in range(len(audio))]
 
@@ -161,33 +166,52 @@ def _embed_indexed(paths: Sequence[Path], model: KWMLPEmbedder, kind: str,
         for index in batch:
             try:
                 audio, _ = load_audio(paths[index])
+                _check_long_enough(paths[index], audio)
             except KwmlpError as err:
                 yield index, FileFailure(paths[index], str(err))
                 continue
             by_length[len(audio)].append((index, audio))
         for n_samples, clips in by_length.items():
-            arrays = _embed_same_length(np.stack([audio for _, audio in clips]), model, kind)
+            try:
+                arrays = _embed_same_length(np.stack([audio for _, audio in clips]), model, kind)
+            except (ValueError, RuntimeError) as err:  # the clips' fault or the machine's
+                for index, _ in clips:
+                    yield index, FileFailure(paths[index], f"{paths[index]}: cannot embed ({err})")
+                continue
             for (index, _), clip_arrays in zip(clips, arrays):
                 yield index, FileEmbedding(paths[index], n_samples / model.sample_rate,
                                            **clip_arrays)
+
+
+def _check_long_enough(path: Path, audio: np.ndarray) -> None:
+    if len(audio) < MIN_TIMESTAMPED_SAMPLES:
+        raise KwmlpError(f"{path}: too short to embed ({len(audio)} samples at 16 kHz; one "
+                         f"timestamp takes {MIN_TIMESTAMPED_SAMPLES}, {HOP_MS:g} ms)")
 
 
 def _model_or_default(model: Optional[KWMLPEmbedder]) -> KWMLPEmbedder:
     return load_model() if model is None else model
 
 
-def embed_files(paths: Sequence[PathLike], model: Optional[KWMLPEmbedder] = None,
-                kind: str = "both", batch_seconds: float = DEFAULT_BATCH_SECONDS
-                ) -> List[FileEmbedding]:
-    """Embed audio files (any format ``load_audio`` reads), one result per
-    path in the order given. ``kind`` is ``"both"``, ``"scene"`` or
+def _as_paths(paths: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
+    """One path or several as a list: a lone ``str`` is one path, not its characters."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [Path(paths)]
+    return [Path(path) for path in paths]
+
+
+def embed_files(paths: Union[PathLike, Sequence[PathLike]],
+                model: Optional[KWMLPEmbedder] = None, kind: str = "both",
+                batch_seconds: float = DEFAULT_BATCH_SECONDS) -> List[FileEmbedding]:
+    """Embed audio files (any format ``load_audio`` reads; one path or
+    several), one result per path in the order given. ``kind`` is ``"both"``, ``"scene"`` or
     ``"timestamp"``. ``model=None`` loads the default; pass a model when
     calling repeatedly. Raises ``KwmlpError`` for the first bad file; see
     ``save_embeddings`` to carry on past bad files."""
     _check_kind(kind)
     _check_batch_seconds(batch_seconds)
     model = _model_or_default(model)
-    paths = [Path(p) for p in paths]
+    paths = _as_paths(paths)
     results: List[Optional[FileEmbedding]] = [None] * len(paths)
     for index, result in _embed_indexed(paths, model, kind, batch_seconds):
         if isinstance(result, FileFailure):
@@ -200,62 +224,6 @@ def embed_file(path: PathLike, model: Optional[KWMLPEmbedder] = None,
                kind: str = "both") -> FileEmbedding:
     """Embed one audio file; see ``embed_files``."""
     return embed_files([path], model, kind)[0]
-
-
-# provenance
-
-def model_id(model: KWMLPEmbedder) -> str:
-    """``kwmlp-`` and 12 hex digits of a SHA-256 over the encoder's weights:
-    the same weights give the same id whichever file or format held them."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.encoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return f"kwmlp-{digest.hexdigest()[:12]}"
-
-
-def model_options(model: KWMLPEmbedder) -> str:
-    """The ``load_model`` options that change the embeddings, as ``key=value`` words."""
-    return (f"layer={model.layer} pooling={model.pooling} scene_frames={model.scene_frames} "
-            f"frontend={model.mfcc.backend}")
-
-
-def _describe_training_data(data: object) -> str:
-    """One line from ``metadata["training_data"]`` as ``kwmlp.train.export`` writes it."""
-    if not isinstance(data, Mapping):
-        return str(data)
-    parts = [str(data.get("layout", "unknown layout"))]
-    if isinstance(data.get("clips"), Mapping):
-        parts.append(", ".join(f"{n} {split}" for split, n in data["clips"].items()) + " clips")
-    if isinstance(data.get("voices"), Mapping):
-        parts.append(", ".join(f"{len(v)} {split}" for split, v in data["voices"].items())
-                     + " voices")
-    if data.get("generator"):
-        parts.append(f"made by: {data['generator']}")
-    return "; ".join(parts)
-
-
-def model_info(model: KWMLPEmbedder) -> Dict[str, str]:
-    """What ``kwmlp info`` shows: identity, sizes, where the weights came
-    from, and the checkpoint's metadata (scalars, plus a training-data line)."""
-    encoder = model.encoder
-    head = count_parameters(encoder.head) + count_parameters(encoder.head_norm)
-    total = count_parameters(encoder)
-    info = {
-        "model id": model_id(model),
-        "weights": str(Path(model.weights_path).resolve()),
-        "parameters": f"{total:,} ({total - head:,} embedding, {head:,} keyword head)",
-        "sample rate": f"{model.sample_rate} Hz",
-        "timestamp embedding": f"{model.timestamp_embedding_size} per {HOP_MS:g} ms",
-        "scene embedding": str(model.scene_embedding_size),
-        "options": model_options(model),
-    }
-    for key, value in model.metadata.items():
-        if key == "training_data":
-            info["training data"] = _describe_training_data(value)
-        elif isinstance(value, (str, int, float, bool)):
-            info[key.replace("_", " ")] = str(value)
-    return info
 
 
 # output files
@@ -289,31 +257,75 @@ def find_audio_files(inputs: Iterable[PathLike], recursive: bool = False
 def output_paths(path: Path, relative: Path, output_dir: Optional[PathLike] = None,
                  fmt: str = "npz", kind: str = "both") -> Dict[str, Path]:
     """Where ``save_embeddings`` writes each array of ``path`` (found as
-    ``relative`` by ``find_audio_files``), by array name; with ``fmt="npz"``
-    they all go to one file. See the module docstring."""
+    ``relative`` by ``find_audio_files``), by array name, and for ``fmt="npy"``
+    the metadata file, under ``METADATA_NAME``; with ``fmt="npz"`` everything
+    goes to one file. See the module docstring."""
     _check_fmt(fmt)
     _check_kind(kind)
     stem = (path if output_dir is None else Path(output_dir) / relative).with_suffix("")
-    return {name: stem.with_name(f"{stem.name}.npz" if fmt == "npz" else
-                                 f"{stem.name}_{name}.npy")
-            for name in ARRAY_NAMES[kind]}
+    if fmt == "npz":
+        return dict.fromkeys(ARRAY_NAMES[kind], stem.with_name(f"{stem.name}.npz"))
+    paths = {name: stem.with_name(f"{stem.name}_{name}.npy") for name in ARRAY_NAMES[kind]}
+    paths[METADATA_NAME] = stem.with_name(f"{stem.name}_{METADATA_NAME}.json")
+    return paths
+
+
+def run_metadata(model: KWMLPEmbedder) -> Dict[str, object]:
+    """What every output records about how it was made."""
+    return {"model_id": model.model_id(), "model_options": model.model_options(),
+            "sample_rate": model.sample_rate}
 
 
 def write_outputs(result: FileEmbedding, outputs: Mapping[str, Path],
                   metadata: Mapping[str, object]) -> None:
     """Write ``result``'s arrays where ``output_paths`` says, each file
-    atomically: a ``.npz`` gets its arrays and ``metadata``, a ``.npy`` its array."""
+    atomically: a ``.npz`` gets its arrays and ``metadata``; ``.npy`` files get
+    one array each, and the metadata file, naming the arrays, comes last."""
     arrays = result.arrays()
-    by_file: Dict[Path, Dict[str, np.ndarray]] = defaultdict(dict)
-    for name, path in outputs.items():
-        by_file[path][name] = arrays[name]
-    for path, file_arrays in by_file.items():
-        # File objects, not names: numpy would append ".npz"/".npy" to the temporary's.
-        if path.suffix == ".npz":
-            write_atomic(path, lambda file, a=file_arrays: np.savez(file, **a, **metadata))
-        else:
-            (array,) = file_arrays.values()
-            write_atomic(path, lambda file, a=array: np.save(file, a))
+    # File objects, not names: numpy would append ".npz"/".npy" to the temporary's.
+    if METADATA_NAME not in outputs:
+        (path,) = set(outputs.values())
+        write_atomic(path, lambda file: np.savez(file, **arrays, **metadata))
+        return
+    # Removed first: a run stopped midway leaves no metadata beside mixed arrays.
+    outputs[METADATA_NAME].unlink(missing_ok=True)
+    for name, array in arrays.items():
+        write_atomic(outputs[name], lambda file, a=array: np.save(file, a))
+    record = json.dumps({**metadata, "arrays": sorted(arrays)}, indent=1).encode()
+    write_atomic(outputs[METADATA_NAME], lambda file: file.write(record))
+
+
+def _read_outputs(outputs: Mapping[str, Path]) -> Tuple[Dict[str, object], Dict[str, np.ndarray]]:
+    """The metadata (``arrays`` included) and arrays of existing outputs."""
+    if METADATA_NAME in outputs:
+        metadata = json.loads(outputs[METADATA_NAME].read_bytes())
+        return metadata, {name: np.load(outputs[name], allow_pickle=False)
+                          for name in metadata["arrays"]}
+    (path,) = set(outputs.values())
+    with np.load(path, allow_pickle=False) as saved:  # reading an array checks its CRC
+        contents = {name: saved[name] for name in saved.files}
+    arrays = {name: contents.pop(name) for name in ARRAY_NAMES["both"] if name in contents}
+    metadata = {name: value.item() for name, value in contents.items()}
+    return {**metadata, "arrays": sorted(arrays)}, arrays
+
+
+def outputs_are_current(outputs: Mapping[str, Path], metadata: Mapping[str, object],
+                        model: KWMLPEmbedder) -> bool:
+    """Whether ``outputs`` (from ``output_paths``) hold a complete, readable
+    result of the model, options and arrays that ``metadata`` describes,
+    with the shapes ``model`` gives: what a rerun may skip."""
+    try:
+        saved, arrays = _read_outputs(outputs)
+    except Exception:  # however it fails to read, it is no valid output
+        return False
+    wanted = sorted(name for name in outputs if name != METADATA_NAME)
+    if {**saved, "arrays": sorted(arrays)} != {**metadata, "arrays": wanted}:
+        return False
+    n_frames = len(arrays["timestamps"]) if "timestamps" in arrays else None
+    shapes = {"embedding": (n_frames, model.timestamp_embedding_size),
+              "timestamps": (n_frames,), "scene": (model.scene_embedding_size,)}
+    return all(array.dtype == np.float32 and array.shape == shapes[name]
+               for name, array in arrays.items())
 
 
 def _collisions(planned: Mapping[Path, Mapping[str, Path]]) -> Dict[Path, str]:
@@ -332,7 +344,31 @@ def _collisions(planned: Mapping[Path, Mapping[str, Path]]) -> Dict[Path, str]:
     return clashes
 
 
-def save_embeddings(inputs: Iterable[PathLike], output_dir: Optional[PathLike] = None,
+def _replacing_inputs(planned: Mapping[Path, Mapping[str, Path]]) -> Dict[Path, str]:
+    """Inputs one of whose outputs is an input file (``rec.npz`` holding audio,
+    embedded next to itself), with the reason."""
+    inputs = {source.resolve(): source for source in planned}
+    refused = {}
+    for source, outputs in planned.items():
+        for path in set(outputs.values()):
+            if path.resolve() in inputs:
+                refused[source] = (f"{source}: its output {path} would replace the input "
+                                   f"{inputs[path.resolve()]}; write the outputs elsewhere "
+                                   f"(-o / output_dir)")
+    return refused
+
+
+def _clear_stale_temporaries(outputs: Iterable[Path]) -> None:
+    by_folder: Dict[Path, set] = defaultdict(set)
+    for path in outputs:
+        by_folder[path.parent].add(path.name)
+    for folder, names in by_folder.items():
+        if folder.is_dir():
+            remove_stale_temporaries(folder, names)
+
+
+def save_embeddings(inputs: Union[PathLike, Iterable[PathLike]],
+                    output_dir: Optional[PathLike] = None,
                     model: Optional[KWMLPEmbedder] = None, *, kind: str = "both",
                     fmt: str = "npz", recursive: bool = False, overwrite: bool = False,
                     batch_seconds: float = DEFAULT_BATCH_SECONDS,
@@ -340,37 +376,57 @@ def save_embeddings(inputs: Iterable[PathLike], output_dir: Optional[PathLike] =
     """Embed audio files and folders (see ``find_audio_files``) to ``.npz`` or
     ``.npy`` files (see the module docstring); what ``kwmlp embed`` runs.
 
-    Inputs whose outputs all exist are skipped unless ``overwrite``. A bad
-    file is logged (``logging.ERROR``, path and reason), recorded in the
-    summary, and the rest carry on. ``progress`` shows a tqdm bar on stderr.
+    An input is skipped if its outputs are current (``outputs_are_current``)
+    unless ``overwrite``; outputs that are not, from another model, other
+    options or arrays, or incomplete, are embedded again. A bad file (or one
+    whose output would replace an input) is logged (``logging.ERROR``, path and
+    reason), recorded in the summary, and the rest carry on. ``progress`` shows
+    a tqdm bar when stderr is a terminal, else a log line every
+    ``PROGRESS_LINE_S``. Raises ``KwmlpError`` if ``output_dir`` is a file.
     """
     start = time.perf_counter()
     _check_kind(kind)
     _check_fmt(fmt)
     _check_batch_seconds(batch_seconds)
-    inputs = [Path(item) for item in inputs]
+    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise KwmlpError(f"{output_dir}: exists and is not a folder; name a folder for the "
+                         f"outputs")
+    inputs = _as_paths(inputs)
     model = _model_or_default(model)
     found, failures = find_audio_files(inputs, recursive)
     planned = {path: output_paths(path, relative, output_dir, fmt, kind)
                for path, relative in found}
-    clashes = _collisions(planned)
-    failures += [FileFailure(path, message) for path, message in clashes.items()]
-    todo = [path for path, outputs in planned.items() if path not in clashes
-            and (overwrite or not all(output.exists() for output in outputs.values()))]
-    skipped = len(planned) - len(clashes) - len(todo)
+    refused = {**_collisions(planned), **_replacing_inputs(planned)}
+    failures += [FileFailure(path, message) for path, message in refused.items()]
+    metadata = run_metadata(model)
+    todo, stale, skipped = [], set(), 0
+    for path, outputs in planned.items():
+        if path in refused:
+            continue
+        if not overwrite and outputs_are_current(outputs, metadata, model):
+            skipped += 1
+            continue
+        if not overwrite and any(output.exists() for output in outputs.values()):
+            stale.add(path)
+            logger.info("%s: its existing output is from another model, other options or "
+                        "arrays, or incomplete; embedding it again", path)
+        todo.append(path)
     for failure in failures:
         logger.error(failure.message)
     if not planned and not failures:
         logger.error("no audio files found in %s", ", ".join(map(str, inputs)))
-    metadata = {"model_id": model_id(model), "model_options": model_options(model),
-                "sample_rate": model.sample_rate}
-    done, audio_s = 0, 0.0
-    with tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True) as bar:
-        for _, result in _embed_indexed(todo, model, kind, batch_seconds):
+    _clear_stale_temporaries(output for path in todo for output in planned[path].values())
+    done, redone, audio_s, last_line_s = 0, 0, 0.0, start
+    # disable=None: tqdm draws only on a terminal; \r frames would fill a log file.
+    with tqdm(total=len(todo), unit="file", disable=None if progress else True,
+              dynamic_ncols=True) as bar:
+        results = _embed_indexed(todo, model, kind, batch_seconds)
+        for handled, (_, result) in enumerate(results, 1):
             if isinstance(result, FileEmbedding):
                 try:
                     write_outputs(result, planned[result.path], metadata)
                     done, audio_s = done + 1, audio_s + result.duration_s
+                    redone += result.path in stale
                     logger.debug("%s -> %s: %s", result.path,
                                  ", ".join(sorted(set(map(str, planned[result.path].values())))),
                                  ", ".join(f"{name} {array.shape}"
@@ -381,7 +437,11 @@ def save_embeddings(inputs: Iterable[PathLike], output_dir: Optional[PathLike] =
             if isinstance(result, FileFailure):
                 logger.error(result.message)
                 failures.append(result)
+            now = time.perf_counter()
+            rate = f"{audio_s / (now - start):.1f} audio-s/s"
             bar.update()
-            bar.set_postfix_str(f"{audio_s / (time.perf_counter() - start):.1f} audio-s/s",
-                                refresh=False)
-    return RunSummary(done, skipped, failures, audio_s, time.perf_counter() - start)
+            bar.set_postfix_str(rate, refresh=False)
+            if progress and bar.disable and now - last_line_s >= PROGRESS_LINE_S:
+                logger.info("%d/%d files, %s", handled, len(todo), rate)
+                last_line_s = now
+    return RunSummary(done, skipped, failures, audio_s, time.perf_counter() - start, redone)

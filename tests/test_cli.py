@@ -1,5 +1,6 @@
 """The ``kwmlp`` command: ``parse_args`` as a pure function, and the command
 itself run as a user would (``python -m kwmlp ...`` in a subprocess)."""
+import os
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ def test_embed_options():
     (["embed", "a.wav", "--scene-only", "--timestamp-only"], "not allowed with"),
     (["embed"], "required: PATH"),
     (["embed", "a.wav", "--threads", "0"], "positive integer"),
+    (["embed", "a.wav", "--threads", str(10 * (os.cpu_count() or 1))], "at most"),
     (["embed", "a.wav", "--batch-seconds", "0"], "positive number"),
     (["embed", "a.wav", "--format", "csv"], "invalid choice"),
     (["embed", "a.wav", "--device", "tpu"], "invalid choice"),
@@ -50,6 +52,14 @@ def test_bad_arguments_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as info:
         parse_args(argv)
     assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_version(capsys):
+    import kwmlp
+
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"kwmlp {kwmlp.__version__}\n"
 
 
 def test_info_args():
@@ -98,7 +108,7 @@ def test_embed_reports_bad_files_continues_and_resumes(tmp_path, published_check
                   "--threads", "1")
     assert first.returncode == 1, first.stderr
     assert f"{data / 'broken.wav'}: cannot read audio" in first.stderr
-    assert "file/s" in first.stderr  # the progress bar
+    assert "\r" not in first.stderr  # no progress-bar frames: stderr is not a terminal
     assert "4 files embedded, 0 skipped (outputs exist), 1 failed" in first.stderr
     assert sorted(p.name for p in out.iterdir()) == ["clip00.npz", "clip01.npz", "clip02.npz",
                                                      "sub"]
@@ -166,3 +176,36 @@ def test_interrupt_then_resume(tmp_path, published_checkpoint):
             f"0 failed") in rerun.stderr
     after = _state(out)
     assert len(after) == len(inputs) and {n: after[n] for n in done} == done
+
+
+def test_bad_names_short_and_corrupt_files_fail_alone_and_reruns_never_mix(
+        tmp_path, published_checkpoint):
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    write_clips(data, 3)
+    odd = os.fsdecode(b"\xff\xfe.wav")
+    (data / odd).write_bytes((data / "clip00.wav").read_bytes())
+    sf.write(data / "one-sample.wav", np.array([0.1]), 16000)
+    (data / "corrupt.wav").write_bytes(b"RIFF\x00\x00")
+    first = kwmlp("embed", data, "-o", out, "--model", published_checkpoint, "--threads", "1")
+    assert first.returncode == 1, first.stderr
+    assert "4 files embedded, 0 skipped (outputs exist), 2 failed" in first.stderr
+    assert f"{data / 'one-sample.wav'}: too short to embed" in first.stderr
+    assert f"{data / 'corrupt.wav'}: cannot read audio" in first.stderr
+    assert sorted(os.listdir(out)) == sorted(["clip00.npz", "clip01.npz", "clip02.npz",
+                                              os.fsdecode(b"\xff\xfe.npz")])
+    second = kwmlp("embed", data, "-o", out, "--model", published_checkpoint, "--threads", "1",
+                   "--layer", "4", "--pooling", "mean")
+    assert second.returncode == 1, second.stderr
+    assert "4 files embedded (4 replacing stale or incomplete outputs)" in second.stderr
+    for name in os.listdir(out):
+        assert str(np.load(out / name)["model_options"]).startswith("layer=4 pooling=mean")
+
+
+def test_an_output_dir_that_is_a_file_is_an_error(tmp_path, published_checkpoint):
+    sf.write(tmp_path / "a.wav", np.zeros(16000), 16000)
+    (tmp_path / "out").write_text("a file")
+    run = kwmlp("embed", tmp_path / "a.wav", "-o", tmp_path / "out", "--model",
+                published_checkpoint)
+    assert run.returncode == 1 and "out: exists and is not a folder" in run.stderr
+    assert "files embedded" not in run.stderr

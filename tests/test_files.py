@@ -1,7 +1,9 @@
 """The file API against the HEAR API on the same audio; batching, output
 naming, resume, overwrite, atomic writes and bad files."""
+import json
 import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from kwmlp import files
 from kwmlp.errors import KwmlpError
 from kwmlp.atomic import write_atomic
 from kwmlp.files import FileEmbedding, find_audio_files, output_paths, save_embeddings
+from kwmlp.embedder import KWMLPEmbedder
+from kwmlp.info import model_info
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +129,8 @@ def test_output_paths(tmp_path):
         "scene": tmp_path / "out" / "sub" / "x.y.npz"}
     assert output_paths(src, rel, tmp_path / "out", fmt="npy", kind="timestamp") == {
         "embedding": tmp_path / "out" / "sub" / "x.y_embedding.npy",
-        "timestamps": tmp_path / "out" / "sub" / "x.y_timestamps.npy"}
+        "timestamps": tmp_path / "out" / "sub" / "x.y_timestamps.npy",
+        "metadata": tmp_path / "out" / "sub" / "x.y_metadata.json"}
 
 
 def test_save_embeddings_writes_what_the_hear_api_gives(clips, model, references, tmp_path):
@@ -140,7 +145,7 @@ def test_save_embeddings_writes_what_the_hear_api_gives(clips, model, references
         np.testing.assert_allclose(saved["embedding"], emb, atol=1e-6, rtol=0)
         np.testing.assert_array_equal(saved["timestamps"], ts)
         np.testing.assert_allclose(saved["scene"], scene, atol=1e-6, rtol=0)
-        assert str(saved["model_id"]) == files.model_id(model)
+        assert str(saved["model_id"]) == model.model_id()
         assert int(saved["sample_rate"]) == 16000
     npy = save_embeddings([clips[3]], out, model, fmt="npy", kind="scene")
     assert npy.done == 1 and np.load(out / "d_scene.npy").shape == (1024,)
@@ -151,12 +156,11 @@ def test_model_id_names_the_weights_not_the_file(tmp_path, published_checkpoint,
 
     save_checkpoint(tmp_path / "same.pt", model.encoder)
     again = kwmlp.load_model(str(tmp_path / "same.pt"), device="cpu")
-    assert files.model_id(again) == files.model_id(model)
+    assert again.model_id() == model.model_id()
     # options are recorded apart (model_options), the id names the weights only
-    assert files.model_id(kwmlp.load_model(str(published_checkpoint), layer=3)) == \
-        files.model_id(model)
+    assert kwmlp.load_model(str(published_checkpoint), layer=3).model_id() == model.model_id()
     torch.nn.init.zeros_(again.encoder.head.bias)
-    assert files.model_id(again) != files.model_id(model)
+    assert again.model_id() != model.model_id()
 
 
 def _state(folder):
@@ -263,7 +267,7 @@ def test_model_info_summarises_the_checkpoint(tmp_path):
                     "voices": {"training": ["a", "b", "c"], "validation": ["d"]},
                     "generator": "tts --seed 1"}}
     save_checkpoint(tmp_path / "m.pt", KWMLP(depth=2), metadata)
-    info = files.model_info(kwmlp.load_model(str(tmp_path / "m.pt"), device="cpu"))
+    info = model_info(kwmlp.load_model(str(tmp_path / "m.pt"), device="cpu"))
     assert info["training data"] == (
         "Speech Commands V2 (35 words); 10 training, 2 validation clips; "
         "3 training, 1 validation voices; made by: tts --seed 1")
@@ -271,3 +275,174 @@ def test_model_info_summarises_the_checkpoint(tmp_path):
     assert "recipe" not in info and info["weights"] == str(tmp_path / "m.pt")
     assert info["options"] == "layer=2 pooling=iterative scene_frames=all frontend=nnaudio"
     assert info["scene embedding"] == "1024" and info["model id"].startswith("kwmlp-")
+
+
+def test_concurrent_writers_of_one_output_do_not_share_a_temporary(tmp_path):
+    target = tmp_path / "x.npz"
+
+    def slow_writer(file):  # another writer finishes while this one is midway
+        file.write(b"first ")
+        write_atomic(target, lambda other: other.write(b"second"))
+        file.write(b"half")
+
+    write_atomic(target, slow_writer)
+    assert target.read_bytes() == b"first half"  # the last rename wins, whole
+    assert os.listdir(tmp_path) == ["x.npz"]
+
+
+def test_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
+    from kwmlp.atomic import remove_stale_temporaries
+
+    dead = _dead_pid()
+    names = {
+        f".a.npz.{dead}.0123abcd.tmp": False,  # its writer is gone
+        ".a.npz.tmp": False,  # kwmlp 0.1's fixed name
+        f".a.npz.{os.getpid()}.0123abcd.tmp": True,  # a live writer's
+        f".b.npz.{dead}.0123abcd.tmp": True,  # not an output asked about
+        "a.npz": True,
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert remove_stale_temporaries(tmp_path, {"a.npz"}) == 2
+    assert sorted(os.listdir(tmp_path)) == sorted(n for n, kept in names.items() if kept)
+
+
+def _dead_pid():
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_folder_with_a_non_utf8_name_is_embedded_whole(clips, model, tmp_path):
+    folder = tmp_path / "b"
+    folder.mkdir()
+    odd = folder / os.fsdecode(b"\xff\xfe.wav")
+    shutil.copy(clips[0], odd)
+    shutil.copy(clips[1], folder / "ok.wav")
+    summary = save_embeddings([folder], tmp_path / "out", model)
+    assert (summary.done, summary.failures) == (2, [])
+    saved = np.load(tmp_path / "out" / os.fsdecode(b"\xff\xfe.npz"))
+    np.testing.assert_array_equal(saved["scene"], kwmlp.embed_file(clips[0], model).scene)
+
+
+def _saved_options(folder):
+    return {p.name: str(np.load(p)["model_options"]) for p in sorted(folder.glob("*.npz"))}
+
+
+def test_resume_redoes_outputs_of_other_options_or_arrays(clips, published_checkpoint,
+                                                           model, tmp_path, caplog):
+    caplog.set_level("INFO", logger="kwmlp")
+    out = tmp_path / "out"
+    save_embeddings(clips[:2], out, model, kind="scene")
+    layer4 = kwmlp.load_model(str(published_checkpoint), device="cpu", layer=4, pooling="mean")
+    save_embeddings(clips[2:4], out, layer4)
+    summary = save_embeddings(clips[:4], out, model)  # the full default run
+    assert (summary.done, summary.redone, summary.skipped) == (4, 4, 0)
+    assert "replacing stale or incomplete outputs" in str(summary)
+    assert "its existing output is from another model" in caplog.text
+    for path in sorted(out.glob("*.npz")):
+        saved = np.load(path)
+        assert set(saved.files) >= {"embedding", "timestamps", "scene"}
+        assert str(saved["model_options"]) == model.model_options()
+    again = save_embeddings(clips[:4], out, model)
+    assert (again.done, again.skipped) == (0, 4)
+    again = save_embeddings(clips[:4], out, layer4)
+    assert (again.done, again.redone) == (4, 4)
+    assert set(_saved_options(out).values()) == {layer4.model_options()}
+
+
+def test_resume_redoes_outputs_of_other_weights(clips, model, tmp_path):
+    from kwmlp.checkpoints import save_checkpoint
+
+    out = tmp_path / "out"
+    save_embeddings(clips[:1], out, model)
+    other = KWMLPEmbedder(model.encoder.__class__(**model.encoder.config()))
+    save_checkpoint(tmp_path / "other.pt", other.encoder)
+    other = kwmlp.load_model(str(tmp_path / "other.pt"), device="cpu")
+    summary = save_embeddings(clips[:1], out, other)
+    assert summary.redone == 1
+    assert str(np.load(out / "a.npz")["model_id"]) == other.model_id() != model.model_id()
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p.write_bytes(b"junk"),
+    lambda p: p.write_bytes(p.read_bytes()[:-100]),  # cut short
+    lambda p: np.savez(p, scene=np.zeros(1024, np.float32)),  # no metadata
+    lambda p: np.savez(p, **{**np.load(p), "scene": np.zeros(7, np.float32)}),  # wrong shape
+    lambda p: np.savez(p, **{k: v for k, v in np.load(p).items() if k != "timestamps"}),
+])
+def test_resume_redoes_invalid_outputs(clips, model, references, tmp_path, damage):
+    out = tmp_path / "out"
+    save_embeddings(clips[:1], out, model)
+    damage(out / "a.npz")
+    summary = save_embeddings(clips[:1], out, model)
+    assert (summary.done, summary.redone, summary.skipped) == (1, 1, 0)
+    np.testing.assert_allclose(np.load(out / "a.npz")["scene"], references[0][2], atol=1e-6,
+                               rtol=0)
+
+
+def test_npy_outputs_record_what_made_them(clips, model, tmp_path):
+    out = tmp_path / "out"
+    save_embeddings(clips[:1], out, model, fmt="npy", kind="timestamp")
+    record = json.loads((out / "a_metadata.json").read_text())
+    assert record == {"model_id": model.model_id(), "model_options": model.model_options(),
+                      "sample_rate": 16000, "arrays": ["embedding", "timestamps"]}
+    assert save_embeddings(clips[:1], out, model, fmt="npy", kind="timestamp").skipped == 1
+    summary = save_embeddings(clips[:1], out, model, fmt="npy")  # now the scene too
+    assert (summary.done, summary.redone) == (1, 1)
+    (out / "a_scene.npy").write_bytes(b"junk")
+    assert save_embeddings(clips[:1], out, model, fmt="npy").redone == 1
+    (out / "a_metadata.json").unlink()  # as a run stopped between arrays leaves it
+    assert save_embeddings(clips[:1], out, model, fmt="npy").redone == 1
+    assert np.load(out / "a_scene.npy").shape == (1024,)
+
+
+@pytest.mark.parametrize("n_samples", [1, 100])
+def test_clips_too_short_for_a_timestamp_fail_alone(clips, published_checkpoint, tmp_path,
+                                                    n_samples):
+    audio_frames = kwmlp.load_model(str(published_checkpoint), device="cpu",
+                                    scene_frames="audio")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(clips[0], folder / "a.wav")
+    sf.write(folder / "tiny.wav", np.full(n_samples, 0.1, np.float32), 16000)
+    sf.write(folder / "tiny2.wav", np.full(n_samples, 0.2, np.float32), 16000)  # same batch
+    summary = save_embeddings([folder], tmp_path / "out", audio_frames)
+    assert summary.done == 1
+    assert sorted(f.path.name for f in summary.failures) == ["tiny.wav", "tiny2.wav"]
+    assert all(f"{n_samples} samples at 16 kHz; one timestamp takes 160" in f.message
+               for f in summary.failures)
+
+
+def test_an_output_that_would_replace_an_input_is_refused(clips, model, tmp_path):
+    rec = tmp_path / "rec.npz"
+    shutil.copy(clips[0], rec)  # audio that happens to be named .npz
+    before = rec.read_bytes()
+    summary = save_embeddings([rec], model=model, overwrite=True)
+    assert summary.done == 0
+    (failure,) = summary.failures
+    assert "would replace the input" in failure.message
+    assert rec.read_bytes() == before
+
+
+def test_inputs_may_be_one_str(clips, model, tmp_path):
+    summary = save_embeddings(str(clips[0].parent) + "/", str(tmp_path / "out"), model)
+    assert summary.done == len(clips) and summary.failures == []
+    assert len(kwmlp.embed_files(str(clips[0]), model)) == 1
+
+
+def test_an_output_dir_that_is_a_file_fails_before_embedding(clips, model, tmp_path,
+                                                             monkeypatch):
+    (tmp_path / "out").write_text("a file")
+    monkeypatch.setattr(files, "_embed_indexed", lambda *a: pytest.fail("embedded anyway"))
+    with pytest.raises(KwmlpError, match="out: exists and is not a folder"):
+        save_embeddings(clips, tmp_path / "out", model)
+
+
+def test_progress_without_a_terminal_is_plain_lines(clips, model, tmp_path, monkeypatch,
+                                                    capsys, caplog):
+    monkeypatch.setattr(files, "PROGRESS_LINE_S", 0.0, raising=False)
+    caplog.set_level("INFO", logger="kwmlp")
+    save_embeddings(clips[:2], tmp_path / "out", model, progress=True)
+    assert "\r" not in capsys.readouterr().err  # pytest's stderr is no terminal
+    assert "1/2 files" in caplog.text and "2/2 files" in caplog.text

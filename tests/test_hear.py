@@ -8,7 +8,7 @@ import torch
 
 import kwmlp
 import oracle
-from kwmlp.hear import extend_chunk_frames, n_timestamps
+from kwmlp.embedder import extend_chunk_frames, n_timestamps
 
 
 @pytest.fixture(scope="module")
@@ -163,12 +163,95 @@ def test_unknown_option_is_an_error(published_checkpoint):
         kwmlp.load_model(str(published_checkpoint), polling="mean")
 
 
-def test_get_embeddings_is_both_outputs_in_one_pass(model):
+def test_embed_is_both_outputs_in_one_pass(model):
     audio = torch.rand(2, 12345) - 0.5
-    both = kwmlp.hear.get_embeddings(audio, model)
+    both = model.embed(audio)
     emb, ts = kwmlp.get_timestamp_embeddings(audio, model)
     assert torch.equal(both["embedding"], emb) and torch.equal(both["timestamps"], ts)
     assert torch.equal(both["scene"], kwmlp.get_scene_embeddings(audio, model))
-    assert set(kwmlp.hear.get_embeddings(audio, model, "scene")) == {"scene"}
+    assert set(model.embed(audio, "scene")) == {"scene"}
     with pytest.raises(ValueError, match="kind"):
-        kwmlp.hear.get_embeddings(audio, model, "all")
+        model.embed(audio, "all")
+
+
+def test_train_mode_gives_the_eval_embeddings_and_is_left_alone(model):
+    audio = torch.rand(2, 20000) - 0.5
+    expected = kwmlp.get_scene_embeddings(audio, model)
+    model.train()
+    try:
+        for _ in range(3):  # stochastic depth would make every call differ
+            assert torch.equal(kwmlp.get_scene_embeddings(audio, model), expected)
+        assert model.training and model.encoder.training  # the caller's mode is kept
+    finally:
+        model.eval()
+
+
+def test_outputs_are_ordinary_tensors_a_probe_can_train_on(model):
+    audio = torch.rand(2, 8000) - 0.5
+    emb, ts = kwmlp.get_timestamp_embeddings(audio, model)
+    scene = kwmlp.get_scene_embeddings(audio, model)
+    for out in (emb, ts, scene):
+        assert not out.is_inference()
+    probe = torch.nn.Linear(64, 2)
+    probe(emb).sum().backward()  # inference tensors cannot be saved for backward
+    assert probe.weight.grad is not None and probe.weight.grad.abs().sum() > 0
+    torch.nn.Linear(1024, 2)(scene).sum().backward()
+    before = emb.clone()
+    emb += 1  # in-place updates of inference tensors are refused outside inference mode
+    assert torch.equal(emb, before + 1)
+
+
+@pytest.mark.parametrize("n_samples", [1, 100, 159])
+def test_scene_frames_audio_on_a_clip_without_timestamps_is_a_clear_error(
+        published_checkpoint, n_samples):
+    m = kwmlp.load_model(str(published_checkpoint), scene_frames="audio")
+    audio = torch.rand(1, n_samples) - 0.5
+    with pytest.raises(ValueError, match=rf"{n_samples} samples has none .*160.*scene_frames='all'"):
+        kwmlp.get_scene_embeddings(audio, m)
+    emb, ts = kwmlp.get_timestamp_embeddings(audio, m)  # no scene asked: no error
+    assert emb.shape == (1, 0, 64) and ts.shape == (1, 0)
+
+
+def test_scene_frames_audio_pools_the_single_frame_of_a_10_ms_clip(published_checkpoint):
+    m = kwmlp.load_model(str(published_checkpoint), scene_frames="audio", pooling="single")
+    audio = torch.rand(1, 160) - 0.5
+    emb, _ = kwmlp.get_timestamp_embeddings(audio, m)
+    assert emb.shape == (1, 1, 64)
+    # one frame, zero-padded to 16 steps and interpolated: step 0 is the frame itself
+    scene = kwmlp.get_scene_embeddings(audio, m).reshape(64, 16)
+    torch.testing.assert_close(scene[:, 0], emb[0, 0], atol=1e-6, rtol=0)
+
+
+def test_swapped_arguments_are_named(model):
+    audio = torch.zeros(1, 16000)
+    for fn in (kwmlp.get_timestamp_embeddings, kwmlp.get_scene_embeddings):
+        with pytest.raises(TypeError, match=r"takes \(audio, model\); the arguments are swapped"):
+            fn(model, audio)
+
+
+def test_meta_audio_and_converted_models_are_refused(published_checkpoint, model):
+    with pytest.raises(ValueError, match="meta device"):
+        kwmlp.get_scene_embeddings(torch.zeros(1, 16000, device="meta"), model)
+    double = kwmlp.load_model(str(published_checkpoint), device="cpu").double()
+    with pytest.raises(TypeError, match=r"torch.float64.*float32.*load_model"):
+        kwmlp.get_scene_embeddings(torch.zeros(1, 16000, dtype=torch.float64), double)
+
+
+def test_the_embedder_owns_the_pipeline(published_checkpoint, published_params):
+    """The model object itself gives the stitched frames and the timestamp
+    count; it is built with its provenance, not given it afterwards."""
+    from kwmlp.checkpoints import load_checkpoint
+    from kwmlp.embedder import KWMLPEmbedder
+
+    encoder, metadata = load_checkpoint(published_checkpoint)
+    m = KWMLPEmbedder(encoder, weights_path=published_checkpoint, metadata=metadata).eval()
+    assert m.weights_path == str(published_checkpoint) and m.metadata == metadata
+    audio = torch.rand(2, 24000) - 0.5  # 24320 padded samples: 2 chunks, 150 stamps
+    frames, count = m(audio)
+    assert frames.shape == (2, 198, 64) and count == 150
+    padded = np.concatenate([np.zeros(80), audio[1].numpy(), np.zeros(32000 - 24080)])
+    mfcc = kwmlp.frontend.MFCC()(torch.from_numpy(padded.astype(np.float32)).reshape(-1, 16000))
+    want = oracle.stitch(list(oracle.encoder_embed(mfcc.numpy(), published_params)))
+    np.testing.assert_allclose(frames[1].numpy(), want, atol=1e-5)
+    emb, _ = kwmlp.get_timestamp_embeddings(audio, m)
+    assert torch.equal(emb, frames[:, :count])

@@ -1,0 +1,205 @@
+"""The embedding pipeline as one object: ``KWMLPEmbedder`` takes 16 kHz audio
+to the stitched 10 ms frame sequence and from it to the HEAR outputs.
+
+Audio flows: pad 5 ms / 15 ms -> 1 s chunks -> MFCC -> encoder (98 frames per
+chunk) -> stitch chunks into one 10 ms frame sequence -> timestamp embeddings,
+and -> scene pooling. The defaults reproduce the published HEAR 2021 ``kwmlp``
+submission exactly (see ``KWMLPEmbedder.forward`` and ``n_timestamps``).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from typing import Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ._types import PathLike
+from .encoder import KWMLP
+from .frontend import (BACKENDS, CHUNK_SAMPLES, HOP_SAMPLES, MFCC, N_FFT, SAMPLE_RATE,
+                       chunk_batches, n_chunks)
+from .pooling import METHODS as POOLING_METHODS
+from .pooling import SCENE_STEPS, scene_embedding
+
+PAD_START_SAMPLES = 80  # 5 ms: the first 30 ms window is then centred on 10 ms, its timestamp
+PAD_END_SAMPLES = 240  # 15 ms
+HOP_MS = 1000 * HOP_SAMPLES / SAMPLE_RATE  # 10 ms between timestamps
+WINDOW_MS = 1000 * N_FFT / SAMPLE_RATE  # 30 ms analysis window
+BLOCK_FRAMES = CHUNK_SAMPLES // HOP_SAMPLES  # 100 hops: a chunk's frames after stitching
+# The shortest sound with one timestamp: padded, it holds exactly one window (10 ms).
+MIN_TIMESTAMPED_SAMPLES = N_FFT - PAD_START_SAMPLES - PAD_END_SAMPLES
+DEFAULT_CHUNK_BATCH_SIZE = 64  # chunks per frontend+encoder pass; bounds memory
+SCENE_FRAMES = ("all", "audio")
+EMBEDDING_KINDS = ("both", "scene", "timestamp")
+
+
+def check_audio(audio: torch.Tensor) -> None:
+    """Raise ``TypeError``/``ValueError`` for audio the pipeline cannot embed
+    faithfully; the messages say how to fix it. Warns if the peak exceeds 1."""
+    if not isinstance(audio, torch.Tensor):
+        raise TypeError(f"audio must be a torch.Tensor of shape (n_sounds, n_samples), got "
+                        f"{type(audio).__name__} (use torch.from_numpy for numpy arrays)")
+    if audio.ndim != 2:
+        hint = " (for a single 1-D sound pass audio[None])" if audio.ndim == 1 else ""
+        raise ValueError(f"audio must be 2-D (n_sounds, n_samples), got shape "
+                         f"{tuple(audio.shape)}{hint}")
+    if not audio.is_floating_point():
+        raise TypeError(f"audio must be float in [-1, 1], got {audio.dtype}; scale integer PCM "
+                        f"first, e.g. audio.float() / 32768 for int16")
+    if audio.is_meta:
+        raise ValueError("audio is on the meta device, which holds shapes but no samples; "
+                         "pass a tensor with data (e.g. on 'cpu')")
+    if audio.shape[0] == 0 or audio.shape[1] == 0:
+        raise ValueError(f"audio is empty: shape {tuple(audio.shape)}")
+    # One reduction, no audio-sized temporaries (isfinite/abs would each copy an
+    # hour-long clip): NaN propagates into both extremes and inf shows in one.
+    low, high = (value.item() for value in torch.aminmax(audio))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("audio contains NaN or inf samples")
+    peak = max(-low, high)
+    if peak > 1.0:
+        # stacklevel: the caller of get_*_embeddings
+        warnings.warn(f"audio peak {peak:.3g} exceeds 1.0; kwmlp expects float audio in "
+                      f"[-1, 1] and does not clip or rescale it", stacklevel=5)
+
+
+def n_timestamps(n_padded_samples: int) -> int:
+    """Frames reported for a sound of ``n_padded_samples`` (after the 5/15 ms
+    padding): one per 10 ms hop whose 30 ms window fits. The float expression
+    is the published one, kept verbatim so the count matches it exactly."""
+    return int((1000 * n_padded_samples / SAMPLE_RATE - WINDOW_MS) / HOP_MS + 1)
+
+
+def extend_chunk_frames(frames: torch.Tensor) -> torch.Tensor:
+    """``(n, 98, dim)`` -> ``(n, 100, dim)``: a 1 s chunk spans 100 hops, so its
+    first and last frame are repeated, as the published code did."""
+    return torch.cat([frames[:, :1], frames, frames[:, -1:]], dim=1)
+
+
+class KWMLPEmbedder(nn.Module):
+    """Frontend + encoder + pooling: ``(n_sounds, n_samples)`` 16 kHz audio to
+    HEAR embeddings, as ``load_model`` returns it.
+
+    ``layer`` takes embeddings after that many blocks (paper §6.3; default:
+    all). ``pooling`` is ``"iterative"`` (published), ``"single"`` or ``"mean"``
+    (§6.1). ``scene_frames="all"`` pools every stitched frame, padding included
+    (published); ``"audio"`` pools only the frames that are timestamped.
+    ``chunk_batch_size`` bounds how many 1 s chunks are in flight at once.
+    ``weights_path`` and ``metadata`` say where the encoder's weights came from.
+
+    Embedding runs without autograd and never drops blocks, so results are
+    the same in train and eval mode and come back as ordinary tensors.
+    """
+
+    # HEAR common API attributes.
+    sample_rate: int = SAMPLE_RATE
+    timestamp_embedding_size: int
+    scene_embedding_size: int
+
+    def __init__(self, encoder: KWMLP, *, layer: Optional[int] = None,
+                 pooling: str = "iterative", scene_frames: str = "all",
+                 frontend: str = "nnaudio",
+                 chunk_batch_size: int = DEFAULT_CHUNK_BATCH_SIZE,
+                 weights_path: PathLike = "", metadata: Optional[Mapping] = None) -> None:
+        super().__init__()
+        layer = encoder.depth if layer is None else layer
+        if not isinstance(layer, int) or not 1 <= layer <= encoder.depth:
+            raise ValueError(f"layer must be an int in 1..{encoder.depth}, got {layer!r}")
+        if pooling not in POOLING_METHODS:
+            raise ValueError(f"pooling must be one of {POOLING_METHODS}, got {pooling!r}")
+        if scene_frames not in SCENE_FRAMES:
+            raise ValueError(f"scene_frames must be one of {SCENE_FRAMES}, got {scene_frames!r}")
+        if frontend not in BACKENDS:
+            raise ValueError(f"frontend must be one of {BACKENDS}, got {frontend!r}")
+        if not isinstance(chunk_batch_size, int) or chunk_batch_size < 1:
+            raise ValueError(f"chunk_batch_size must be a positive int, got {chunk_batch_size!r}")
+        self.encoder = encoder
+        self.mfcc = MFCC(backend=frontend)
+        self.layer, self.pooling, self.scene_frames = layer, pooling, scene_frames
+        self.chunk_batch_size = chunk_batch_size
+        self.timestamp_embedding_size = encoder.dim
+        self.scene_embedding_size = encoder.dim * SCENE_STEPS
+        self.weights_path = str(weights_path)
+        self.metadata = dict(metadata or {})
+
+    # pipeline
+
+    def embed_chunks(self, chunks: torch.Tensor) -> torch.Tensor:
+        """``(n, CHUNK_SAMPLES)`` 1 s chunks -> ``(n, 98, dim)`` timestamp embeddings."""
+        return self.encoder.embed(self.mfcc(chunks), self.layer)
+
+    def forward(self, audio: torch.Tensor) -> Tuple[torch.Tensor, int]:
+        """``(n_sounds, n_samples)`` 16 kHz float audio -> all stitched frames
+        ``(n_sounds, 100 * n_chunks - 2, dim)`` on the model's device, and how
+        many of them (from the first) carry timestamps."""
+        self._check_input(audio)
+        return self._frames(audio)
+
+    def embed(self, audio: torch.Tensor, kind: str = "both") -> Dict[str, torch.Tensor]:
+        """``(n_sounds, n_samples)`` 16 kHz float audio -> from one encoder pass,
+        ``"embedding"`` ``(n_sounds, T, dim)`` and ``"timestamps"`` ``(n_sounds,
+        T)`` in ms (10, 20, ...) when ``kind`` is "both" or "timestamp", and
+        ``"scene"`` ``(n_sounds, 1024)`` when it is "both" or "scene"; float32,
+        on ``audio``'s device."""
+        if kind not in EMBEDDING_KINDS:
+            raise ValueError(f"kind must be one of {EMBEDDING_KINDS}, got {kind!r}")
+        self._check_input(audio)
+        if kind != "timestamp" and self.scene_frames == "audio" \
+                and audio.shape[1] < MIN_TIMESTAMPED_SAMPLES:
+            raise ValueError(
+                f"scene_frames='audio' pools only timestamped frames, and a sound of "
+                f"{audio.shape[1]} samples has none (the first needs "
+                f"{MIN_TIMESTAMPED_SAMPLES}, {HOP_MS:g} ms); pad the audio or use "
+                f"scene_frames='all'")
+        frames, count = self._frames(audio)
+        out = {}
+        if kind != "scene":
+            times_ms = HOP_MS * torch.arange(1, count + 1, dtype=torch.float32)
+            out["embedding"] = frames[:, :count].contiguous()
+            out["timestamps"] = times_ms.expand(len(frames), count).contiguous()
+        if kind != "timestamp":
+            pooled = frames[:, :count] if self.scene_frames == "audio" else frames
+            out["scene"] = scene_embedding(pooled, self.pooling)
+        return {name: tensor.to(audio.device) for name, tensor in out.items()}
+
+    def _check_input(self, audio: torch.Tensor) -> None:
+        check_audio(audio)
+        dtype = self.encoder.patch_embed.weight.dtype
+        if dtype != torch.float32:
+            raise TypeError(f"the model's weights are {dtype}, but kwmlp computes in float32; "
+                            f"use the model as load_model returns it (no .double()/.half())")
+
+    @torch.no_grad()
+    def _frames(self, audio: torch.Tensor) -> Tuple[torch.Tensor, int]:
+        # Chunks are embedded chunk_batch_size at a time and written straight
+        # into one buffer: the extended 100-frame blocks laid end to end, minus
+        # the first and last frame of the whole sequence.
+        device = self.encoder.patch_embed.weight.device
+        n_padded = PAD_START_SAMPLES + audio.shape[1] + PAD_END_SAMPLES
+        blocks = torch.empty(audio.shape[0] * n_chunks(n_padded), BLOCK_FRAMES,
+                             self.timestamp_embedding_size, device=device)
+        row = 0
+        for batch in chunk_batches(audio, batch_size=self.chunk_batch_size, device=device,
+                                   pad_start=PAD_START_SAMPLES, pad_end=PAD_END_SAMPLES):
+            blocks[row:row + len(batch)] = extend_chunk_frames(self.embed_chunks(batch))
+            row += len(batch)
+        stitched = blocks.reshape(audio.shape[0], -1, blocks.shape[-1])[:, 1:-1]
+        return stitched, n_timestamps(n_padded)
+
+    # provenance
+
+    def model_id(self) -> str:
+        """``kwmlp-`` and 12 hex digits of a SHA-256 over the encoder's weights:
+        the same weights give the same id whichever file or format held them."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.encoder.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return f"kwmlp-{digest.hexdigest()[:12]}"
+
+    def model_options(self) -> str:
+        """The options that change the embeddings, as ``key=value`` words."""
+        return (f"layer={self.layer} pooling={self.pooling} scene_frames={self.scene_frames} "
+                f"frontend={self.mfcc.backend}")

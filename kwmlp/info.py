@@ -1,0 +1,47 @@
+"""What ``kwmlp info`` shows about a model: identity, sizes, where its
+weights came from, and its checkpoint's metadata."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Mapping
+
+from .embedder import HOP_MS, KWMLPEmbedder
+from .encoder import count_parameters
+
+
+def _describe_training_data(data: object) -> str:
+    """One line from ``metadata["training_data"]`` as ``kwmlp.train.export`` writes it."""
+    if not isinstance(data, Mapping):
+        return str(data)
+    parts = [str(data.get("layout", "unknown layout"))]
+    if isinstance(data.get("clips"), Mapping):
+        parts.append(", ".join(f"{n} {split}" for split, n in data["clips"].items()) + " clips")
+    if isinstance(data.get("voices"), Mapping):
+        parts.append(", ".join(f"{len(v)} {split}" for split, v in data["voices"].items())
+                     + " voices")
+    if data.get("generator"):
+        parts.append(f"made by: {data['generator']}")
+    return "; ".join(parts)
+
+
+def model_info(model: KWMLPEmbedder) -> Dict[str, str]:
+    """Labelled lines: identity, sizes, where the weights came from, and the
+    checkpoint's metadata (scalars, plus a training-data line)."""
+    encoder = model.encoder
+    head = count_parameters(encoder.head) + count_parameters(encoder.head_norm)
+    total = count_parameters(encoder)
+    info = {
+        "model id": model.model_id(),
+        "weights": str(Path(model.weights_path).resolve()),
+        "parameters": f"{total:,} ({total - head:,} embedding, {head:,} keyword head)",
+        "sample rate": f"{model.sample_rate} Hz",
+        "timestamp embedding": f"{model.timestamp_embedding_size} per {HOP_MS:g} ms",
+        "scene embedding": str(model.scene_embedding_size),
+        "options": model.model_options(),
+    }
+    for key, value in model.metadata.items():
+        if key == "training_data":
+            info["training data"] = _describe_training_data(value)
+        elif isinstance(value, (str, int, float, bool)):
+            info[key.replace("_", " ")] = str(value)
+    return info
