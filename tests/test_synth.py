@@ -6,13 +6,17 @@ tiny corpus when they are installed too.
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from kwmlp.frontend import CHUNK_SAMPLES
 from kwmlp.train import synth
+from kwmlp.train.speech_commands import NOISE_DIR
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                 reason="espeak-ng not installed (kwmlp/train/install_tts.sh)")
@@ -59,7 +63,7 @@ def test_same_seed_gives_identical_bytes(corpus, tmp_path):
 def test_different_seed_gives_different_audio(corpus, tmp_path):
     other = _generate(tmp_path / "c", seed=1)
     a, b = _hashes(corpus), _hashes(other)
-    clips = [p for p in a if p.endswith(".wav") and not p.startswith(synth.BACKGROUND_DIR)]
+    clips = [p for p in a if p.endswith(".wav") and not p.startswith(NOISE_DIR)]
     # Clip names are plan-dependent, so compare the audio itself.
     assert sorted(a[p] for p in clips) != sorted(b.get(p, "") for p in clips)
     assert sum(a[p] != b.get(p) for p in clips) > len(clips) // 2
@@ -74,23 +78,23 @@ def _read(path: Path) -> np.ndarray:
 
 
 def test_layout_and_audio(corpus):
-    clips = sorted(p for p in corpus.glob("*/*.wav") if p.parent.name != synth.BACKGROUND_DIR)
+    clips = sorted(p for p in corpus.glob("*/*.wav") if p.parent.name != NOISE_DIR)
     assert {p.parent.name for p in clips} == set(WORDS)
     assert len(clips) == len(WORDS) * CLIPS_PER_WORD
     for path in clips:
         voice_id, _, k = path.stem.partition("_nohash_")
         assert voice_id and k.isdigit()
         samples = _read(path)
-        assert samples.shape == (synth.CLIP_SAMPLES,)
+        assert samples.shape == (CHUNK_SAMPLES,)
         assert np.sqrt(np.mean((samples / 32768.0) ** 2)) > 1e-3  # not silent
         # Near-silence in the first and last 10 ms: the window does not cut the word.
         peak = np.abs(samples.astype(np.int32)).max()
         assert np.abs(samples[:160].astype(np.int32)).max() <= 0.02 * peak
         assert np.abs(samples[-160:].astype(np.int32)).max() <= 0.02 * peak
-    noises = sorted(p.name for p in (corpus / synth.BACKGROUND_DIR).glob("*.wav"))
+    noises = sorted(p.name for p in (corpus / NOISE_DIR).glob("*.wav"))
     assert {"white_noise.wav", "pink_noise.wav", "brown_noise.wav", "babble.wav"} <= set(noises)
     for name in noises:
-        samples = _read(corpus / synth.BACKGROUND_DIR / name)
+        samples = _read(corpus / NOISE_DIR / name)
         assert samples.shape == (int(NOISE_SECONDS * 16000),) and samples.std() > 100
 
 
@@ -139,3 +143,9 @@ def test_plan_counts_and_names():
 def test_parse_args_is_pure():
     args = synth.parse_args(["--out", "x", "--clips-per-word", "3", "--words", "go", "no"])
     assert args.clips_per_word == 3 and args.words == ["go", "no"] and args.workers == 2
+
+
+def test_runs_as_a_module():
+    run = subprocess.run([sys.executable, "-m", "kwmlp.train.synth", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "--clips-per-word" in run.stdout
