@@ -4,10 +4,9 @@ Every encoder op returns a fresh tensor of 0.5-13 MB (32-128 chunks of
 98 x 256 floats). glibc's malloc serves blocks above its mmap threshold with a
 fresh ``mmap`` and gives the heap top back to the kernel once it exceeds the
 trim threshold, so with its defaults many of those buffers arrive as untouched
-pages and are faulted in and zeroed again on every batch: on a 2-core VM that
-was millions of page faults and up to half of the embedding time
-(``benchmarks/README.md``). Raising both thresholds keeps such buffers in the
-heap, where the next batch reuses them.
+pages and are faulted in and zeroed again on every batch (what that cost on
+the development machine: ``benchmarks/README.md``). Raising both thresholds
+keeps such buffers in the heap, where the next batch reuses them.
 
 The settings are process-wide, so ``load_model`` applies them once and leaves
 them alone if the user chose their own (``MALLOC_MMAP_THRESHOLD_`` or

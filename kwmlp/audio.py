@@ -77,7 +77,9 @@ def resample(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     that is less than one sample."""
     if sample_rate == SAMPLE_RATE:
         return audio
-    import resampy  # here, not at the top: it pulls in numba (~65 MB, ~0.5 s) for every import kwmlp
+    # Here, not at the top: resampy pulls in numba, which would make every
+    # `import kwmlp` slower and larger (benchmarks/README.md).
+    import resampy
 
     return resampy.resample(audio, sample_rate, SAMPLE_RATE, filter=RESAMPLE_FILTER).astype(
         np.float32, copy=False)

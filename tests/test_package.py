@@ -14,7 +14,10 @@ def test_wheel_ships_default_weights(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("kwmlp-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read("kwmlp/weights/kwmlp.pt")
+        names = archive.namelist()
     assert shipped == (REPO / "weights" / "kwmlp.pt").read_bytes()
+    assert "kwmlp/train/install_tts.sh" not in names  # an apt script, not library code
+    assert "kwmlp/train/synth/corpus.py" in names
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
