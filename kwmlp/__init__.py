@@ -5,12 +5,15 @@
     model = kwmlp.load_model()
     emb, ts = kwmlp.get_timestamp_embeddings(audio, model)  # (n, T, 64), (n, T) ms
     scene = kwmlp.get_scene_embeddings(audio, model)  # (n, 1024)
+
+``model`` is a ``KWMLPEmbedder``, the whole pipeline as one ``nn.Module``.
 """
 from .audio import load_audio
+from .embedder import KWMLPEmbedder
 from .errors import KwmlpError
 from .files import FileEmbedding, embed_file, embed_files, save_embeddings
 from .hear import get_scene_embeddings, get_timestamp_embeddings, load_model
 
 __version__ = "0.1.0"
-__all__ = ["KwmlpError", "load_model", "get_timestamp_embeddings", "get_scene_embeddings",
+__all__ = ["KwmlpError", "KWMLPEmbedder", "load_model", "get_timestamp_embeddings", "get_scene_embeddings",
            "load_audio", "embed_file", "embed_files", "save_embeddings", "FileEmbedding"]

@@ -228,7 +228,7 @@ def embed_file(path: PathLike, model: Optional[KWMLPEmbedder] = None,
 
 # output files
 
-def find_audio_files(inputs: Iterable[PathLike], recursive: bool = False
+def find_audio_files(inputs: Union[PathLike, Iterable[PathLike]], recursive: bool = False
                      ) -> Tuple[List[Tuple[Path, Path]], List[FileFailure]]:
     """Expand files and folders to ``(file, path relative to the input it came
     from)`` pairs, each file once, plus a failure for each missing input.
@@ -238,7 +238,7 @@ def find_audio_files(inputs: Iterable[PathLike], recursive: bool = False
     skipped, and subfolders are searched only if ``recursive``."""
     found: Dict[Path, Tuple[Path, Path]] = {}
     failures = []
-    for item in map(Path, inputs):
+    for item in _as_paths(inputs):
         if item.is_file():
             found.setdefault(item.resolve(), (item, Path(item.name)))
         elif item.is_dir():

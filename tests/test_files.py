@@ -429,6 +429,7 @@ def test_inputs_may_be_one_str(clips, model, tmp_path):
     summary = save_embeddings(str(clips[0].parent) + "/", str(tmp_path / "out"), model)
     assert summary.done == len(clips) and summary.failures == []
     assert len(kwmlp.embed_files(str(clips[0]), model)) == 1
+    assert len(find_audio_files(str(clips[0].parent))[0]) == len(clips)
 
 
 def test_an_output_dir_that_is_a_file_fails_before_embedding(clips, model, tmp_path,
