@@ -209,3 +209,36 @@ def test_an_output_dir_that_is_a_file_is_an_error(tmp_path, published_checkpoint
                 published_checkpoint)
     assert run.returncode == 1 and "out: exists and is not a folder" in run.stderr
     assert "files embedded" not in run.stderr
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal(tmp_path, published_checkpoint):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    write_clips(tmp_path, 2)
+    controller, terminal = pty.openpty()
+    # 24 x 80: a fresh pty has 0 columns, and tqdm draws nothing in zero width
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    try:
+        run = subprocess.run([sys.executable, "-m", "kwmlp", "embed", tmp_path, "-o",
+                              tmp_path / "out", "--model", published_checkpoint],
+                             stdout=subprocess.DEVNULL, stderr=terminal, timeout=300)
+        os.close(terminal)
+        terminal = None
+        output = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal side is closed and drained
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(controller)
+        if terminal is not None:
+            os.close(terminal)
+    assert run.returncode == 0
+    assert b"\r" in output and b"file/s" in output
