@@ -148,7 +148,9 @@ def reverberate(audio: torch.Tensor, rirs: torch.Tensor) -> torch.Tensor:
     (the response starts at its direct path, so the word stays in place), at the dry
     clip's RMS. ``(batch, samples)``, ``(batch, rir_samples)`` -> ``(batch, samples)``."""
     n_samples = audio.shape[1]
-    n_fft = n_samples + rirs.shape[1] - 1
+    # A power of two at least the full convolution's length: no wrap-around, and
+    # the FFT of the raw length (often a large prime factor) is several times slower.
+    n_fft = 1 << (n_samples + rirs.shape[1] - 2).bit_length()
     wet = torch.fft.irfft(torch.fft.rfft(audio, n_fft) * torch.fft.rfft(rirs, n_fft),
                           n_fft)[:, :n_samples]
     scale = torch.sqrt(audio.square().mean(1).clamp(min=_POWER_FLOOR)
@@ -174,7 +176,9 @@ def augment_waveform(audio: torch.Tensor, noise: List[torch.Tensor], config: Aug
             raise ValueError("reverb_prob > 0 needs a bank of impulse responses (rirs)")
         room = torch.randint(len(rirs), (batch,), generator=generator)
         chosen = _chosen(config.reverb_prob, batch, generator)
-        audio = torch.where(chosen[:, None], reverberate(audio, rirs[room]), audio)
+        if chosen.any():  # the convolution is the costly step: only chosen clips get it
+            audio = audio.clone()
+            audio[chosen] = reverberate(audio[chosen], rirs[room[chosen]])
     audio = time_shift(audio, round(config.max_shift_ms * SAMPLE_RATE / 1000), generator)
     if noise and config.noise_prob > 0:
         segments = noise_segments(noise, batch, CHUNK_SAMPLES, generator)

@@ -16,7 +16,9 @@ import torch
 from ..checkpoints import load_checkpoint
 from ..encoder import KWMLP
 from ..frontend import MFCC
+from .augment import reverberate
 from .real_speech import list_real_clips, load_real_clips
+from .rooms import measured_rirs
 from .speech_commands import INT16_SCALE, SPLITS, WORDS, list_clips, load_clips
 
 PathLike = Union[str, Path]
@@ -65,12 +67,14 @@ class Evaluation:
 @torch.no_grad()
 def predict(model: KWMLP, frontend: MFCC, audio: torch.Tensor,
             batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """Predicted labels ``(n_clips,)`` for int16 clips ``(n_clips, CHUNK_SAMPLES)``,
-    without augmentation and with every block active (eval mode, restored after)."""
+    """Predicted labels ``(n_clips,)`` for clips ``(n_clips, CHUNK_SAMPLES)``, int16 or
+    float in [-1, 1], without augmentation and with every block active (eval mode,
+    restored after)."""
     was_training = model.training
     model.eval()
+    scale = INT16_SCALE if audio.dtype == torch.int16 else 1.0
     predictions = [
-        model(frontend(audio[i:i + batch_size].float() / INT16_SCALE)).argmax(dim=1)
+        model(frontend(audio[i:i + batch_size].float() / scale)).argmax(dim=1)
         for i in range(0, len(audio), batch_size)
     ]
     model.train(was_training)
@@ -109,11 +113,24 @@ def evaluate_real(model: KWMLP, real_dir: PathLike) -> Dict[str, Evaluation]:
             for source, splits in real.items()}
 
 
+def evaluate_in_rooms(model: KWMLP, real_dir: PathLike, rir_dir: PathLike) -> Evaluation:
+    """The real Speech Commands validation speakers as heard in measured rooms: every
+    clip convolved with every impulse response below ``rir_dir`` (``rooms.measured_rirs``),
+    to check that training on simulated rooms carries over to real ones."""
+    audio, labels = load_real_clips(list_real_clips(real_dir)["speech_commands"]["validation"][0])
+    bank, _ = measured_rirs(rir_dir)
+    dry = audio.float() / INT16_SCALE
+    wet = torch.cat([reverberate(dry, torch.from_numpy(rir).expand(len(dry), -1)) for rir in bank])
+    return evaluate_model(model, wet, labels.repeat(len(bank)),
+                          f"speech_commands validation speakers in {len(bank)} measured rooms")
+
+
 def write_evaluation(evaluation: Evaluation, out_prefix: PathLike) -> Tuple[Path, Path]:
     """Write ``<out_prefix>.json`` (accuracy, words, matrix, most-confused pairs) and
     ``<out_prefix>.csv`` (the matrix with word headers). Returns both paths."""
     json_path = Path(f"{out_prefix}.json")
     csv_path = Path(f"{out_prefix}.csv")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps({
         "split": evaluation.split,
         "accuracy": evaluation.accuracy,
@@ -145,6 +162,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=10, help="confused pairs to print")
     parser.add_argument("--real-data", help="real-speech folder (MANIFEST.tsv): also score the "
                                             "real-voice validation speakers")
+    parser.add_argument("--rir-dir", help="folder of measured room impulse responses: also "
+                                          "score the real validation speakers in those rooms")
     return parser.parse_args(argv)
 
 
@@ -169,6 +188,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         model, _ = load_checkpoint(args.checkpoint)
         for source, evaluation in evaluate_real(model, args.real_data).items():
             _report(f"real {evaluation.split}", evaluation, f"{out}_real_{source}", args.top)
+        if args.rir_dir:
+            rooms = evaluate_in_rooms(model, args.real_data, args.rir_dir)
+            _report(f"real {rooms.split}", rooms, f"{out}_real_rooms", args.top)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,21 @@
-"""A bank of simulated room impulse responses for reverberation augmentation.
+"""Room impulse responses: a simulated bank for reverberation augmentation, and
+measured ones to check that it carries over to real rooms.
 
-Shoebox rooms from pyroomacoustics' image-source method (optional extra
-``kwmlp[train]``): random size, reverberation time, source and microphone
-positions. Made once per run and cached, so training only convolves.
+Simulated: shoebox rooms from pyroomacoustics' image-source method (optional
+extra ``kwmlp[train]``) with random size, reverberation time, source and
+microphone positions; made once per run and cached, so training only convolves.
+Measured: every WAV below a folder (e.g. ``../shared/data/rirs``), first channel.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
+import soundfile as sf
 
 from ..atomic import write_atomic
+from ..audio import resample
 from ..frontend import SAMPLE_RATE
 from .speech_commands import PathLike
 
@@ -30,6 +35,14 @@ def _pyroomacoustics():
     return pyroomacoustics
 
 
+def _from_direct_path(rir: np.ndarray) -> np.ndarray:
+    """``RIR_SAMPLES`` of ``rir`` from its largest peak (the direct path), unit energy."""
+    rir = rir[int(np.argmax(np.abs(rir))):][:RIR_SAMPLES]
+    out = np.zeros(RIR_SAMPLES, dtype=np.float32)
+    out[:len(rir)] = rir / np.sqrt(np.sum(rir.astype(np.float64) ** 2))
+    return out
+
+
 def simulate_rirs(n_rooms: int, seed: int) -> np.ndarray:
     """``(n_rooms, RIR_SAMPLES)`` float32 impulse responses at 16 kHz, each starting at
     its direct-path peak (so reverberation does not delay the word) and scaled to unit
@@ -45,10 +58,20 @@ def simulate_rirs(n_rooms: int, seed: int) -> np.ndarray:
         room.add_source(rng.uniform(WALL_MARGIN_M, dims - WALL_MARGIN_M))
         room.add_microphone(rng.uniform(WALL_MARGIN_M, dims - WALL_MARGIN_M))
         room.compute_rir()
-        rir = np.asarray(room.rir[0][0], dtype=np.float64)
-        rir = rir[int(np.argmax(np.abs(rir))):][:RIR_SAMPLES]
-        bank[i, :len(rir)] = rir / np.sqrt(np.sum(rir ** 2))
+        bank[i] = _from_direct_path(np.asarray(room.rir[0][0], dtype=np.float64))
     return bank
+
+
+def measured_rirs(rir_dir: PathLike) -> Tuple[np.ndarray, Tuple[str, ...]]:
+    """``(n, RIR_SAMPLES)`` float32 measured responses from every ``*.wav`` below
+    ``rir_dir`` (first channel, resampled to 16 kHz, from the direct path, unit energy)
+    and their paths relative to ``rir_dir``, sorted."""
+    paths = sorted(Path(rir_dir).rglob("*.wav"))
+    bank = np.zeros((len(paths), RIR_SAMPLES), dtype=np.float32)
+    for i, path in enumerate(paths):
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        bank[i] = _from_direct_path(resample(np.ascontiguousarray(audio[:, 0]), rate))
+    return bank, tuple(str(p.relative_to(rir_dir)) for p in paths)
 
 
 def rir_bank(path: PathLike, n_rooms: int, seed: int) -> np.ndarray:
