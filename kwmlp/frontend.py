@@ -102,9 +102,19 @@ class MFCC(nn.Module):
                 # what it was batched with. A batch of two takes oneDNN's path.
                 return self.nnaudio(chunks.expand(2, -1))[:1]
             return self.nnaudio(chunks)
+        return self.mfcc_from_power(self.power(chunks))
+
+    def power(self, chunks: torch.Tensor) -> torch.Tensor:
+        """``fft`` backend, first half: ``(batch, CHUNK_SAMPLES)`` -> power spectrogram
+        ``(batch, FRAMES_PER_CHUNK, N_FFT // 2 + 1)``. Split from ``mfcc_from_power`` so
+        training can reshape the spectrum (warp, EQ) between the two."""
         frames = chunks.unfold(1, N_FFT, HOP_SAMPLES) * self.window  # (batch, frames, N_FFT)
-        power = torch.fft.rfft(frames).abs().square()  # (batch, frames, N_FFT // 2 + 1)
+        return torch.fft.rfft(frames).abs().square()
+
+    def mfcc_from_power(self, power: torch.Tensor) -> torch.Tensor:
+        """``fft`` backend, second half: power ``(batch, frames, N_FFT // 2 + 1)`` ->
+        MFCC ``(batch, N_MFCC, frames)``: mel filterbank, dB, per-chunk floor, DCT."""
         db = 10.0 * torch.log10(torch.clamp((power @ self.mel_basis_t).double(), min=AMIN))
         # nnAudio floors each chunk at its own max - top_db (ref = 1, so no offset).
         floor = db.amax(dim=(1, 2), keepdim=True) - TOP_DB
-        return (torch.maximum(db, floor) @ self.dct_t).to(chunks.dtype).transpose(1, 2)
+        return (torch.maximum(db, floor) @ self.dct_t).to(power.dtype).transpose(1, 2)

@@ -11,8 +11,9 @@ import torch
 
 from kwmlp.checkpoints import load_checkpoint
 from kwmlp.train import train as train_module
-from kwmlp.train.augment import (AugmentConfig, augment_waveform, mask_mfcc, mix_at_snr,
-                                 noise_segments, time_shift)
+from kwmlp.train.augment import (AugmentConfig, augment_waveform, colouration_db, mask_mfcc,
+                                 mix_at_snr, noise_segments, reverberate, speed_perturb,
+                                 time_shift, warp_frequencies)
 from kwmlp.train.evaluate import confusion_matrix, evaluate_checkpoint
 from kwmlp.train.export import export_run
 from kwmlp.train.speech_commands import WORDS, list_clips, load_background_noise, load_clips
@@ -175,6 +176,69 @@ def test_time_shift_moves_content_and_zero_fills():
     assert len(shifts) > 5 and max(abs(s) for s in shifts) <= 10
 
 
+def _peak_hz(signal, rate=SR):
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+    return np.fft.rfftfreq(len(signal), 1 / rate)[spectrum.argmax()]
+
+
+def test_speed_perturb_scales_frequency_and_keeps_the_centre():
+    t = np.arange(SR) / SR
+    sine = torch.tensor(np.sin(2 * np.pi * 500 * t), dtype=torch.float32)[None].repeat(3, 1)
+    out = speed_perturb(sine, torch.tensor([1.0, 1.1, 0.9]))
+    torch.testing.assert_close(out[0], sine[0], rtol=0, atol=1e-6)  # factor 1: unchanged
+    middle = slice(SR // 4, 3 * SR // 4)  # away from the zero-filled ends of the fast clip
+    assert _peak_hz(out[1, middle].numpy()) == pytest.approx(550, abs=2)
+    assert _peak_hz(out[2, middle].numpy()) == pytest.approx(450, abs=2)
+    # a click at the centre stays there; a sped-up clip reads past its ends as zeros
+    click = torch.zeros(1, 1001)
+    click[0, 500] = 1
+    assert int(speed_perturb(click, torch.tensor([1.13])).argmax()) == 500
+    fast = speed_perturb(sine[:1], torch.tensor([1.15]))[0]
+    assert not fast[:1000].any() and not fast[-1000:].any() and fast[1100:-1100].all()
+
+
+def test_vtlp_moves_a_spectral_peak_by_alpha_and_keeps_nyquist():
+    n_bins = 241  # N_FFT // 2 + 1, 33.3 Hz apart
+    hz = np.linspace(0, SR / 2, n_bins)
+    power = torch.tensor(np.exp(-0.5 * ((hz - 1000) / 60) ** 2), dtype=torch.float32)
+    power = power[None, None, :].repeat(3, 5, 1)
+    warped = warp_frequencies(power, torch.tensor([1.0, 1.1, 0.9]))
+    torch.testing.assert_close(warped[0], power[0], rtol=0, atol=1e-6)
+    for row, alpha in ((1, 1.1), (2, 0.9)):
+        assert hz[int(warped[row, 0].argmax())] == pytest.approx(1000 * alpha, abs=17)
+        assert torch.equal(warped[row, 0], warped[row, 4])  # same warp for every frame
+    ramp = torch.linspace(0, 1, n_bins)[None, None, :].repeat(2, 1, 1)
+    ends = warp_frequencies(ramp, torch.tensor([1.1, 0.9]))[:, 0, [0, -1]]
+    torch.testing.assert_close(ends, torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+
+
+def test_reverberate_is_convolution_at_the_dry_level():
+    rng = np.random.default_rng(0)
+    dry = rng.standard_normal((2, 4000)).astype(np.float32)
+    rir = np.zeros((2, 800), dtype=np.float32)
+    rir[0, 0] = 1.0  # an anechoic room leaves the clip as it is
+    rir[1] = rng.standard_normal(800) * np.exp(-np.arange(800) / 100)
+    wet = reverberate(torch.tensor(dry), torch.tensor(rir)).numpy()
+    np.testing.assert_allclose(wet[0], dry[0], atol=1e-5)
+    expected = np.convolve(dry[1], rir[1])[:4000]
+    expected *= np.sqrt((dry[1] ** 2).mean() / (expected ** 2).mean())
+    np.testing.assert_allclose(wet[1], expected, atol=1e-4)
+
+
+def test_colouration_band_limits_and_eq_peak():
+    generator = torch.Generator().manual_seed(0)
+    hz = np.linspace(0, SR / 2, 241)
+    telephone = AugmentConfig(bandlimit_prob=1.0, highpass_hz=(300.0, 300.0),
+                              lowpass_hz=(3400.0, 3400.0))
+    gain = colouration_db(telephone, 4, 241, generator).numpy()
+    assert (gain[:, np.abs(hz - 1000).argmin()] > -0.05).all()  # pass band untouched
+    assert (gain[:, hz <= 150] < -23).all() and (gain[:, hz >= 6800] < -23).all()
+    eq = colouration_db(AugmentConfig(eq_prob=1.0, eq_max_db=6.0), 16, 241, generator)
+    torch.testing.assert_close(eq.abs().amax(dim=1), torch.full((16,), 6.0))
+    assert eq.std(dim=0).mean() > 1  # curves differ between clips
+    assert not colouration_db(AugmentConfig(), 4, 241, generator).any()  # all off by default
+
+
 # lr schedule
 
 def test_schedule_matches_closed_form_warmup_cosine():
@@ -246,6 +310,17 @@ def test_training_writes_checkpoints_and_resumes_after_a_kill(corpus, tmp_path, 
         train_module.main(_argv(corpus, run_dir, epochs=3))
 
 
+def test_tiny_model_learns_the_tone_corpus(tmp_path):
+    """Words told apart by pitch: a 2-block model must get the held-out voices right."""
+    corpus = make_corpus(tmp_path / "corpus", train_voices=tuple(f"a{i}" for i in range(1, 7)))
+    run_dir = tmp_path / "run"
+    train_module.main(_argv(corpus, run_dir, epochs=8) + ["--lr", "1e-2", "--noise-prob", "0"])
+    log = train_module.read_log(run_dir)
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    assert log[-1]["val_acc"] == 1.0  # chance is 1/4
+    assert evaluate_checkpoint(run_dir / "best.pt", corpus, "testing").accuracy >= 0.75
+
+
 def test_evaluate_and_export(corpus, tmp_path):
     run_dir = tmp_path / "run"
     train_module.main(_argv(corpus, run_dir))
@@ -269,3 +344,69 @@ def test_confusion_matrix_counts():
     predictions = torch.tensor([0, 1, 1, 2, 0, 0])
     matrix = confusion_matrix(labels, predictions, 3)
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [2, 0, 1]]
+
+
+# real speech, rooms and the training-data description
+
+def test_training_with_real_speech_selects_on_real_voices(corpus, tmp_path):
+    pytest.importorskip("pyroomacoustics")
+    from test_real_speech import make_real_dir
+
+    real_dir = make_real_dir(tmp_path / "real")
+    run_dir = tmp_path / "run"
+    train_module.main(_argv(corpus, run_dir, epochs=2) + [
+        "--real-data", str(real_dir), "--real-repeat", "2", "--fsdd-repeat", "1", "--real-noise",
+        "--speed-prob", "0.5", "--vtlp-prob", "0.5", "--reverb-prob", "0.5", "--eq-prob", "0.5",
+        "--bandlimit-prob", "0.5", "--rir-rooms", "3"])
+    log = train_module.read_log(run_dir)
+    assert {"val_acc", "real_val_acc", "fsdd_val_acc"} <= set(log[0])
+    _, meta = load_checkpoint(run_dir / "best.pt")
+    assert meta["real_val_acc"] == max(r["real_val_acc"] for r in log)
+    assert np.load(run_dir / "rirs.npy").shape[0] == 3
+
+    out = tmp_path / "kwmlp.pt"
+    export_run(run_dir, out)
+    _, meta = load_checkpoint(out)
+    real = meta["training_data"]["real"]
+    n_val = len([p for p in (real_dir / "speech_commands").glob("*/*.wav")
+                 if p.parent.name != "_background_noise_"]) - real["training"]["speech_commands"]["clips"]
+    assert real["validation"]["speech_commands"]["clips"] == n_val
+    assert real["training"]["speech_commands"]["repeat"] == 2 and real["background_noise"]
+    assert meta["real_voice"]["speech_commands"]["n_clips"] == n_val
+    assert "CC-BY-4.0" in real["licences"]["speech_commands"]
+    assert "real speech:" in meta["trained_on"] and "synthetic TTS speech" in meta["trained_on"]
+
+
+def test_summary_counts_voices_not_engines():
+    from kwmlp.train.datacard import summarize_training_data
+
+    data = {"layout": "Speech Commands V2 (35 words)", "synthetic": True,
+            "clips": {"training": 12, "validation": 4, "testing": 4},
+            "voices": {"train": {"espeak-ng": ["a2", "a3"], "flite": ["a1"]},
+                       "validation": {"espeak-ng": ["b1"]}, "test": {"espeak-ng": ["c1"]}}}
+    line = summarize_training_data(data)
+    assert "3 train, 1 validation, 1 test voices" in line
+    assert line.startswith("synthetic TTS speech")
+
+
+def test_simulated_rooms_start_at_the_direct_path_and_decay():
+    pytest.importorskip("pyroomacoustics")
+    from kwmlp.train.rooms import RIR_SAMPLES, simulate_rirs
+
+    bank = simulate_rirs(4, seed=0)
+    assert bank.shape == (4, RIR_SAMPLES)
+    np.testing.assert_allclose((bank.astype(np.float64) ** 2).sum(axis=1), 1.0, rtol=1e-4)
+    assert (np.abs(bank).argmax(axis=1) == 0).all()
+    early, late = (bank[:, :1600] ** 2).sum(axis=1), (bank[:, 6400:8000] ** 2).sum(axis=1)
+    assert (late < early / 10).all()
+    np.testing.assert_array_equal(bank, simulate_rirs(4, seed=0))
+
+
+def test_missing_pyroomacoustics_names_the_extra(monkeypatch):
+    import sys
+
+    from kwmlp.train.rooms import simulate_rirs
+
+    monkeypatch.setitem(sys.modules, "pyroomacoustics", None)
+    with pytest.raises(ImportError, match=r"kwmlp\[train\]"):
+        simulate_rirs(1, seed=0)

@@ -1,20 +1,28 @@
 """Training-time augmentation, batched on tensors (paper appendix A, Table 5).
 
-Waveform side (before the MFCC): random time shift, background-noise mixing at a
-random SNR, random gain. MFCC side: SpecAugment-style time and frequency masks.
+Waveform side (before the MFCC): speed perturbation, reverberation by a simulated
+room, random time shift, background-noise mixing at a random SNR, random gain.
+Spectrum side (on the power spectrogram): vocal-tract-length warping, microphone
+colouration (smooth random EQ, band limits down to telephone). MFCC side:
+SpecAugment-style time and frequency masks. The speed, warp, EQ and reverberation
+stages make synthetic voices sound like more speakers in more places; their
+probabilities default to 0 (off), the recipe of the first shipped weights.
 Every function draws from an explicit ``torch.Generator`` so a run is replicable
 and its augmentation stream can be checkpointed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
-from ..frontend import CHUNK_SAMPLES, SAMPLE_RATE
+from ..frontend import CHUNK_SAMPLES, SAMPLE_RATE, MFCC
 
 _POWER_FLOOR = 1e-10  # keeps silent clips / silent noise segments from dividing by 0
+VTLP_BOUNDARY_HZ = 4800.0  # warp is linear below this (scaled), then meets Nyquist
+BAND_EDGE_ORDER = 4  # Butterworth-like roll-off of the band limits
+EQ_COSINES = 3  # the random EQ curve is a sum of this many cosines over log-frequency
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,16 @@ class AugmentConfig:
     snr_db: Tuple[float, float] = (5.0, 25.0)
     gain_db: Tuple[float, float] = (-6.0, 6.0)
     max_shift_ms: float = 100.0
+    speed_prob: float = 0.0
+    speed_factor: Tuple[float, float] = (0.85, 1.15)  # > 1 is faster and higher
+    vtlp_prob: float = 0.0
+    vtlp_alpha: Tuple[float, float] = (0.9, 1.1)  # formant frequencies scale by alpha
+    eq_prob: float = 0.0
+    eq_max_db: float = 6.0  # peak of the smooth random gain curve
+    bandlimit_prob: float = 0.0
+    highpass_hz: Tuple[float, float] = (50.0, 400.0)
+    lowpass_hz: Tuple[float, float] = (3400.0, 7500.0)  # 300-3400 Hz is telephone band
+    reverb_prob: float = 0.0
 
 
 # helpers
@@ -106,20 +124,146 @@ def mix_at_snr(clean: torch.Tensor, noise: torch.Tensor, snr_db: torch.Tensor) -
     return clean + scale[:, None] * noise
 
 
+def _chosen(prob: float, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """``(batch,)`` bool, each True with probability ``prob``."""
+    return torch.rand(batch, generator=generator) < prob
+
+
+def speed_perturb(audio: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Play each clip ``factor`` times faster (tempo and pitch together, as Kaldi's speed
+    perturbation) about its centre, by linear interpolation; samples read from outside
+    the clip are zero. ``(batch, samples)``, ``(batch,)`` -> ``(batch, samples)``."""
+    batch, n_samples = audio.shape
+    centre = (n_samples - 1) / 2
+    source = centre + (torch.arange(n_samples) - centre)[None, :] * factor[:, None]
+    inside = (source >= 0) & (source <= n_samples - 1)
+    left = source.floor().long().clamp(0, n_samples - 2)
+    frac = source - left
+    a, b = audio.gather(1, left), audio.gather(1, left + 1)
+    return (a + frac * (b - a)) * inside
+
+
+def reverberate(audio: torch.Tensor, rirs: torch.Tensor) -> torch.Tensor:
+    """Convolve each clip with its impulse response and keep the first ``samples``
+    (the response starts at its direct path, so the word stays in place), at the dry
+    clip's RMS. ``(batch, samples)``, ``(batch, rir_samples)`` -> ``(batch, samples)``."""
+    n_samples = audio.shape[1]
+    # A power of two at least the full convolution's length: no wrap-around, and
+    # the FFT of the raw length (often a large prime factor) is several times slower.
+    n_fft = 1 << (n_samples + rirs.shape[1] - 2).bit_length()
+    wet = torch.fft.irfft(torch.fft.rfft(audio, n_fft) * torch.fft.rfft(rirs, n_fft),
+                          n_fft)[:, :n_samples]
+    scale = torch.sqrt(audio.square().mean(1).clamp(min=_POWER_FLOOR)
+                       / wet.square().mean(1).clamp(min=_POWER_FLOOR))
+    return wet * scale[:, None]
+
+
 def augment_waveform(audio: torch.Tensor, noise: List[torch.Tensor], config: AugmentConfig,
-                     generator: torch.Generator) -> torch.Tensor:
-    """Shift, add noise to a random ``noise_prob`` share of clips, apply gain.
+                     generator: torch.Generator,
+                     rirs: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Speed-perturb a ``speed_prob`` share of clips, reverberate a ``reverb_prob`` share
+    with impulse responses drawn from ``rirs`` ``(n_rooms, rir_samples)`` (needed when
+    ``reverb_prob > 0``), shift, add noise to a ``noise_prob`` share, apply gain.
     ``(batch, CHUNK_SAMPLES)`` float audio -> same shape. ``noise`` may be empty
     (no ``_background_noise_`` folder), then no noise is mixed."""
     batch = audio.shape[0]
+    if config.speed_prob > 0:
+        factor = torch.where(_chosen(config.speed_prob, batch, generator),
+                             _uniform(*config.speed_factor, batch, generator), 1.0)
+        audio = speed_perturb(audio, factor)
+    if config.reverb_prob > 0:
+        if rirs is None:
+            raise ValueError("reverb_prob > 0 needs a bank of impulse responses (rirs)")
+        room = torch.randint(len(rirs), (batch,), generator=generator)
+        chosen = _chosen(config.reverb_prob, batch, generator)
+        if chosen.any():  # the convolution is the costly step: only chosen clips get it
+            audio = audio.clone()
+            audio[chosen] = reverberate(audio[chosen], rirs[room[chosen]])
     audio = time_shift(audio, round(config.max_shift_ms * SAMPLE_RATE / 1000), generator)
     if noise and config.noise_prob > 0:
         segments = noise_segments(noise, batch, CHUNK_SAMPLES, generator)
         snr_db = _uniform(*config.snr_db, batch, generator)
-        noisy = torch.rand(batch, generator=generator) < config.noise_prob
+        noisy = _chosen(config.noise_prob, batch, generator)
         audio = torch.where(noisy[:, None], mix_at_snr(audio, segments, snr_db), audio)
     gain_db = _uniform(*config.gain_db, batch, generator)
     return audio * (10.0 ** (gain_db / 20.0))[:, None]
+
+
+# spectrum augmentation
+
+def _bin_frequencies(n_bins: int) -> torch.Tensor:
+    """Centre frequencies in Hz of the ``n_bins`` bins of a one-sided spectrum."""
+    return torch.linspace(0.0, SAMPLE_RATE / 2, n_bins)
+
+
+def warp_frequencies(power: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Vocal-tract-length perturbation (Jaitly & Hinton, 2013): move the energy at
+    frequency ``f`` to ``alpha * f`` below a knee near ``VTLP_BOUNDARY_HZ``, then
+    linearly so that Nyquist stays Nyquist. Each output bin reads the input spectrum
+    at the inverse-warped frequency, interpolated linearly between bins.
+    ``(batch, frames, bins)``, ``(batch,)`` -> ``(batch, frames, bins)``."""
+    batch, n_frames, n_bins = power.shape
+    nyquist = SAMPLE_RATE / 2
+    out_hz = _bin_frequencies(n_bins)[None, :]
+    alpha = alpha[:, None]
+    knee_out = VTLP_BOUNDARY_HZ * alpha.clamp(max=1.0)  # warped frequency of the knee
+    knee_in = knee_out / alpha
+    in_hz = torch.where(out_hz <= knee_out, out_hz / alpha,
+                        nyquist - (nyquist - knee_in) / (nyquist - knee_out) * (nyquist - out_hz))
+    position = in_hz / nyquist * (n_bins - 1)
+    left = position.floor().long().clamp(0, n_bins - 2)
+    frac = (position - left).clamp(0.0, 1.0)[:, None, :]
+    left = left[:, None, :].expand(batch, n_frames, n_bins)
+    a, b = power.gather(2, left), power.gather(2, left + 1)
+    return a + frac * (b - a)
+
+
+def colouration_db(config: AugmentConfig, batch: int, n_bins: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """``(batch, n_bins)`` gain in dB of a random microphone/channel: for an ``eq_prob``
+    share of clips a smooth curve over log-frequency (a sum of ``EQ_COSINES`` random
+    cosines, peak ``eq_max_db``), for a ``bandlimit_prob`` share high- and low-pass
+    edges with cut-offs drawn from ``highpass_hz`` and ``lowpass_hz``."""
+    hz = _bin_frequencies(n_bins)
+    log_f = torch.log(hz + 50.0)
+    u = ((log_f - log_f[0]) / (log_f[-1] - log_f[0]))[None, :]  # 0..1 across the band
+    curve = torch.zeros(batch, n_bins)
+    for k in range(1, EQ_COSINES + 1):
+        amplitude = _uniform(-1.0, 1.0, batch, generator)[:, None]
+        phase = _uniform(0.0, 2 * torch.pi, batch, generator)[:, None]
+        curve += amplitude * torch.cos(2 * torch.pi * k * u / 2 + phase)
+    peak = curve.abs().amax(dim=1, keepdim=True).clamp(min=1e-6)
+    eq = curve / peak * config.eq_max_db * _chosen(config.eq_prob, batch, generator)[:, None]
+    highpass = _uniform(*config.highpass_hz, batch, generator)[:, None]
+    lowpass = _uniform(*config.lowpass_hz, batch, generator)[:, None]
+    power_gain = 1.0 / ((1.0 + (highpass / hz.clamp(min=1.0)) ** (2 * BAND_EDGE_ORDER))
+                        * (1.0 + (hz / lowpass) ** (2 * BAND_EDGE_ORDER)))
+    edges = 10.0 * torch.log10(power_gain.clamp(min=_POWER_FLOOR))
+    return eq + edges * _chosen(config.bandlimit_prob, batch, generator)[:, None]
+
+
+def augment_spectrum(power: torch.Tensor, config: AugmentConfig,
+                     generator: torch.Generator) -> torch.Tensor:
+    """Warp a ``vtlp_prob`` share of clips, then colour (``colouration_db``).
+    Power spectrogram ``(batch, frames, bins)`` -> same shape."""
+    batch, _, n_bins = power.shape
+    if config.vtlp_prob > 0:
+        alpha = torch.where(_chosen(config.vtlp_prob, batch, generator),
+                            _uniform(*config.vtlp_alpha, batch, generator), 1.0)
+        power = warp_frequencies(power, alpha)
+    if config.eq_prob > 0 or config.bandlimit_prob > 0:
+        gain_db = colouration_db(config, batch, n_bins, generator)
+        power = power * (10.0 ** (gain_db / 10.0))[:, None, :]
+    return power
+
+
+def augmented_mfcc(frontend: MFCC, audio: torch.Tensor, config: AugmentConfig,
+                   generator: torch.Generator) -> torch.Tensor:
+    """MFCC of augmented waveforms with the spectrum stages and the Table 5 masks:
+    ``(batch, CHUNK_SAMPLES)`` -> ``(batch, N_MFCC, FRAMES_PER_CHUNK)``. ``frontend``
+    must be the ``fft`` backend, whose power spectrogram is reachable."""
+    power = augment_spectrum(frontend.power(audio), config, generator)
+    return mask_mfcc(frontend.mfcc_from_power(power), config, generator)
 
 
 # MFCC augmentation

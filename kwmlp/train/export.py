@@ -1,45 +1,22 @@
-"""Turn a finished run into the shipped checkpoint: the best-validation model,
-evaluated on the held-out test split, saved with ``save_checkpoint`` and
-metadata that says what it was trained on and how."""
+"""Turn a finished run into the shipped checkpoint: the best model (by real-voice
+validation when the run had real speech), evaluated on the corpus' held-out test
+voices and on the real-voice validation speakers, saved with ``save_checkpoint``
+and metadata that says what it was trained on (``datacard``) and how."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 from .. import __version__
 from ..checkpoints import load_checkpoint, save_checkpoint
-from .evaluate import Evaluation, evaluate_model
-from .speech_commands import SPLITS, list_clips, load_clips
+from .datacard import describe_corpus, describe_real_data, summarize_training_data
+from .evaluate import Evaluation, evaluate_model, evaluate_real
+from .speech_commands import PathLike, list_clips, load_clips
 from .train import BEST_NAME, read_log
 
-PathLike = Union[str, Path]
 LICENCE = "MIT"
-
-
-def describe_corpus(data_dir: PathLike, generator: Optional[str] = None) -> dict:
-    """Clip counts per split and, when the corpus has the ``voices.json`` that
-    ``kwmlp.train.synth`` writes, its seed, engine versions and the voice ids per
-    split and engine (split names as the generator spells them)."""
-    data_dir = Path(data_dir)
-    clips = list_clips(data_dir)
-    description = {"path": str(data_dir.resolve()), "layout": "Speech Commands V2 (35 words)",
-                   "clips": {split: len(clips[split]) for split in SPLITS}}
-    if generator:
-        description["generator"] = generator
-    manifest_path = data_dir / "voices.json"
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        for key in ("seed", "clips_per_word", "engine_versions"):
-            if key in manifest:
-                description[key] = manifest[key]
-        voices: dict = {}
-        for voice, info in sorted(manifest.get("voices", {}).items()):
-            voices.setdefault(info["split"], {}).setdefault(info["engine"], []).append(voice)
-        description["voices"] = voices  # split -> engine -> voice ids
-    return description
 
 
 def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = None,
@@ -55,10 +32,11 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
     audio, labels = load_clips(list_clips(data_dir)["testing"])
     evaluation = evaluate_model(model, audio, labels, "testing")
     log = read_log(run_dir)
+    training_data = describe_corpus(data_dir, generator)
     metadata = {
         "description": "KW-MLP trained on a 35-word Speech Commands-layout corpus; the "
                        "encoder is the embedding model, the head the keyword classifier",
-        "training_data": describe_corpus(data_dir, generator),
+        "training_data": training_data,
         "recipe": run,
         "epochs": len(log),
         "best_epoch": best["epoch"],
@@ -70,6 +48,14 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
         "kwmlp_version": __version__,
         "licence": LICENCE,
     }
+    if run.get("real_data"):
+        training_data["real"] = describe_real_data(
+            run["real_data"], {"speech_commands": run["real_repeat"], "fsdd": run["fsdd_repeat"]},
+            run["real_noise"])
+        real = {source: e.summary() for source, e in evaluate_real(model, run["real_data"]).items()}
+        metadata["real_voice_accuracy"] = real["speech_commands"]["accuracy"]
+        metadata["real_voice"] = real
+    metadata["trained_on"] = summarize_training_data(training_data)
     save_checkpoint(out, model, metadata)
     return evaluation
 

@@ -3,12 +3,18 @@ appendix A, Table 5), and its command line.
 
 Recipe: AdamW, linear warmup then cosine decay per step, label smoothing,
 stochastic depth (the model's ``block_survival``), Table 5 masks on the MFCC,
-shift / noise / gain on the waveform. A run directory holds::
+speed / reverberation / shift / noise / gain on the waveform, warping and
+colouration on the spectrum (``augment``). Optionally: real recordings
+(``--real-data``, see ``real_speech``) repeated into every epoch, their real
+background noise added to the corpus', and a checkpoint to start from
+(``--init``, fine-tuning). A run directory holds::
 
     config.json   the run's TrainConfig (a rerun must match it)
     log.jsonl     one line per epoch
     last.pt       full training state after the latest epoch (resume point)
-    best.pt       kwmlp checkpoint of the best-validation-accuracy epoch
+    best.pt       kwmlp checkpoint of the best epoch: by real-voice validation
+                  accuracy when --real-data is given, else by synthetic validation
+    rirs.npy      the simulated room impulse responses, when reverberation is on
 
 Usage::
 
@@ -30,25 +36,31 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
 from ..atomic import write_atomic
-from ..checkpoints import save_checkpoint
+from ..checkpoints import load_checkpoint, save_checkpoint
 from ..encoder import KWMLP
 from ..errors import KwmlpError
 from ..frontend import MFCC
-from .augment import AugmentConfig, augment_waveform, mask_mfcc
+from .augment import AugmentConfig, augment_waveform, augmented_mfcc
 from .evaluate import predict
+from .real_speech import list_real_clips, load_real_clips, load_real_noise
+from .rooms import rir_bank
 from .speech_commands import INT16_SCALE, list_clips, load_background_noise, load_clips
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 LOG_NAME, CONFIG_NAME, LAST_NAME, BEST_NAME = "log.jsonl", "config.json", "last.pt", "best.pt"
+RIR_NAME = "rirs.npy"
+SELECT_ON = "real_val_acc"  # the figure best.pt is chosen on, when the run has it
+AUGMENT_PROBS = ("noise_prob", "speed_prob", "vtlp_prob", "eq_prob", "bandlimit_prob",
+                 "reverb_prob")  # the augmentation switches the command line sets
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,12 @@ class TrainConfig:
     depth: int = 12
     block_survival: float = 0.9
     augment: AugmentConfig = AugmentConfig()
+    init: str = ""  # checkpoint to fine-tune from ("" = random init)
+    real_data: str = ""  # real-speech folder (real_speech.MANIFEST_NAME); "" = none
+    real_repeat: int = 0  # copies of the real Speech Commands training clips per epoch
+    fsdd_repeat: int = 0  # copies of the real spoken-digit training clips per epoch
+    real_noise: bool = False  # mix the real background recordings in too
+    rir_rooms: int = 200  # simulated rooms in the bank, when augment.reverb_prob > 0
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -133,21 +151,54 @@ def read_log(run_dir: PathLike) -> List[dict]:
 
 # training
 
+def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
+                                                      Dict[str, Tuple[torch.Tensor, torch.Tensor]],
+                                                      List[torch.Tensor]]:
+    """``(training audio, training labels, validation sets, noise recordings)``.
+
+    Training: the corpus' training split, then ``real_repeat`` copies of the real
+    Speech Commands training speakers' clips and ``fsdd_repeat`` of the real digit
+    speakers'. Validation, keyed as in the log: ``val_acc`` (the corpus' held-out
+    voices) and, with ``real_data``, ``real_val_acc`` (real Speech Commands speakers
+    never trained on, the selection figure) and ``fsdd_val_acc``. Noise: the corpus'
+    ``_background_noise_`` plus, with ``real_noise``, the real recordings. Audio is
+    int16 ``(n, CHUNK_SAMPLES)``."""
+    clips = list_clips(config.data)
+    audio, labels = load_clips(clips["training"])
+    train_audio, train_labels = [audio], [labels]
+    validation = {"val_acc": load_clips(clips["validation"])}
+    noise = load_background_noise(config.data)
+    if config.real_data:
+        real = list_real_clips(config.real_data)
+        for source, repeat in (("speech_commands", config.real_repeat),
+                               ("fsdd", config.fsdd_repeat)):
+            if repeat > 0:
+                audio, labels = load_real_clips(real[source]["training"][0])
+                train_audio.append(audio.repeat(repeat, 1))
+                train_labels.append(labels.repeat(repeat))
+        validation["real_val_acc"] = load_real_clips(real["speech_commands"]["validation"][0])
+        validation["fsdd_val_acc"] = load_real_clips(real["fsdd"]["validation"][0])
+        if config.real_noise:
+            noise = noise + load_real_noise(config.real_data)
+    return torch.cat(train_audio), torch.cat(train_labels), validation, noise
+
+
 def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch.Tensor,
                 noise: List[torch.Tensor], optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
-                config: TrainConfig, shuffle: torch.Generator,
-                augment: torch.Generator) -> Tuple[float, float]:
+                config: TrainConfig, shuffle: torch.Generator, augment: torch.Generator,
+                rirs: Optional[torch.Tensor] = None) -> Tuple[float, float]:
     """One pass over int16 clips ``(n, CHUNK_SAMPLES)`` in a random order, one optimiser
-    and scheduler step per batch. Returns (mean train loss, train accuracy)."""
+    and scheduler step per batch; ``rirs`` ``(n_rooms, rir_samples)`` for reverberation.
+    Returns (mean train loss, train accuracy)."""
     model.train()
     order = torch.randperm(len(audio), generator=shuffle)
     total_loss, correct = 0.0, 0
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size]
-        waveform = augment_waveform(audio[index].float() / INT16_SCALE, noise, config.augment,
-                                    augment)
         with torch.no_grad():
-            mfcc = mask_mfcc(frontend(waveform), config.augment, augment)
+            waveform = augment_waveform(audio[index].float() / INT16_SCALE, noise,
+                                        config.augment, augment, rirs)
+            mfcc = augmented_mfcc(frontend, waveform, config.augment, augment)
         logits = model(mfcc)
         loss = F.cross_entropy(logits, labels[index], label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
@@ -174,15 +225,17 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     shuffle = torch.Generator().manual_seed(config.seed + 1)
     augment = torch.Generator().manual_seed(config.seed + 2)
 
-    clips = list_clips(config.data)
-    train_audio, train_labels = load_clips(clips["training"])
-    val_audio, val_labels = load_clips(clips["validation"])
-    noise = load_background_noise(config.data)
-    logger.info("data: %d training, %d validation clips, %d noise recordings",
-                len(train_audio), len(val_audio), len(noise))
+    train_audio, train_labels, validation, noise = load_training_data(config)
+    rirs = (torch.from_numpy(rir_bank(run_dir / RIR_NAME, config.rir_rooms, config.seed))
+            if config.augment.reverb_prob > 0 else None)
+    logger.info("data: %d training clips, validation %s, %d noise recordings, %s rooms",
+                len(train_audio), {k: len(v[0]) for k, v in validation.items()}, len(noise),
+                len(rirs) if rirs is not None else 0)
 
     model = KWMLP(dim=config.dim, dim_ff=config.dim_ff, depth=config.depth,
                   block_survival=config.block_survival)
+    if config.init:
+        model.load_state_dict(load_checkpoint(config.init)[0].state_dict())
     frontend = MFCC(backend="fft")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -208,11 +261,13 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         train_loss, train_acc = train_epoch(model, frontend, train_audio, train_labels, noise,
-                                            optimizer, scheduler, config, shuffle, augment)
+                                            optimizer, scheduler, config, shuffle, augment, rirs)
         train_seconds = time.perf_counter() - started
-        val_acc = (predict(model, frontend, val_audio) == val_labels).float().mean().item()
+        accuracies = {name: round((predict(model, frontend, audio) == labels).float().mean().item(), 5)
+                      for name, (audio, labels) in validation.items()}
+        val_acc = accuracies[SELECT_ON if SELECT_ON in accuracies else "val_acc"]
         record = dict(epoch=epoch, train_loss=round(train_loss, 5), train_acc=round(train_acc, 5),
-                      val_acc=round(val_acc, 5), lr=scheduler.get_last_lr()[0],
+                      **accuracies, lr=scheduler.get_last_lr()[0],
                       samples_per_s=round(len(train_audio) / train_seconds, 1),
                       epoch_time_s=round(time.perf_counter() - started, 2))
         with log_path.open("a") as f:
@@ -221,7 +276,7 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
         if val_acc > best_val_acc:
             best_val_acc = val_acc
             save_checkpoint(run_dir / BEST_NAME, model,
-                            {"epoch": epoch, "val_acc": val_acc, "run": config.to_json()})
+                            {"epoch": epoch, **accuracies, "run": config.to_json()})
         payload = {
             "epoch": epoch, "best_val_acc": best_val_acc, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -242,17 +297,30 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
         description="Train KW-MLP on a Speech Commands-layout corpus (resumes a run in --out).")
     parser.add_argument("--data", required=True, help="corpus directory (Speech Commands V2)")
     parser.add_argument("--out", required=True, help="run directory (checkpoints, log.jsonl)")
-    for name in ("epochs", "warmup_epochs", "batch_size", "seed", "dim", "dim_ff", "depth"):
+    parser.add_argument("--init", default="", help="checkpoint to fine-tune from")
+    parser.add_argument("--real-data", default="",
+                        help="real-speech folder with MANIFEST.tsv (real clips, real noise, "
+                             "real-voice validation)")
+    for name in ("epochs", "warmup_epochs", "batch_size", "seed", "dim", "dim_ff", "depth",
+                 "real_repeat", "fsdd_repeat", "rir_rooms"):
         parser.add_argument("--" + name.replace("_", "-"), type=int,
                             default=getattr(defaults, name))
     for name in ("lr", "weight_decay", "label_smoothing", "block_survival"):
         parser.add_argument("--" + name.replace("_", "-"), type=float,
                             default=getattr(defaults, name))
+    for name in AUGMENT_PROBS:
+        parser.add_argument("--" + name.replace("_", "-"), type=float,
+                            default=getattr(defaults.augment, name))
+    parser.add_argument("--real-noise", action="store_true",
+                        help="mix the real background recordings of --real-data in too")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     args = vars(parser.parse_args(argv))
     out, threads = Path(args.pop("out")), args.pop("threads")
-    args["data"] = str(Path(args["data"]).resolve())
-    return TrainConfig(**args), out, threads
+    augment = AugmentConfig(**{name: args.pop(name) for name in AUGMENT_PROBS})
+    for name in ("data", "real_data", "init"):
+        if args[name]:
+            args[name] = str(Path(args[name]).resolve())
+    return TrainConfig(**args, augment=augment), out, threads
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

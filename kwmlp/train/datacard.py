@@ -1,0 +1,112 @@
+"""What a checkpoint was trained on: written once at export (``describe_*``), read
+back by ``kwmlp info`` and the model card (``summarize_training_data``), so the
+two cannot disagree.
+
+``metadata["training_data"]`` as ``kwmlp.train.export`` writes it::
+
+    {"path", "layout", "clips": {split: n}, "synthetic": bool,
+     "generator"?, "seed"?, "clips_per_word"?, "engine_versions"?,
+     "voices"?: {split: {engine: [voice ids]}},       # from the corpus' voices.json
+     "real"?: {"path", "split_rule", "licences": {source: text},
+               "training": {source: {"clips", "speakers", "repeat"}},
+               "validation": {source: {"clips", "speakers"}},
+               "background_noise": bool}}
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Optional
+
+from .real_speech import VALIDATION_PERCENT, list_real_clips
+from .speech_commands import SPLITS, PathLike, list_clips
+
+REAL_SPEECH_LICENCES = {
+    "speech_commands": "CC-BY-4.0: P. Warden, Speech Commands: A Dataset for "
+                       "Limited-Vocabulary Speech Recognition, arXiv:1804.03209 (2018)",
+    "fsdd": "CC-BY-SA-4.0: Z. Jackson et al., Free Spoken Digit Dataset, "
+            "github.com/Jakobovski/free-spoken-digit-dataset",
+}
+SOURCE_NAMES = {"speech_commands": "Speech Commands", "fsdd": "spoken-digit (FSDD)"}
+
+
+def describe_corpus(data_dir: PathLike, generator: Optional[str] = None) -> dict:
+    """Clip counts per split and, when the corpus has the ``voices.json`` that
+    ``kwmlp.train.synth`` writes (then ``synthetic`` is True), its seed, engine
+    versions and the voice ids per split and engine (split names as the generator
+    spells them)."""
+    data_dir = Path(data_dir)
+    clips = list_clips(data_dir)
+    description = {"path": str(data_dir.resolve()), "layout": "Speech Commands V2 (35 words)",
+                   "clips": {split: len(clips[split]) for split in SPLITS}}
+    if generator:
+        description["generator"] = generator
+    manifest_path = data_dir / "voices.json"
+    description["synthetic"] = manifest_path.is_file()
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        for key in ("seed", "clips_per_word", "engine_versions"):
+            if key in manifest:
+                description[key] = manifest[key]
+        voices: dict = {}
+        for voice, info in sorted(manifest.get("voices", {}).items()):
+            voices.setdefault(info["split"], {}).setdefault(info["engine"], []).append(voice)
+        description["voices"] = voices  # split -> engine -> voice ids
+    return description
+
+
+def describe_real_data(real_dir: PathLike, repeats: Mapping[str, int],
+                       background_noise: bool) -> dict:
+    """The real recordings a run used: clips and speakers per source in each split,
+    how often each training source was repeated per epoch (0 = validation only),
+    whether the real background recordings were mixed in, the split rule, licences."""
+    real = list_real_clips(real_dir)
+    rule = ", ".join(f"{source}: sha1(speaker) % 100 < {percent}"
+                     for source, percent in VALIDATION_PERCENT.items())
+    return {
+        "path": str(Path(real_dir).resolve()),
+        "split_rule": f"validation speakers are those with {rule}; the rest are training",
+        "training": {source: {"clips": len(splits["training"][0]),
+                              "speakers": len(set(splits["training"][1])),
+                              "repeat": repeats.get(source, 0)}
+                     for source, splits in real.items()},
+        "validation": {source: {"clips": len(splits["validation"][0]),
+                                "speakers": len(set(splits["validation"][1]))}
+                       for source, splits in real.items()},
+        "background_noise": background_noise,
+        "licences": dict(REAL_SPEECH_LICENCES),
+    }
+
+
+def _count_voices(by_engine: object) -> int:
+    if isinstance(by_engine, Mapping):  # engine -> voice ids, as describe_corpus writes
+        return sum(len(ids) for ids in by_engine.values())
+    return len(by_engine)  # a flat list of ids
+
+
+def summarize_training_data(data: object) -> str:
+    """One line for people from ``metadata["training_data"]`` (module docstring)."""
+    if not isinstance(data, Mapping):
+        return str(data)
+    # Checkpoints exported before the flag existed were all made from TTS voices.
+    synthetic = data.get("synthetic", "voices" in data or "engine_versions" in data)
+    kind = "synthetic TTS speech" if synthetic else "recorded speech"
+    parts = [f"{kind}, {data.get('layout', 'unknown layout')}"]
+    if isinstance(data.get("clips"), Mapping):
+        parts.append(", ".join(f"{n:,} {split}" for split, n in data["clips"].items()) + " clips")
+    if isinstance(data.get("voices"), Mapping):
+        parts.append(", ".join(f"{_count_voices(v):,} {split}"
+                               for split, v in data["voices"].items()) + " voices")
+    if data.get("generator"):
+        parts.append(f"made by: {data['generator']}")
+    real = data.get("real")
+    if isinstance(real, Mapping):
+        used = [f"{n['clips']:,} {SOURCE_NAMES.get(s, s)} clips of {n['speakers']} speakers "
+                f"(x{n['repeat']} per epoch)"
+                for s, n in real.get("training", {}).items() if n.get("repeat", 0) > 0]
+        parts.append("real speech: " + (", ".join(used) if used else "none in training")
+                     + ("; real background noise" if real.get("background_noise") else ""))
+        held = [f"{n['clips']:,} {SOURCE_NAMES.get(s, s)} clips of {n['speakers']} other speakers"
+                for s, n in real.get("validation", {}).items()]
+        parts.append("real-voice validation: " + ", ".join(held))
+    return "; ".join(parts)
