@@ -3,25 +3,11 @@ weights came from, and its checkpoint's metadata."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict
 
 from .embedder import HOP_MS, KWMLPEmbedder
 from .encoder import count_parameters
-
-
-def _describe_training_data(data: object) -> str:
-    """One line from ``metadata["training_data"]`` as ``kwmlp.train.export`` writes it."""
-    if not isinstance(data, Mapping):
-        return str(data)
-    parts = [str(data.get("layout", "unknown layout"))]
-    if isinstance(data.get("clips"), Mapping):
-        parts.append(", ".join(f"{n} {split}" for split, n in data["clips"].items()) + " clips")
-    if isinstance(data.get("voices"), Mapping):
-        parts.append(", ".join(f"{len(v)} {split}" for split, v in data["voices"].items())
-                     + " voices")
-    if data.get("generator"):
-        parts.append(f"made by: {data['generator']}")
-    return "; ".join(parts)
+from .train.datacard import summarize_training_data
 
 
 def model_info(model: KWMLPEmbedder) -> Dict[str, str]:
@@ -41,7 +27,7 @@ def model_info(model: KWMLPEmbedder) -> Dict[str, str]:
     }
     for key, value in model.metadata.items():
         if key == "training_data":
-            info["training data"] = _describe_training_data(value)
+            info["training data"] = summarize_training_data(value)
         elif isinstance(value, (str, int, float, bool)):
             info[key.replace("_", " ")] = str(value)
     return info

@@ -263,13 +263,15 @@ def test_model_info_summarises_the_checkpoint(tmp_path):
     metadata = {"description": "test weights", "held_out_accuracy": 0.9,
                 "recipe": {"epochs": 3}, "training_data": {
                     "layout": "Speech Commands V2 (35 words)", "path": "/data",
-                    "clips": {"training": 10, "validation": 2},
-                    "voices": {"training": ["a", "b", "c"], "validation": ["d"]},
+                    "clips": {"training": 10, "validation": 2}, "synthetic": True,
+                    # split -> engine -> voice ids, as kwmlp.train.export writes it
+                    "voices": {"training": {"espeak-ng": ["a", "b"], "flite": ["c"]},
+                               "validation": {"espeak-ng": ["d"]}},
                     "generator": "tts --seed 1"}}
     save_checkpoint(tmp_path / "m.pt", KWMLP(depth=2), metadata)
     info = model_info(kwmlp.load_model(str(tmp_path / "m.pt"), device="cpu"))
     assert info["training data"] == (
-        "Speech Commands V2 (35 words); 10 training, 2 validation clips; "
+        "synthetic TTS speech, Speech Commands V2 (35 words); 10 training, 2 validation clips; "
         "3 training, 1 validation voices; made by: tts --seed 1")
     assert info["held out accuracy"] == "0.9" and info["description"] == "test weights"
     assert "recipe" not in info and info["weights"] == str(tmp_path / "m.pt")

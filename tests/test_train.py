@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 
 from kwmlp.checkpoints import load_checkpoint
+from kwmlp.errors import KwmlpError
 from kwmlp.train import train as train_module
 from kwmlp.train.augment import (AugmentConfig, augment_waveform, colouration_db, mask_mfcc,
                                  mix_at_snr, noise_segments, reverberate, speed_perturb,
@@ -81,7 +82,7 @@ def test_reader_splits_labels_and_ignores_other_folders(corpus):
 def test_reader_rejects_listed_clip_that_is_missing(tmp_path):
     root = make_corpus(tmp_path, words=("bed",))
     (root / "bed" / "b1_nohash_0.wav").unlink()
-    with pytest.raises(Exception, match="do not exist"):
+    with pytest.raises(KwmlpError, match="do not exist"):
         list_clips(root)
 
 
@@ -306,7 +307,7 @@ def test_training_writes_checkpoints_and_resumes_after_a_kill(corpus, tmp_path, 
     for key, value in straight["model"].items():
         torch.testing.assert_close(resumed["model"][key], value, rtol=0, atol=0)
 
-    with pytest.raises(Exception, match="different config"):
+    with pytest.raises(KwmlpError, match="different config"):
         train_module.main(_argv(corpus, run_dir, epochs=3))
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from .real_speech import VALIDATION_PERCENT, list_real_clips
-from .speech_commands import SPLITS, PathLike, list_clips
+from .._types import PathLike
+from .speech_commands import SPLITS, list_clips
 
 REAL_SPEECH_LICENCES = {
     "speech_commands": "CC-BY-4.0: P. Warden, Speech Commands: A Dataset for "

@@ -9,10 +9,11 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .._types import PathLike
 from ..checkpoints import load_checkpoint
 from ..encoder import KWMLP
 from ..frontend import MFCC
@@ -21,7 +22,6 @@ from .real_speech import list_real_clips, load_real_clips
 from .rooms import measured_rirs
 from .speech_commands import INT16_SCALE, SPLITS, WORDS, list_clips, load_clips
 
-PathLike = Union[str, Path]
 EVAL_BATCH = 512  # clips per forward pass; bounds memory only
 # The ten command words of Speech Commands' 12-class task (HEAR's speech_commands).
 COMMAND_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")

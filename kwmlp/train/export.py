@@ -13,7 +13,8 @@ from .. import __version__
 from ..checkpoints import load_checkpoint, save_checkpoint
 from .datacard import describe_corpus, describe_real_data, summarize_training_data
 from .evaluate import Evaluation, evaluate_model, evaluate_real
-from .speech_commands import PathLike, list_clips, load_clips
+from .._types import PathLike
+from .speech_commands import list_clips, load_clips
 from .train import BEST_NAME, read_log
 
 LICENCE = "MIT"

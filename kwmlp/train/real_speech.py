@@ -23,10 +23,11 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
+from .._types import PathLike
 from ..audio import load_audio
 from ..errors import KwmlpError
 from ..frontend import CHUNK_SAMPLES
-from .speech_commands import (INT16_SCALE, NOISE_DIR, WORDS, ClipList, PathLike,
+from .speech_commands import (INT16_SCALE, NOISE_DIR, WORDS, ClipList,
                               load_background_noise)
 
 MANIFEST_NAME = "MANIFEST.tsv"

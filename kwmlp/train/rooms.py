@@ -14,10 +14,10 @@ from typing import Tuple
 import numpy as np
 import soundfile as sf
 
+from .._types import PathLike
 from ..atomic import write_atomic
 from ..audio import resample
 from ..frontend import SAMPLE_RATE
-from .speech_commands import PathLike
 
 ROOM_DIMS_M = ((3.0, 3.0, 2.4), (12.0, 10.0, 4.0))  # (low, high) for (length, width, height)
 RT60_S = (0.15, 0.9)

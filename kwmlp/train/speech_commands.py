@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Tuple
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from .._types import PathLike
 from ..errors import KwmlpError
 from ..frontend import CHUNK_SAMPLES, SAMPLE_RATE
 
@@ -34,7 +35,6 @@ SPLITS = ("training", "validation", "testing")
 NOISE_DIR = "_background_noise_"
 INT16_SCALE = 32768.0  # int16 full scale -> float in [-1, 1)
 
-PathLike = Union[str, Path]
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
+from .._types import PathLike
 from ..atomic import write_atomic
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..encoder import KWMLP
@@ -55,7 +56,6 @@ from .speech_commands import INT16_SCALE, list_clips, load_background_noise, loa
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, Path]
 LOG_NAME, CONFIG_NAME, LAST_NAME, BEST_NAME = "log.jsonl", "config.json", "last.pt", "best.pt"
 RIR_NAME = "rirs.npy"
 SELECT_ON = "real_val_acc"  # the figure best.pt is chosen on, when the run has it
