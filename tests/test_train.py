@@ -12,9 +12,10 @@ import torch
 from kwmlp.checkpoints import load_checkpoint
 from kwmlp.errors import KwmlpError
 from kwmlp.train import train as train_module
-from kwmlp.train.augment import (AugmentConfig, augment_waveform, colouration_db, mask_mfcc,
-                                 mix_at_snr, noise_segments, reverberate, speed_perturb,
-                                 time_shift, warp_frequencies)
+from kwmlp.train.augment import (CODECS, AugmentConfig, augment_waveform, codec_copies,
+                                 codec_round_trip, colouration_db, mask_mfcc, mix_at_snr,
+                                 noise_segments, reverberate, speed_perturb, time_shift,
+                                 warp_frequencies)
 from kwmlp.train.evaluate import confusion_matrix, evaluate_checkpoint
 from kwmlp.train.export import export_run
 from kwmlp.train.speech_commands import WORDS, list_clips, load_background_noise, load_clips
@@ -226,6 +227,35 @@ def test_reverberate_is_convolution_at_the_dry_level():
     np.testing.assert_allclose(wet[1], expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("codec", CODECS)
+def test_codec_round_trip_is_lossy_but_keeps_a_speech_band_tone(codec):
+    t = np.arange(SR) / SR
+    tone = (8000 * np.sin(2 * np.pi * 700 * t)).astype(np.int16)
+    for compression in (0.3, 0.9):
+        out = codec_round_trip(tone, codec, compression)
+        assert out.shape == tone.shape and out.dtype == np.int16
+        assert not np.array_equal(out, tone)
+        middle = slice(2000, 14000)  # away from the codec's start-up and padding
+        spectrum = np.abs(np.fft.rfft(out[middle].astype(np.float64)))
+        assert np.fft.rfftfreq(12000, 1 / SR)[spectrum.argmax()] == pytest.approx(700, abs=2)
+        level_db = 20 * np.log10(out[middle].std() / tone[middle].std())
+        assert abs(level_db) < 1.0, (codec, compression, level_db)
+
+
+def test_codec_copies_are_fixed_by_the_seed_and_taken_at_codec_prob():
+    audio = torch.from_numpy(np.stack([_tone(i, seed=i) for i in range(4)]))
+    config = AugmentConfig(codec_prob=1.0, noise_prob=0.0, gain_db=(0.0, 0.0), max_shift_ms=0.0)
+    coded = codec_copies(audio, config, seed=3)
+    assert torch.equal(coded, codec_copies(audio, config, seed=3)) and coded.shape == audio.shape
+    generator = torch.Generator().manual_seed(0)
+    out = augment_waveform(audio.float(), [], config, generator, coded=coded.float())
+    assert torch.equal(out, coded.float())  # every clip from its codec copy, nothing else
+    off = AugmentConfig(noise_prob=0.0, gain_db=(0.0, 0.0), max_shift_ms=0.0)
+    assert torch.equal(augment_waveform(audio.float(), [], off, generator), audio.float())
+    with pytest.raises(ValueError, match="codec"):
+        augment_waveform(audio.float(), [], config, generator)
+
+
 def test_colouration_band_limits_and_eq_peak():
     generator = torch.Generator().manual_seed(0)
     hz = np.linspace(0, SR / 2, 241)
@@ -358,7 +388,7 @@ def test_training_with_real_speech_selects_on_real_voices(corpus, tmp_path):
     train_module.main(_argv(corpus, run_dir, epochs=2) + [
         "--real-data", str(real_dir), "--real-repeat", "2", "--fsdd-repeat", "1", "--real-noise",
         "--speed-prob", "0.5", "--vtlp-prob", "0.5", "--reverb-prob", "0.5", "--eq-prob", "0.5",
-        "--bandlimit-prob", "0.5", "--rir-rooms", "3"])
+        "--bandlimit-prob", "0.5", "--codec-prob", "0.5", "--rir-rooms", "3"])
     log = train_module.read_log(run_dir)
     assert {"val_acc", "real_val_acc", "fsdd_val_acc"} <= set(log[0])
     _, meta = load_checkpoint(run_dir / "best.pt")

@@ -1,7 +1,8 @@
 """Training-time augmentation, batched on tensors (paper appendix A, Table 5).
 
-Waveform side (before the MFCC): speed perturbation, reverberation by a simulated
-room, random time shift, background-noise mixing at a random SNR, random gain.
+Waveform side (before the MFCC): a lossy-codec copy of the clip (made once per run
+by ``codec_copies``), speed perturbation, reverberation by a simulated room, random
+time shift, background-noise mixing at a random SNR, random gain.
 Spectrum side (on the power spectrogram): vocal-tract-length warping, microphone
 colouration (smooth random EQ, band limits down to telephone). MFCC side:
 SpecAugment-style time and frequency masks. The speed, warp, EQ and reverberation
@@ -12,9 +13,12 @@ and its augmentation stream can be checkpointed.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+import numpy as np
+import soundfile as sf
 import torch
 
 from ..frontend import CHUNK_SAMPLES, SAMPLE_RATE, MFCC
@@ -23,6 +27,8 @@ _POWER_FLOOR = 1e-10  # keeps silent clips / silent noise segments from dividing
 VTLP_BOUNDARY_HZ = 4800.0  # warp is linear below this (scaled), then meets Nyquist
 BAND_EDGE_ORDER = 4  # Butterworth-like roll-off of the band limits
 EQ_COSINES = 3  # the random EQ curve is a sum of this many cosines over log-frequency
+# (soundfile format, subtype) of the lossy codecs a clip may be round-tripped through.
+CODECS = (("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III"))
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,9 @@ class AugmentConfig:
     highpass_hz: Tuple[float, float] = (50.0, 400.0)
     lowpass_hz: Tuple[float, float] = (3400.0, 7500.0)  # 300-3400 Hz is telephone band
     reverb_prob: float = 0.0
+    codec_prob: float = 0.0
+    # soundfile's 0 (best) .. 1 (smallest); libsndfile's MP3 encoder refuses 1.0
+    codec_compression: Tuple[float, float] = (0.3, 0.9)
 
 
 # helpers
@@ -158,15 +167,45 @@ def reverberate(audio: torch.Tensor, rirs: torch.Tensor) -> torch.Tensor:
     return wet * scale[:, None]
 
 
+def codec_round_trip(clip: np.ndarray, codec: Tuple[str, str], compression: float) -> np.ndarray:
+    """Encode a 16 kHz int16 clip ``(samples,)`` with a lossy codec in memory and decode
+    it again: same length and dtype (the decoder's padding is cut, a short decode padded)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, clip, SAMPLE_RATE, format=codec[0], subtype=codec[1],
+             compression_level=compression)
+    buffer.seek(0)
+    decoded = sf.read(buffer, dtype="int16")[0][:len(clip)]
+    return np.pad(decoded, (0, len(clip) - len(decoded)))
+
+
+def codec_copies(audio: torch.Tensor, config: AugmentConfig, seed: int) -> torch.Tensor:
+    """Every clip of int16 ``(n, samples)`` through one of ``CODECS`` at a compression
+    drawn from ``codec_compression``, fixed by ``seed``. A codec costs milliseconds per
+    clip, too slow per batch, so a run makes these copies once and ``augment_waveform``
+    picks from them."""
+    rng = np.random.default_rng(seed)
+    codec = rng.integers(len(CODECS), size=len(audio))
+    compression = rng.uniform(*config.codec_compression, size=len(audio))
+    clips = audio.numpy()
+    return torch.from_numpy(np.stack([codec_round_trip(clip, CODECS[c], q)
+                                      for clip, c, q in zip(clips, codec, compression)]))
+
+
 def augment_waveform(audio: torch.Tensor, noise: List[torch.Tensor], config: AugmentConfig,
-                     generator: torch.Generator,
-                     rirs: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Speed-perturb a ``speed_prob`` share of clips, reverberate a ``reverb_prob`` share
-    with impulse responses drawn from ``rirs`` ``(n_rooms, rir_samples)`` (needed when
-    ``reverb_prob > 0``), shift, add noise to a ``noise_prob`` share, apply gain.
-    ``(batch, CHUNK_SAMPLES)`` float audio -> same shape. ``noise`` may be empty
-    (no ``_background_noise_`` folder), then no noise is mixed."""
+                     generator: torch.Generator, rirs: Optional[torch.Tensor] = None,
+                     coded: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Take a ``codec_prob`` share of clips from ``coded`` (the same clips after a codec
+    round trip, needed when ``codec_prob > 0``), speed-perturb a ``speed_prob`` share,
+    reverberate a ``reverb_prob`` share with impulse responses drawn from ``rirs``
+    ``(n_rooms, rir_samples)`` (needed when ``reverb_prob > 0``), shift, add noise to a
+    ``noise_prob`` share, apply gain. ``(batch, CHUNK_SAMPLES)`` float audio -> same
+    shape. ``noise`` may be empty (no ``_background_noise_`` folder), then no noise is
+    mixed."""
     batch = audio.shape[0]
+    if config.codec_prob > 0:
+        if coded is None:
+            raise ValueError("codec_prob > 0 needs the codec copies of the clips (coded)")
+        audio = torch.where(_chosen(config.codec_prob, batch, generator)[:, None], coded, audio)
     if config.speed_prob > 0:
         factor = torch.where(_chosen(config.speed_prob, batch, generator),
                              _uniform(*config.speed_factor, batch, generator), 1.0)

@@ -3,7 +3,7 @@ appendix A, Table 5), and its command line.
 
 Recipe: AdamW, linear warmup then cosine decay per step, label smoothing,
 stochastic depth (the model's ``block_survival``), Table 5 masks on the MFCC,
-speed / reverberation / shift / noise / gain on the waveform, warping and
+codec / speed / reverberation / shift / noise / gain on the waveform, warping and
 colouration on the spectrum (``augment``). Optionally: real recordings
 (``--real-data``, see ``real_speech``) repeated into every epoch, their real
 background noise added to the corpus', and a checkpoint to start from
@@ -48,7 +48,7 @@ from ..checkpoints import load_checkpoint, save_checkpoint
 from ..encoder import KWMLP
 from ..errors import KwmlpError
 from ..frontend import MFCC
-from .augment import AugmentConfig, augment_waveform, augmented_mfcc
+from .augment import AugmentConfig, augment_waveform, augmented_mfcc, codec_copies
 from .evaluate import predict
 from .real_speech import list_real_clips, load_real_clips, load_real_noise
 from .rooms import rir_bank
@@ -60,7 +60,7 @@ LOG_NAME, CONFIG_NAME, LAST_NAME, BEST_NAME = "log.jsonl", "config.json", "last.
 RIR_NAME = "rirs.npy"
 SELECT_ON = "real_val_acc"  # the figure best.pt is chosen on, when the run has it
 AUGMENT_PROBS = ("noise_prob", "speed_prob", "vtlp_prob", "eq_prob", "bandlimit_prob",
-                 "reverb_prob")  # the augmentation switches the command line sets
+                 "reverb_prob", "codec_prob")  # the augmentation switches the command line sets
 
 
 @dataclass(frozen=True)
@@ -186,9 +186,11 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
 def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch.Tensor,
                 noise: List[torch.Tensor], optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
                 config: TrainConfig, shuffle: torch.Generator, augment: torch.Generator,
-                rirs: Optional[torch.Tensor] = None) -> Tuple[float, float]:
+                rirs: Optional[torch.Tensor] = None,
+                coded: Optional[torch.Tensor] = None) -> Tuple[float, float]:
     """One pass over int16 clips ``(n, CHUNK_SAMPLES)`` in a random order, one optimiser
-    and scheduler step per batch; ``rirs`` ``(n_rooms, rir_samples)`` for reverberation.
+    and scheduler step per batch; ``rirs`` ``(n_rooms, rir_samples)`` for reverberation,
+    ``coded`` the clips' codec copies (``codec_copies``) for the codec lever.
     Returns (mean train loss, train accuracy)."""
     model.train()
     order = torch.randperm(len(audio), generator=shuffle)
@@ -196,8 +198,9 @@ def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size]
         with torch.no_grad():
-            waveform = augment_waveform(audio[index].float() / INT16_SCALE, noise,
-                                        config.augment, augment, rirs)
+            waveform = augment_waveform(
+                audio[index].float() / INT16_SCALE, noise, config.augment, augment, rirs,
+                coded[index].float() / INT16_SCALE if coded is not None else None)
             mfcc = augmented_mfcc(frontend, waveform, config.augment, augment)
         logits = model(mfcc)
         loss = F.cross_entropy(logits, labels[index], label_smoothing=config.label_smoothing)
@@ -228,6 +231,9 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     train_audio, train_labels, validation, noise = load_training_data(config)
     rirs = (torch.from_numpy(rir_bank(run_dir / RIR_NAME, config.rir_rooms, config.seed))
             if config.augment.reverb_prob > 0 else None)
+    # Rebuilt on resume rather than cached: as large as the corpus, and the seed fixes it.
+    coded = (codec_copies(train_audio, config.augment, config.seed)
+             if config.augment.codec_prob > 0 else None)
     logger.info("data: %d training clips, validation %s, %d noise recordings, %s rooms",
                 len(train_audio), {k: len(v[0]) for k, v in validation.items()}, len(noise),
                 len(rirs) if rirs is not None else 0)
@@ -261,7 +267,8 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         train_loss, train_acc = train_epoch(model, frontend, train_audio, train_labels, noise,
-                                            optimizer, scheduler, config, shuffle, augment, rirs)
+                                            optimizer, scheduler, config, shuffle, augment, rirs,
+                                            coded)
         train_seconds = time.perf_counter() - started
         accuracies = {name: round((predict(model, frontend, audio) == labels).float().mean().item(), 5)
                       for name, (audio, labels) in validation.items()}
