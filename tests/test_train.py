@@ -370,6 +370,23 @@ def test_evaluate_and_export(corpus, tmp_path):
     assert meta["epochs"] == 2 and model.head.out_features == 35
 
 
+def test_export_of_a_fine_tune_records_the_stages_before_it(corpus, tmp_path):
+    train_module.main(_argv(corpus, tmp_path / "first", epochs=1))
+    train_module.main(_argv(corpus, tmp_path / "second", epochs=2)
+                      + ["--init", str(tmp_path / "first" / "best.pt")])
+    export_run(tmp_path / "second", tmp_path / "second.pt")
+    train_module.main(_argv(corpus, tmp_path / "third", epochs=1)
+                      + ["--init", str(tmp_path / "second.pt")])
+    export_run(tmp_path / "third", tmp_path / "third.pt")
+    _, meta = load_checkpoint(tmp_path / "third.pt")
+    assert meta["epochs"] == 1 and meta["recipe"]["init"] == str(tmp_path / "second.pt")
+    stages = meta["earlier_stages"]
+    assert [s["epochs"] for s in stages] == [2, 1]  # latest first: second, then first
+    assert meta["epochs_all_stages"] == 4
+    assert stages[1]["checkpoint"] == str(tmp_path / "first" / "best.pt")
+    assert stages[1]["recipe"]["init"] == "" and stages[1]["best_epoch"] == 1
+
+
 def test_confusion_matrix_counts():
     labels = torch.tensor([0, 0, 1, 2, 2, 2])
     predictions = torch.tensor([0, 1, 1, 2, 0, 0])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from .. import __version__
 from ..checkpoints import load_checkpoint, save_checkpoint
@@ -18,6 +18,29 @@ from .speech_commands import list_clips, load_clips
 from .train import BEST_NAME, read_log
 
 LICENCE = "MIT"
+
+
+def earlier_stages(init: str) -> List[dict]:
+    """The training stages behind a fine-tune's ``--init`` checkpoint, latest first:
+    each stage's recipe, epochs run, best epoch and summed epoch time. Follows the chain
+    through run directories (``best.pt`` beside its ``log.jsonl``) and through exported
+    checkpoints (which carry their own ``recipe`` and ``earlier_stages``); stops where a
+    checkpoint no longer exists."""
+    stages: List[dict] = []
+    while init and Path(init).is_file():
+        _, meta = load_checkpoint(init)
+        if "run" in meta:  # a best.pt written by kwmlp.train.train
+            log = read_log(Path(init).parent)
+            stages.append({"checkpoint": init, "recipe": meta["run"], "epochs": len(log),
+                           "best_epoch": meta["epoch"],
+                           "wall_time_s": round(sum(r["epoch_time_s"] for r in log), 1)})
+            init = meta["run"].get("init", "")
+        else:  # an exported checkpoint: it already describes its own history
+            stages.append({"checkpoint": init, "recipe": meta.get("recipe"),
+                           "epochs": meta.get("epochs"), "best_epoch": meta.get("best_epoch"),
+                           "wall_time_s": meta.get("wall_time_s")})
+            return stages + list(meta.get("earlier_stages", []))
+    return stages
 
 
 def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = None,
@@ -33,13 +56,16 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
     audio, labels = load_clips(list_clips(data_dir)["testing"])
     evaluation = evaluate_model(model, audio, labels, "testing")
     log = read_log(run_dir)
+    stages = earlier_stages(run.get("init", ""))
     training_data = describe_corpus(data_dir, generator)
     metadata = {
         "description": "KW-MLP trained on a 35-word Speech Commands-layout corpus; the "
                        "encoder is the embedding model, the head the keyword classifier",
         "training_data": training_data,
         "recipe": run,
+        "earlier_stages": stages,
         "epochs": len(log),
+        "epochs_all_stages": len(log) + sum(stage["epochs"] or 0 for stage in stages),
         "best_epoch": best["epoch"],
         "wall_time_s": round(sum(r["epoch_time_s"] for r in log), 1),
         "val_accuracy": best["val_acc"],
