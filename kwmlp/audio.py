@@ -1,8 +1,10 @@
 """Audio files -> 16 kHz mono float32, the input the HEAR API expects.
 
 Reading is libsndfile's (through soundfile: WAV, FLAC, OGG/Vorbis, Opus, MP3,
-AIFF, ...); resampling is resampy's. Every bad file raises ``KwmlpError`` with
-a message that starts with the path and says what is wrong with the file.
+AIFF, ...); resampling to 16 kHz is libsoxr's (python-soxr, quality "HQ") by
+default, or resampy's ``kaiser_best`` (what openl3 uses) with
+``resampler="resampy"``. Every bad file raises ``KwmlpError`` with a message that
+starts with the path and says what is wrong with the file.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Iterator, Tuple
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from ._types import PathLike
 from .errors import KwmlpError
@@ -24,9 +27,15 @@ AUDIO_EXTENSIONS = frozenset({
     ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
     ".snd", ".caf", ".w64", ".rf64",
 })
-# resampy's highest-quality filter, as openl3 uses; it costs more than the
-# embedding itself for 44.1 kHz input, but a cheaper filter aliases more.
-RESAMPLE_FILTER = "kaiser_best"
+RESAMPLERS = ("soxr", "resampy")
+DEFAULT_RESAMPLER = "soxr"
+# libsoxr's "HQ" (20-bit) recipe: flat to 7 kHz, aliases of 9-20 kHz tones about
+# 150 dB down, many times faster than resampy; "VHQ" is slower and its deeper stop
+# band lies under float32 precision (figures: benchmarks/README.md, resample.py).
+SOXR_QUALITY = "HQ"
+# resampy's highest-quality filter, as openl3 uses: selectable for preprocessing
+# identical to openl3's; it costs more than the embedding itself at 44.1 kHz.
+RESAMPY_FILTER = "kaiser_best"
 # libsndfile's log line for a WAV/AIFF whose header claims more audio bytes than
 # the file holds (it then reads what is there): "data : 32000 (should be 15978)".
 _SHORT_DATA_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
@@ -71,24 +80,38 @@ def downmix(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=1, dtype=np.float32)
 
 
-def resample(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """``(n_samples,)`` at ``sample_rate`` Hz -> ``(floor(n_samples * 16000 /
-    sample_rate),)`` at 16 kHz, float32. Raises ``ValueError`` (resampy's) when
-    that is less than one sample."""
+def check_resampler(resampler: str) -> None:
+    if resampler not in RESAMPLERS:
+        raise ValueError(f"resampler must be one of {RESAMPLERS}, got {resampler!r}")
+
+
+def resample(audio: np.ndarray, sample_rate: int, resampler: str = DEFAULT_RESAMPLER
+             ) -> np.ndarray:
+    """``(n_samples,)`` float32 at ``sample_rate`` Hz -> float32 at 16 kHz: with
+    ``"soxr"`` ``round(n_samples * 16000 / sample_rate)`` samples, with
+    ``"resampy"`` ``floor(...)``. Audio already at 16 kHz is returned as it is.
+    Raises ``ValueError`` when the result would hold no sample."""
+    check_resampler(resampler)
     if sample_rate == SAMPLE_RATE:
         return audio
-    # Here, not at the top: resampy pulls in numba, which would make every
-    # `import kwmlp` slower and larger (benchmarks/README.md).
-    import resampy
+    if resampler == "resampy":
+        # Here, not at the top: resampy pulls in numba, which would make every
+        # `import kwmlp` slower and larger (benchmarks/README.md).
+        import resampy
 
-    return resampy.resample(audio, sample_rate, SAMPLE_RATE, filter=RESAMPLE_FILTER).astype(
-        np.float32, copy=False)
+        out = resampy.resample(audio, sample_rate, SAMPLE_RATE, filter=RESAMPY_FILTER)
+    else:
+        out = soxr.resample(audio, sample_rate, SAMPLE_RATE, quality=SOXR_QUALITY)
+    if len(out) == 0:
+        raise ValueError(f"{len(audio)} samples at {sample_rate} Hz make no sample at 16 kHz")
+    return out.astype(np.float32, copy=False)
 
 
-def load_audio(path: PathLike) -> Tuple[np.ndarray, int]:
+def load_audio(path: PathLike, resampler: str = DEFAULT_RESAMPLER) -> Tuple[np.ndarray, int]:
     """Read any file libsndfile reads as ``(audio, 16000)``: ``audio`` is float32
     of shape ``(n_samples,)`` at 16 kHz, integer PCM scaled to [-1, 1), several
-    channels averaged to one.
+    channels averaged to one, other rates resampled by ``resampler`` (see
+    ``resample``).
 
     Raises ``KwmlpError``, naming the path and the reason, for a file that is
     missing, unreadable, corrupt, has zero channels (libsndfile refuses those),
@@ -96,6 +119,7 @@ def load_audio(path: PathLike) -> Tuple[np.ndarray, int]:
     float file peaks above 1.0, and if its header promises more audio than it
     holds (a truncated WAV or AIFF, of which only what is there is read).
     """
+    check_resampler(resampler)
     path = Path(path)
     with _open(path) as sound:
         audio = sound.read(dtype="float32", always_2d=True)
@@ -117,7 +141,7 @@ def load_audio(path: PathLike) -> Tuple[np.ndarray, int]:
                       f"and does not clip or rescale it", stacklevel=2)
     mono = downmix(audio)
     try:
-        mono = resample(mono, sample_rate)
+        mono = resample(mono, sample_rate, resampler)
     except ValueError:  # fewer samples than make one at 16 kHz
         raise KwmlpError(f"{path}: too short to resample ({audio.shape[0]} samples at "
                          f"{sample_rate} Hz)") from None

@@ -17,6 +17,7 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
+from .audio import DEFAULT_RESAMPLER, RESAMPLERS
 from .embedder import KWMLPEmbedder
 from .errors import KwmlpError
 from .files import DEFAULT_BATCH_SECONDS, FORMATS, save_embeddings
@@ -113,6 +114,9 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="take embeddings after this many blocks (default: all)")
     embed.add_argument("--pooling", choices=POOLING_METHODS,
                        help="scene pooling (default: iterative, as published)")
+    embed.add_argument("--resampler", choices=RESAMPLERS, default=DEFAULT_RESAMPLER,
+                       help="to 16 kHz: soxr (default, libsoxr HQ) or resampy (kaiser_best, "
+                            "as openl3)")
     embed.add_argument("--batch-seconds", type=_positive_float, default=DEFAULT_BATCH_SECONDS,
                        metavar="S", help="audio read per batch (default: %(default)s)")
     embed.add_argument("-q", "--quiet", action="store_true",
@@ -144,7 +148,7 @@ def _embed(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
     summary = save_embeddings(args.paths, args.output_dir, model, kind=args.kind,
                               fmt=args.fmt, recursive=args.recursive,
                               overwrite=args.overwrite, batch_seconds=args.batch_seconds,
-                              progress=not args.quiet)
+                              resampler=args.resampler, progress=not args.quiet)
     print(f"kwmlp: {summary}", file=sys.stderr)
     nothing_found = summary.done + summary.skipped + len(summary.failures) == 0
     return EXIT_FAILED if summary.failures or nothing_found else EXIT_OK

@@ -13,8 +13,8 @@ Outputs on disk, for an input ``<dir>/<stem>.<ext>``:
 
 - ``fmt="npz"``: ``<stem>.npz`` holding the arrays ``embedding`` ``(T, 64)``,
   ``timestamps`` ``(T,)`` in ms and ``scene`` ``(1024,)`` (those the ``kind``
-  asks for; float32) and the metadata ``model_id``, ``model_options`` (str)
-  and ``sample_rate`` (int).
+  asks for; float32) and the metadata ``model_id``, ``model_options`` (str),
+  ``sample_rate`` (int) and ``resampler`` (str).
 - ``fmt="npy"``: one array per file, ``<stem>_embedding.npy``,
   ``<stem>_timestamps.npy``, ``<stem>_scene.npy``, and the metadata, with the
   names of the arrays, in ``<stem>_metadata.json``, written last.
@@ -25,7 +25,7 @@ an input folder keeps its path below that folder; an output that would
 replace an input is refused. Each output is written to a temporary file of
 its own in its destination folder and renamed into place. A rerun skips an
 input only if its outputs are complete, readable and made by the same model
-with the same options and arrays; any other output is embedded again
+with the same options, resampler and arrays; any other output is embedded again
 (all of them with ``overwrite``).
 """
 from __future__ import annotations
@@ -46,7 +46,8 @@ from tqdm import tqdm
 
 from ._types import PathLike
 from .atomic import remove_stale_temporaries, write_atomic
-from .audio import AUDIO_EXTENSIONS, audio_duration_s, load_audio
+from .audio import (AUDIO_EXTENSIONS, DEFAULT_RESAMPLER, audio_duration_s, check_resampler,
+                    load_audio)
 from .embedder import EMBEDDING_KINDS, HOP_MS, MIN_TIMESTAMPED_SAMPLES, KWMLPEmbedder
 from .errors import KwmlpError
 from .hear import load_model
@@ -151,7 +152,7 @@ def _batches(durations_s: Mapping[int, float], batch_seconds: float) -> Iterator
 
 
 def _embed_indexed(paths: Sequence[Path], model: KWMLPEmbedder, kind: str,
-                   batch_seconds: float
+                   batch_seconds: float, resampler: str
                    ) -> Iterator[Tuple[int, Union[FileEmbedding, FileFailure]]]:
     """``(index into paths, result)`` for every path: first the files whose
     header cannot be read, then the rest shortest first."""
@@ -165,7 +166,7 @@ def _embed_indexed(paths: Sequence[Path], model: KWMLPEmbedder, kind: str,
         by_length: Dict[int, List[Tuple[int, np.ndarray]]] = defaultdict(list)
         for index in batch:
             try:
-                audio, _ = load_audio(paths[index])
+                audio, _ = load_audio(paths[index], resampler)
                 _check_long_enough(paths[index], audio)
             except KwmlpError as err:
                 yield index, FileFailure(paths[index], str(err))
@@ -202,18 +203,20 @@ def _as_paths(paths: Union[PathLike, Iterable[PathLike]]) -> List[Path]:
 
 def embed_files(paths: Union[PathLike, Sequence[PathLike]],
                 model: Optional[KWMLPEmbedder] = None, kind: str = "both",
-                batch_seconds: float = DEFAULT_BATCH_SECONDS) -> List[FileEmbedding]:
-    """Embed audio files (any format ``load_audio`` reads; one path or
-    several), one result per path in the order given. ``kind`` is ``"both"``, ``"scene"`` or
-    ``"timestamp"``. ``model=None`` loads the default; pass a model when
+                batch_seconds: float = DEFAULT_BATCH_SECONDS,
+                resampler: str = DEFAULT_RESAMPLER) -> List[FileEmbedding]:
+    """Embed audio files (any format ``load_audio`` reads, resampled by
+    ``resampler``; one path or several), one result per path in the order given.
+    ``kind`` is ``"both"``, ``"scene"`` or ``"timestamp"``. ``model=None`` loads the default; pass a model when
     calling repeatedly. Raises ``KwmlpError`` for the first bad file; see
     ``save_embeddings`` to carry on past bad files."""
     _check_kind(kind)
     _check_batch_seconds(batch_seconds)
+    check_resampler(resampler)
     model = _model_or_default(model)
     paths = _as_paths(paths)
     results: List[Optional[FileEmbedding]] = [None] * len(paths)
-    for index, result in _embed_indexed(paths, model, kind, batch_seconds):
+    for index, result in _embed_indexed(paths, model, kind, batch_seconds, resampler):
         if isinstance(result, FileFailure):
             raise KwmlpError(result.message)
         results[index] = result
@@ -221,9 +224,9 @@ def embed_files(paths: Union[PathLike, Sequence[PathLike]],
 
 
 def embed_file(path: PathLike, model: Optional[KWMLPEmbedder] = None,
-               kind: str = "both") -> FileEmbedding:
+               kind: str = "both", resampler: str = DEFAULT_RESAMPLER) -> FileEmbedding:
     """Embed one audio file; see ``embed_files``."""
-    return embed_files([path], model, kind)[0]
+    return embed_files([path], model, kind, resampler=resampler)[0]
 
 
 # output files
@@ -270,10 +273,11 @@ def output_paths(path: Path, relative: Path, output_dir: Optional[PathLike] = No
     return paths
 
 
-def run_metadata(model: KWMLPEmbedder) -> Dict[str, object]:
+def run_metadata(model: KWMLPEmbedder, resampler: str = DEFAULT_RESAMPLER
+                 ) -> Dict[str, object]:
     """What every output records about how it was made."""
     return {"model_id": model.model_id(), "model_options": model.model_options(),
-            "sample_rate": model.sample_rate}
+            "sample_rate": model.sample_rate, "resampler": resampler}
 
 
 def write_outputs(result: FileEmbedding, outputs: Mapping[str, Path],
@@ -372,13 +376,13 @@ def save_embeddings(inputs: Union[PathLike, Iterable[PathLike]],
                     model: Optional[KWMLPEmbedder] = None, *, kind: str = "both",
                     fmt: str = "npz", recursive: bool = False, overwrite: bool = False,
                     batch_seconds: float = DEFAULT_BATCH_SECONDS,
-                    progress: bool = False) -> RunSummary:
+                    resampler: str = DEFAULT_RESAMPLER, progress: bool = False) -> RunSummary:
     """Embed audio files and folders (see ``find_audio_files``) to ``.npz`` or
     ``.npy`` files (see the module docstring); what ``kwmlp embed`` runs.
 
     An input is skipped if its outputs are current (``outputs_are_current``)
     unless ``overwrite``; outputs that are not, from another model, other
-    options or arrays, or incomplete, are embedded again. A bad file (or one
+    options, resampler or arrays, or incomplete, are embedded again. A bad file (or one
     whose output would replace an input) is logged (``logging.ERROR``, path and
     reason), recorded in the summary, and the rest carry on. ``progress`` shows
     a tqdm bar when stderr is a terminal, else a log line every
@@ -388,6 +392,7 @@ def save_embeddings(inputs: Union[PathLike, Iterable[PathLike]],
     _check_kind(kind)
     _check_fmt(fmt)
     _check_batch_seconds(batch_seconds)
+    check_resampler(resampler)
     if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
         raise KwmlpError(f"{output_dir}: exists and is not a folder; name a folder for the "
                          f"outputs")
@@ -398,7 +403,7 @@ def save_embeddings(inputs: Union[PathLike, Iterable[PathLike]],
                for path, relative in found}
     refused = {**_collisions(planned), **_replacing_inputs(planned)}
     failures += [FileFailure(path, message) for path, message in refused.items()]
-    metadata = run_metadata(model)
+    metadata = run_metadata(model, resampler)
     todo, stale, skipped = [], set(), 0
     for path, outputs in planned.items():
         if path in refused:
@@ -420,7 +425,7 @@ def save_embeddings(inputs: Union[PathLike, Iterable[PathLike]],
     # disable=None: tqdm draws only on a terminal; \r frames would fill a log file.
     with tqdm(total=len(todo), unit="file", disable=None if progress else True,
               dynamic_ncols=True) as bar:
-        results = _embed_indexed(todo, model, kind, batch_seconds)
+        results = _embed_indexed(todo, model, kind, batch_seconds, resampler)
         for handled, (_, result) in enumerate(results, 1):
             if isinstance(result, FileEmbedding):
                 try:

@@ -57,3 +57,14 @@ def test_memory_script_reports_growth(tmp_path):
 def test_profile_script_reports_op_shares():
     stdout = _run("profile_encoder.py", "--batch", "4", "--iters", "2")
     assert "aten::baddbmm" in stdout and "GFLOP/s" in stdout
+
+
+def test_resample_benchmark_runs_every_resampler_and_compares_embeddings():
+    out = _run("resample.py", "--seconds", "1", "--repeats", "1", "--clips", "2")
+    for name in ("resampy kaiser_best", "resampy kaiser_fast", "scipy resample_poly",
+                 "soxr HQ", "soxr VHQ"):
+        speeds = [float(v) for v in out.split(name)[1].splitlines()[0].split()[-4:]]
+        assert len(speeds) == 4 and all(v > 0 for v in speeds), name
+    rows = [line.split("|") for line in out.splitlines() if line.strip().startswith("44100 |")]
+    cosine = float(rows[-1][1].split()[0])  # soxr vs resampy: the same speech, nearly
+    assert 0.9 < cosine <= 1.0

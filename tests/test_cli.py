@@ -9,7 +9,9 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from kwmlp import get_scene_embeddings, load_audio, load_model
 from kwmlp.cli import parse_args
 
 
@@ -21,18 +23,19 @@ def test_embed_defaults():
     assert (args.kind, args.fmt, args.output_dir, args.model) == ("both", "npz", None, None)
     assert not (args.recursive or args.overwrite or args.quiet)
     assert (args.device, args.threads, args.layer, args.pooling) == (None, None, None, None)
-    assert args.batch_seconds == 60.0
+    assert args.batch_seconds == 60.0 and args.resampler == "soxr"
 
 
 def test_embed_options():
     args = parse_args(["embed", "a.wav", "dir", "-o", "out", "--scene-only", "--model", "m.pt",
                        "-r", "--format", "npy", "--overwrite", "--device", "cpu",
                        "--threads", "2", "--layer", "4", "--pooling", "mean",
-                       "--batch-seconds", "5", "-q"])
+                       "--batch-seconds", "5", "--resampler", "resampy", "-q"])
     assert args.paths == ["a.wav", "dir"] and args.output_dir == "out"
     assert (args.kind, args.model, args.fmt, args.device) == ("scene", "m.pt", "npy", "cpu")
     assert args.recursive and args.overwrite and args.quiet
     assert (args.threads, args.layer, args.pooling, args.batch_seconds) == (2, 4, "mean", 5.0)
+    assert args.resampler == "resampy"
     assert parse_args(["embed", "a.wav", "--timestamp-only"]).kind == "timestamp"
 
 
@@ -45,6 +48,7 @@ def test_embed_options():
     (["embed", "a.wav", "--format", "csv"], "invalid choice"),
     (["embed", "a.wav", "--device", "tpu"], "invalid choice"),
     (["embed", "a.wav", "--pooling", "max"], "invalid choice"),
+    (["embed", "a.wav", "--resampler", "sinc"], "invalid choice"),
     ([], "required: COMMAND"),
     (["train"], "invalid choice"),
 ])
@@ -132,6 +136,21 @@ def test_verbose_lists_outputs_with_shapes(tmp_path, published_checkpoint):
     assert run.returncode == 0, run.stderr
     assert (f"{tmp_path / 'a.wav'} -> {tmp_path / 'out' / 'a.npz'}: embedding (150, 64), "
             f"timestamps (150,), scene (1024,)") in run.stderr
+
+
+def test_resampler_option_reaches_the_outputs(tmp_path, published_checkpoint):
+    t = np.arange(44100) / 44100
+    sf.write(tmp_path / "a.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 44100)
+    for resampler in ("resampy", "soxr"):
+        run = kwmlp("embed", tmp_path / "a.wav", "-o", tmp_path / resampler, "--model",
+                    published_checkpoint, "--resampler", resampler, "-q")
+        assert run.returncode == 0, run.stderr
+        saved = np.load(tmp_path / resampler / "a.npz")
+        assert str(saved["resampler"]) == resampler
+        audio = torch.from_numpy(load_audio(tmp_path / "a.wav", resampler)[0])[None]
+        model = load_model(str(published_checkpoint), device="cpu")
+        np.testing.assert_allclose(saved["scene"], get_scene_embeddings(audio, model)[0],
+                                   atol=1e-6, rtol=0)
 
 
 def test_info(published_checkpoint):

@@ -141,12 +141,12 @@ def test_save_embeddings_writes_what_the_hear_api_gives(clips, model, references
     for path, (emb, ts, scene) in zip(clips, references):
         saved = np.load(out / f"{path.stem}.npz")
         assert set(saved.files) == {"embedding", "timestamps", "scene", "model_id",
-                                    "model_options", "sample_rate"}
+                                    "model_options", "sample_rate", "resampler"}
         np.testing.assert_allclose(saved["embedding"], emb, atol=1e-6, rtol=0)
         np.testing.assert_array_equal(saved["timestamps"], ts)
         np.testing.assert_allclose(saved["scene"], scene, atol=1e-6, rtol=0)
         assert str(saved["model_id"]) == model.model_id()
-        assert int(saved["sample_rate"]) == 16000
+        assert int(saved["sample_rate"]) == 16000 and str(saved["resampler"]) == "soxr"
     npy = save_embeddings([clips[3]], out, model, fmt="npy", kind="scene")
     assert npy.done == 1 and np.load(out / "d_scene.npy").shape == (1024,)
 
@@ -353,6 +353,22 @@ def test_resume_redoes_outputs_of_other_options_or_arrays(clips, published_check
     assert set(_saved_options(out).values()) == {layer4.model_options()}
 
 
+def test_resume_redoes_outputs_of_the_other_resampler(clips, model, tmp_path):
+    out = tmp_path / "out"
+    first = save_embeddings(clips, out, model, resampler="resampy")
+    assert first.done == len(clips)
+    again = save_embeddings(clips, out, model)  # soxr: only the 16 kHz files are the same audio,
+    assert (again.done, again.redone) == (len(clips), len(clips))  # but the record differs
+    for path in clips:
+        saved = np.load(out / f"{path.stem}.npz")
+        assert str(saved["resampler"]) == "soxr"
+        np.testing.assert_allclose(saved["scene"], kwmlp.embed_file(path, model).scene,
+                                   atol=1e-6, rtol=0)
+    d = np.load(out / "d.npz")["scene"]  # the 44.1 kHz file: the resamplers differ a little
+    d_resampy = kwmlp.embed_file(clips[3], model, resampler="resampy").scene
+    assert 0 < np.abs(d - d_resampy).max() < 0.1 * np.abs(d).max()
+
+
 def test_resume_redoes_outputs_of_other_weights(clips, model, tmp_path):
     from kwmlp.checkpoints import save_checkpoint
 
@@ -388,7 +404,8 @@ def test_npy_outputs_record_what_made_them(clips, model, tmp_path):
     save_embeddings(clips[:1], out, model, fmt="npy", kind="timestamp")
     record = json.loads((out / "a_metadata.json").read_text())
     assert record == {"model_id": model.model_id(), "model_options": model.model_options(),
-                      "sample_rate": 16000, "arrays": ["embedding", "timestamps"]}
+                      "sample_rate": 16000, "resampler": "soxr",
+                      "arrays": ["embedding", "timestamps"]}
     assert save_embeddings(clips[:1], out, model, fmt="npy", kind="timestamp").skipped == 1
     summary = save_embeddings(clips[:1], out, model, fmt="npy")  # now the scene too
     assert (summary.done, summary.redone) == (1, 1)
