@@ -38,7 +38,8 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Callable, Collection, Dict, Iterable, Iterator, List, Mapping, Optional,
+                    Sequence, Tuple, Union)
 
 import numpy as np
 import torch
@@ -136,7 +137,7 @@ def _embed_same_length(audio: np.ndarray, model: KWMLPEmbedder, kind: str) -> Li
     return [{name: array[i] for name, array in host.items()} for i in range(len(audio))]
 
 
-def _batches(durations_s: Mapping[int, float], batch_seconds: float) -> Iterator[List[int]]:
+def batches(durations_s: Mapping[int, float], batch_seconds: float) -> Iterator[List[int]]:
     """The keys sorted by duration, cut into consecutive runs totalling at most
     ``batch_seconds`` (a longer clip is a batch of its own)."""
     batch: List[int] = []
@@ -151,37 +152,60 @@ def _batches(durations_s: Mapping[int, float], batch_seconds: float) -> Iterator
         yield batch
 
 
+def decode_clip(path: Path, resampler: str) -> np.ndarray:
+    """``load_audio`` for embedding: ``(n_samples,)`` float32 at 16 kHz, or
+    ``KwmlpError`` for a bad file, one too short for a timestamp included."""
+    audio, _ = load_audio(path, resampler)
+    _check_long_enough(path, audio)
+    return audio
+
+
+def header_durations(paths: Sequence[Path]) -> Tuple[Dict[int, float], List[Tuple[int, FileFailure]]]:
+    """Seconds of audio by index into ``paths``, from the file headers, and
+    ``(index, failure)`` for each file whose header cannot be read."""
+    durations_s: Dict[int, float] = {}
+    failures = []
+    for index, path in enumerate(paths):
+        try:
+            durations_s[index] = audio_duration_s(path)
+        except KwmlpError as err:
+            failures.append((index, FileFailure(path, str(err))))
+    return durations_s, failures
+
+
+def embed_decoded(clips: Sequence[Tuple[int, Path, np.ndarray]], model: KWMLPEmbedder,
+                  kind: str) -> Iterator[Tuple[int, Union[FileEmbedding, FileFailure]]]:
+    """``(index, path, 16 kHz audio)`` clips -> ``(index, result)``; clips of
+    one length share an encoder pass, never padded to another's."""
+    by_length: Dict[int, List[Tuple[int, Path, np.ndarray]]] = defaultdict(list)
+    for clip in clips:
+        by_length[len(clip[2])].append(clip)
+    for n_samples, same in by_length.items():
+        try:
+            arrays = _embed_same_length(np.stack([audio for _, _, audio in same]), model, kind)
+        except (ValueError, RuntimeError) as err:  # the clips' fault or the machine's
+            for index, path, _ in same:
+                yield index, FileFailure(path, f"{path}: cannot embed ({err})")
+            continue
+        for (index, path, _), clip_arrays in zip(same, arrays):
+            yield index, FileEmbedding(path, n_samples / model.sample_rate, **clip_arrays)
+
+
 def _embed_indexed(paths: Sequence[Path], model: KWMLPEmbedder, kind: str,
                    batch_seconds: float, resampler: str
                    ) -> Iterator[Tuple[int, Union[FileEmbedding, FileFailure]]]:
     """``(index into paths, result)`` for every path: first the files whose
     header cannot be read, then the rest shortest first."""
-    durations_s: Dict[int, float] = {}
-    for index, path in enumerate(paths):
-        try:
-            durations_s[index] = audio_duration_s(path)
-        except KwmlpError as err:
-            yield index, FileFailure(path, str(err))
-    for batch in _batches(durations_s, batch_seconds):
-        by_length: Dict[int, List[Tuple[int, np.ndarray]]] = defaultdict(list)
+    durations_s, failures = header_durations(paths)
+    yield from failures
+    for batch in batches(durations_s, batch_seconds):
+        clips = []
         for index in batch:
             try:
-                audio, _ = load_audio(paths[index], resampler)
-                _check_long_enough(paths[index], audio)
+                clips.append((index, paths[index], decode_clip(paths[index], resampler)))
             except KwmlpError as err:
                 yield index, FileFailure(paths[index], str(err))
-                continue
-            by_length[len(audio)].append((index, audio))
-        for n_samples, clips in by_length.items():
-            try:
-                arrays = _embed_same_length(np.stack([audio for _, audio in clips]), model, kind)
-            except (ValueError, RuntimeError) as err:  # the clips' fault or the machine's
-                for index, _ in clips:
-                    yield index, FileFailure(paths[index], f"{paths[index]}: cannot embed ({err})")
-                continue
-            for (index, _), clip_arrays in zip(clips, arrays):
-                yield index, FileEmbedding(paths[index], n_samples / model.sample_rate,
-                                           **clip_arrays)
+        yield from embed_decoded(clips, model, kind)
 
 
 def _check_long_enough(path: Path, audio: np.ndarray) -> None:
@@ -362,13 +386,70 @@ def _replacing_inputs(planned: Mapping[Path, Mapping[str, Path]]) -> Dict[Path, 
     return refused
 
 
-def _clear_stale_temporaries(outputs: Iterable[Path]) -> None:
+def clear_stale_temporaries(outputs: Iterable[Path]) -> None:
     by_folder: Dict[Path, set] = defaultdict(set)
     for path in outputs:
         by_folder[path.parent].add(path.name)
     for folder, names in by_folder.items():
         if folder.is_dir():
             remove_stale_temporaries(folder, names)
+
+
+def check_output_dir(output_dir: Optional[PathLike]) -> None:
+    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise KwmlpError(f"{output_dir}: exists and is not a folder; name a folder for the "
+                         f"outputs")
+
+
+def plan_outputs(inputs: Union[PathLike, Iterable[PathLike]], recursive: bool,
+                 outputs_of: Callable[[Path, Path], Dict[str, Path]]
+                 ) -> Tuple[Dict[Path, Tuple[Path, Dict[str, Path]]], List[FileFailure]]:
+    """The inputs found (``find_audio_files``) that may be embedded, each with
+    its path relative to its input and its outputs, ``outputs_of(path,
+    relative)`` (e.g. ``output_paths``), and the failures: missing inputs, and
+    inputs whose output would clash with another's or replace an input."""
+    inputs = _as_paths(inputs)
+    found, failures = find_audio_files(inputs, recursive)
+    planned = {path: outputs_of(path, relative) for path, relative in found}
+    refused = {**_collisions(planned), **_replacing_inputs(planned)}
+    failures += [FileFailure(path, message) for path, message in refused.items()]
+    kept = {path: (relative, planned[path]) for path, relative in found if path not in refused}
+    if not found and not failures:
+        logger.error("no audio files found in %s", ", ".join(map(str, inputs)))
+    return kept, failures
+
+
+def write_results(results: Iterable[Tuple[int, Union[FileEmbedding, FileFailure]]], n_todo: int,
+                  write: Callable[[FileEmbedding], None], stale: Collection[Path],
+                  progress: bool, start: float) -> Tuple[int, int, float, List[FileFailure]]:
+    """Write each embedded file with ``write`` (an ``OSError`` fails that file
+    alone), log each failure, show progress (see ``save_embeddings``).
+    Returns ``(done, redone, audio_s, failures)``; ``redone`` counts the
+    ``stale`` paths done."""
+    done, redone, audio_s, last_line_s, failures = 0, 0, 0.0, start, []
+    # disable=None: tqdm draws only on a terminal; \r frames would fill a log file.
+    with tqdm(total=n_todo, unit="file", disable=None if progress else True,
+              dynamic_ncols=True) as bar:
+        for handled, (_, result) in enumerate(results, 1):
+            if isinstance(result, FileEmbedding):
+                try:
+                    write(result)
+                    done, audio_s = done + 1, audio_s + result.duration_s
+                    redone += result.path in stale
+                except OSError as err:
+                    result = FileFailure(result.path, f"{result.path}: cannot write its "
+                                                      f"output ({err})")
+            if isinstance(result, FileFailure):
+                logger.error(result.message)
+                failures.append(result)
+            now = time.perf_counter()
+            rate = f"{audio_s / (now - start):.1f} audio-s/s"
+            bar.update()
+            bar.set_postfix_str(rate, refresh=False)
+            if progress and bar.disable and now - last_line_s >= PROGRESS_LINE_S:
+                logger.info("%d/%d files, %s", handled, n_todo, rate)
+                last_line_s = now
+    return done, redone, audio_s, failures
 
 
 def save_embeddings(inputs: Union[PathLike, Iterable[PathLike]],
@@ -387,27 +468,20 @@ def save_embeddings(inputs: Union[PathLike, Iterable[PathLike]],
     reason), recorded in the summary, and the rest carry on. ``progress`` shows
     a tqdm bar when stderr is a terminal, else a log line every
     ``PROGRESS_LINE_S``. Raises ``KwmlpError`` if ``output_dir`` is a file.
+    For several processes, Ray, Parquet or a manifest, see ``kwmlp.embed_corpus``.
     """
     start = time.perf_counter()
     _check_kind(kind)
     _check_fmt(fmt)
     _check_batch_seconds(batch_seconds)
     check_resampler(resampler)
-    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
-        raise KwmlpError(f"{output_dir}: exists and is not a folder; name a folder for the "
-                         f"outputs")
-    inputs = _as_paths(inputs)
+    check_output_dir(output_dir)
+    planned, failures = plan_outputs(
+        inputs, recursive, lambda path, relative: output_paths(path, relative, output_dir, fmt, kind))
     model = _model_or_default(model)
-    found, failures = find_audio_files(inputs, recursive)
-    planned = {path: output_paths(path, relative, output_dir, fmt, kind)
-               for path, relative in found}
-    refused = {**_collisions(planned), **_replacing_inputs(planned)}
-    failures += [FileFailure(path, message) for path, message in refused.items()]
     metadata = run_metadata(model, resampler)
     todo, stale, skipped = [], set(), 0
-    for path, outputs in planned.items():
-        if path in refused:
-            continue
+    for path, (_, outputs) in planned.items():
         if not overwrite and outputs_are_current(outputs, metadata, model):
             skipped += 1
             continue
@@ -418,35 +492,10 @@ def save_embeddings(inputs: Union[PathLike, Iterable[PathLike]],
         todo.append(path)
     for failure in failures:
         logger.error(failure.message)
-    if not planned and not failures:
-        logger.error("no audio files found in %s", ", ".join(map(str, inputs)))
-    _clear_stale_temporaries(output for path in todo for output in planned[path].values())
-    done, redone, audio_s, last_line_s = 0, 0, 0.0, start
-    # disable=None: tqdm draws only on a terminal; \r frames would fill a log file.
-    with tqdm(total=len(todo), unit="file", disable=None if progress else True,
-              dynamic_ncols=True) as bar:
-        results = _embed_indexed(todo, model, kind, batch_seconds, resampler)
-        for handled, (_, result) in enumerate(results, 1):
-            if isinstance(result, FileEmbedding):
-                try:
-                    write_outputs(result, planned[result.path], metadata)
-                    done, audio_s = done + 1, audio_s + result.duration_s
-                    redone += result.path in stale
-                    logger.debug("%s -> %s: %s", result.path,
-                                 ", ".join(sorted(set(map(str, planned[result.path].values())))),
-                                 ", ".join(f"{name} {array.shape}"
-                                           for name, array in result.arrays().items()))
-                except OSError as err:
-                    result = FileFailure(result.path, f"{result.path}: cannot write its "
-                                                      f"output ({err})")
-            if isinstance(result, FileFailure):
-                logger.error(result.message)
-                failures.append(result)
-            now = time.perf_counter()
-            rate = f"{audio_s / (now - start):.1f} audio-s/s"
-            bar.update()
-            bar.set_postfix_str(rate, refresh=False)
-            if progress and bar.disable and now - last_line_s >= PROGRESS_LINE_S:
-                logger.info("%d/%d files, %s", handled, len(todo), rate)
-                last_line_s = now
-    return RunSummary(done, skipped, failures, audio_s, time.perf_counter() - start, redone)
+    clear_stale_temporaries(output for path in todo for output in planned[path][1].values())
+    results = _embed_indexed(todo, model, kind, batch_seconds, resampler)
+    done, redone, audio_s, failed = write_results(
+        results, len(todo), lambda result: write_outputs(result, planned[result.path][1], metadata),
+        stale, progress, start)
+    return RunSummary(done, skipped, failures + failed, audio_s, time.perf_counter() - start,
+                      redone)

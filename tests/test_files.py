@@ -85,8 +85,8 @@ def test_batch_equals_single_file(clips, model, references, batch_seconds):
 
 def test_batches_sort_by_duration_within_budget():
     durations_s = {0: 5.0, 1: 1.0, 2: 2.0, 3: 30.0, 4: 1.5}
-    assert list(files._batches(durations_s, 4.0)) == [[1, 4], [2], [0], [3]]
-    assert list(files._batches(durations_s, 100.0)) == [[1, 4, 2, 0, 3]]
+    assert list(files.batches(durations_s, 4.0)) == [[1, 4], [2], [0], [3]]
+    assert list(files.batches(durations_s, 100.0)) == [[1, 4, 2, 0, 3]]
 
 
 def test_kinds(clips, model):
