@@ -9,11 +9,14 @@
 ``model`` is a ``KWMLPEmbedder``, the whole pipeline as one ``nn.Module``.
 """
 from .audio import load_audio
+from .corpus import embed_corpus
 from .embedder import KWMLPEmbedder
 from .errors import KwmlpError
 from .files import FileEmbedding, embed_file, embed_files, save_embeddings
 from .hear import get_scene_embeddings, get_timestamp_embeddings, load_model
+from .parquet import read_parquet_embeddings
 
 __version__ = "0.1.0"
 __all__ = ["KwmlpError", "KWMLPEmbedder", "load_model", "get_timestamp_embeddings", "get_scene_embeddings",
-           "load_audio", "embed_file", "embed_files", "save_embeddings", "FileEmbedding"]
+           "load_audio", "embed_file", "embed_files", "save_embeddings", "FileEmbedding",
+           "embed_corpus", "read_parquet_embeddings"]

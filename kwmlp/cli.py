@@ -1,6 +1,8 @@
 """The ``kwmlp`` command (also ``python -m kwmlp``): ``embed`` and ``info``.
 
-Parsing and reporting only: ``embed`` runs ``kwmlp.files.save_embeddings``,
+Parsing and reporting only: ``embed`` runs ``kwmlp.files.save_embeddings``
+(or, with ``--engine``, ``--workers`` or ``--format parquet``,
+``kwmlp.corpus.embed_corpus``),
 ``info`` shows ``kwmlp.info.model_info``.
 """
 from __future__ import annotations
@@ -18,9 +20,10 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
 from .audio import DEFAULT_RESAMPLER, RESAMPLERS
+from .corpus import CORPUS_FORMATS, DEFAULT_PART_SECONDS, ENGINES, embed_corpus
 from .embedder import KWMLPEmbedder
 from .errors import KwmlpError
-from .files import DEFAULT_BATCH_SECONDS, FORMATS, save_embeddings
+from .files import DEFAULT_BATCH_SECONDS, RunSummary, save_embeddings
 from .hear import load_model
 from .info import model_info
 from .pooling import METHODS as POOLING_METHODS
@@ -34,6 +37,9 @@ examples:
   kwmlp embed a.wav b.ogg --scene-only -o emb/
   kwmlp embed data/ -o emb/ --format npy    # emb/x_embedding.npy, x_timestamps.npy, x_scene.npy
   kwmlp embed data/ -o emb/ --threads 1 --device cpu
+  kwmlp embed data/ -o emb/ -r --workers 2  # decode in 2 processes, resume by manifest
+  kwmlp embed data/ -o emb/ -r --format parquet              # part files, one row per input
+  kwmlp embed data/ -o emb/ -r --engine ray --workers 4      # Ray Data (RAY_ADDRESS: a cluster)
 
 Each .npz holds embedding (T, 64) float32, timestamps (T,) in ms, scene (1024,)
 float32, model_id, model_options and sample_rate. Without -o, outputs go next
@@ -42,6 +48,11 @@ model, options and arrays, are skipped, so rerunning an interrupted command
 finishes the rest; other existing outputs are embedded again; --overwrite
 recomputes everything. The progress bar shows only on a terminal; otherwise a
 progress line is logged every 30 s.
+
+--engine, --workers or --format parquet run the corpus pipeline (needs -o):
+the output folder keeps a manifest (kwmlp-manifest/) of what is done, a rerun
+does only the rest, and a folder holding outputs of another model, options,
+resampler, format or kind is refused unless --overwrite (which replaces them).
 
 exit status: 0 all files embedded or skipped; 1 a file failed, no audio was
 found, or the model could not be loaded; 2 bad arguments; 130 interrupted.
@@ -101,8 +112,20 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--model", metavar="FILE", help="checkpoint (default: shipped weights)")
     embed.add_argument("-r", "--recursive", action="store_true",
                        help="search input folders recursively")
-    embed.add_argument("--format", choices=FORMATS, default="npz", dest="fmt",
-                       help="npz: one file per input (default); npy: one file per array")
+    embed.add_argument("--format", choices=CORPUS_FORMATS, default="npz", dest="fmt",
+                       help="npz: one file per input (default); npy: one file per array; "
+                            "parquet: part files, one row per input (needs -o)")
+    embed.add_argument("--engine", choices=ENGINES,
+                       help="corpus pipeline: local processes or Ray Data (needs -o; "
+                            "default: the single-process run without a manifest)")
+    embed.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="local: decoding processes; ray: model actors (implies "
+                            "--engine local)")
+    embed.add_argument("--ray-address", metavar="ADDRESS",
+                       help="Ray cluster to use with --engine ray (default: RAY_ADDRESS, "
+                            "else a local Ray instance)")
+    embed.add_argument("--part-seconds", type=_positive_float, default=DEFAULT_PART_SECONDS,
+                       metavar="S", help="audio per Parquet part file (default: %(default)s)")
     embed.add_argument("--overwrite", action="store_true",
                        help="recompute inputs whose outputs already exist")
     embed.add_argument("--device", choices=("cpu", "cuda"),
@@ -132,26 +155,54 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def uses_corpus_pipeline(args: argparse.Namespace) -> bool:
+    """Whether ``embed`` runs ``embed_corpus`` rather than ``save_embeddings``."""
+    return bool(args.engine or args.workers or args.ray_address or args.fmt == "parquet")
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv`` (without the program name); exits with status 2 on bad
     arguments, as argparse does. No file system access."""
-    return _build_parser().parse_args(list(argv))
+    parser = _build_parser()
+    args = parser.parse_args(list(argv))
+    if args.command == "embed" and uses_corpus_pipeline(args):
+        if args.output_dir is None:
+            parser.error("--engine, --workers, --ray-address and --format parquet need "
+                         "-o/--output-dir, the folder that keeps the outputs and their manifest")
+        if args.ray_address and args.engine != "ray":
+            parser.error("--ray-address goes with --engine ray")
+    return args
 
 
 def _load(args: argparse.Namespace) -> KWMLPEmbedder:
-    options = {name: getattr(args, name) for name in ("layer", "pooling", "device")
-               if getattr(args, name, None) is not None}
-    return load_model(args.model or "", **options)
+    return load_model(args.model or "", **_model_options(args))
 
 
-def _embed(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
-    summary = save_embeddings(args.paths, args.output_dir, model, kind=args.kind,
-                              fmt=args.fmt, recursive=args.recursive,
-                              overwrite=args.overwrite, batch_seconds=args.batch_seconds,
-                              resampler=args.resampler, progress=not args.quiet)
+def _model_options(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in ("layer", "pooling", "device")
+            if getattr(args, name, None) is not None}
+
+
+def _report(summary: RunSummary) -> int:
     print(f"kwmlp: {summary}", file=sys.stderr)
     nothing_found = summary.done + summary.skipped + len(summary.failures) == 0
     return EXIT_FAILED if summary.failures or nothing_found else EXIT_OK
+
+
+def _embed(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
+    return _report(save_embeddings(args.paths, args.output_dir, model, kind=args.kind,
+                                   fmt=args.fmt, recursive=args.recursive,
+                                   overwrite=args.overwrite, batch_seconds=args.batch_seconds,
+                                   resampler=args.resampler, progress=not args.quiet))
+
+
+def _embed_corpus(args: argparse.Namespace) -> int:
+    return _report(embed_corpus(
+        args.paths, args.output_dir, engine=args.engine or "local", workers=args.workers,
+        format=args.fmt, recursive=args.recursive, overwrite=args.overwrite, kind=args.kind,
+        batch_seconds=args.batch_seconds, resampler=args.resampler,
+        part_seconds=args.part_seconds, ray_address=args.ray_address, progress=not args.quiet,
+        model_file_path=args.model or "", **_model_options(args)))
 
 
 def _info(model: KWMLPEmbedder) -> int:
@@ -188,6 +239,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.error("error: --device cuda, but torch sees no CUDA device")
         return EXIT_FAILED
     try:
+        if args.command == "embed" and uses_corpus_pipeline(args):
+            try:
+                with logging_redirect_tqdm():
+                    return _embed_corpus(args)
+            except (OSError, ValueError) as err:  # missing/bad checkpoint or option
+                logging.error("error: %s", err)
+                return EXIT_FAILED
         try:
             model = _load(args)
         except (KwmlpError, OSError, ValueError) as err:  # missing/bad checkpoint or option

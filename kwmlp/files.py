@@ -420,10 +420,11 @@ def plan_outputs(inputs: Union[PathLike, Iterable[PathLike]], recursive: bool,
 
 
 def write_results(results: Iterable[Tuple[int, Union[FileEmbedding, FileFailure]]], n_todo: int,
-                  write: Callable[[FileEmbedding], None], stale: Collection[Path],
+                  write: Callable[[FileEmbedding], str], stale: Collection[Path],
                   progress: bool, start: float) -> Tuple[int, int, float, List[FileFailure]]:
-    """Write each embedded file with ``write`` (an ``OSError`` fails that file
-    alone), log each failure, show progress (see ``save_embeddings``).
+    """Write each embedded file with ``write``, which says where (an
+    ``OSError`` fails that file alone), log each failure and, at DEBUG, each
+    output, show progress (see ``save_embeddings``).
     Returns ``(done, redone, audio_s, failures)``; ``redone`` counts the
     ``stale`` paths done."""
     done, redone, audio_s, last_line_s, failures = 0, 0, 0.0, start, []
@@ -433,8 +434,11 @@ def write_results(results: Iterable[Tuple[int, Union[FileEmbedding, FileFailure]
         for handled, (_, result) in enumerate(results, 1):
             if isinstance(result, FileEmbedding):
                 try:
-                    write(result)
+                    written = write(result)
                     done, audio_s = done + 1, audio_s + result.duration_s
+                    logger.debug("%s -> %s: %s", result.path, written,
+                                 ", ".join(f"{name} {array.shape}"
+                                           for name, array in result.arrays().items()))
                     redone += result.path in stale
                 except OSError as err:
                     result = FileFailure(result.path, f"{result.path}: cannot write its "
@@ -494,8 +498,13 @@ def save_embeddings(inputs: Union[PathLike, Iterable[PathLike]],
         logger.error(failure.message)
     clear_stale_temporaries(output for path in todo for output in planned[path][1].values())
     results = _embed_indexed(todo, model, kind, batch_seconds, resampler)
-    done, redone, audio_s, failed = write_results(
-        results, len(todo), lambda result: write_outputs(result, planned[result.path][1], metadata),
-        stale, progress, start)
+
+    def write(result: FileEmbedding) -> str:
+        outputs = planned[result.path][1]
+        write_outputs(result, outputs, metadata)
+        return ", ".join(sorted(set(map(str, outputs.values()))))
+
+    done, redone, audio_s, failed = write_results(results, len(todo), write, stale, progress,
+                                                  start)
     return RunSummary(done, skipped, failures + failed, audio_s, time.perf_counter() - start,
                       redone)
