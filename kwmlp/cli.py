@@ -50,7 +50,7 @@ recomputes everything. The progress bar shows only on a terminal; otherwise a
 progress line is logged every 30 s.
 
 --engine, --workers or --format parquet run the corpus pipeline (needs -o):
-the output folder keeps a manifest (kwmlp-manifest/) of what is done, a rerun
+the output folder keeps a manifest (_kwmlp-manifest/) of what is done, a rerun
 does only the rest, and a folder holding outputs of another model, options,
 resampler, format or kind is refused unless --overwrite (which replaces them).
 

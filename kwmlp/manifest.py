@@ -1,7 +1,7 @@
 """The manifest of a corpus run (``kwmlp.embed_corpus``): what an output
 folder holds, so a rerun does only what is missing and never mixes outputs.
 
-Layout, under ``<output_dir>/kwmlp-manifest/``:
+Layout, under ``<output_dir>/_kwmlp-manifest/``:
 
 - ``run.json``: the settings every output in the folder was made with
   (``model_id``, ``model_options``, ``sample_rate``, ``resampler``, ``format``,
@@ -31,7 +31,9 @@ from typing import Dict, Iterable, List, Mapping, Optional
 from .atomic import write_atomic
 from .errors import KwmlpError
 
-MANIFEST_DIR = "kwmlp-manifest"
+# "_": Parquet dataset readers (pyarrow, pandas) skip such names, so the output
+# folder of a Parquet run reads as its parts alone.
+MANIFEST_DIR = "_kwmlp-manifest"
 RUN_FILE = "run.json"
 RECORDS_DIR = "done"
 LOCK_FILE = "lock"

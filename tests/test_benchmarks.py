@@ -68,3 +68,43 @@ def test_resample_benchmark_runs_every_resampler_and_compares_embeddings():
     rows = [line.split("|") for line in out.splitlines() if line.strip().startswith("44100 |")]
     cosine = float(rows[-1][1].split()[0])  # soxr vs resampy: the same speech, nearly
     assert 0.9 < cosine <= 1.0
+
+
+def test_corpus_benchmark_makes_the_mixed_corpus_it_claims(tmp_path):
+    import soundfile as sf
+
+    import corpus
+
+    audio_s = corpus.make_corpus(tmp_path / "c", 40, 4.0, seed=3)
+    infos = [sf.info(p) for p in sorted((tmp_path / "c").rglob("clip*"))]
+    assert len(infos) == 40
+    assert {i.format for i in infos} == {"WAV", "FLAC", "OGG"}
+    assert {i.samplerate for i in infos} == {16000, 44100, 48000}
+    assert {i.channels for i in infos} == {1, 2}
+    assert all(2.0 <= i.duration <= 4.0 + 1e-3 for i in infos)
+    assert math.isclose(audio_s, sum(i.duration for i in infos), rel_tol=1e-6)
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("clip*")}
+    assert corpus.make_corpus(tmp_path / "c", 40, 4.0, seed=3) == audio_s  # reused as is
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+def test_corpus_benchmark_runs_each_engine_and_format(tmp_path, published_checkpoint):
+    import importlib.util
+
+    runs = ["single-npz", "local2-parquet"]
+    if importlib.util.find_spec("ray"):
+        runs.append("ray2-npz")
+    out_json = tmp_path / "corpus.json"
+    stdout = _run("corpus.py", "--files", "6", "--max-seconds", "2.5", "--runs", ",".join(runs),
+                  "--stage-files", "3", "--model", str(published_checkpoint),
+                  "--json", str(out_json))
+    result = json.loads(out_json.read_text())
+    assert [row["run"] for row in result["rows"]] == runs
+    for row in result["rows"]:
+        assert row["audio_s_per_s"] > 0 and row["files_per_s"] > 0
+        assert math.isclose(row["audio_s_per_s"] / row["files_per_s"],
+                            result["corpus"]["audio_s"] / 6)
+        assert row["peak_rss_mb"] > 100  # python + torch + the model, at least
+    assert set(result["stages"]["shares"]) == {"decode", "resample", "embed", "write"}
+    assert math.isclose(sum(result["stages"]["shares"].values()), 1.0)
+    assert "| local2-parquet |" in stdout and "where time goes" in stdout
