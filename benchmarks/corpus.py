@@ -11,11 +11,11 @@ and OGG/Vorbis at 16, 44.1 and 48 kHz, mono and stereo, 2 s to
 when its parameters match) or to a temporary folder (deleted). It is never
 part of the repository.
 
-Each run is ``kwmlp embed <corpus> -r -o <fresh folder> ...`` in its own
-subprocess session; its wall time covers start-up, model loading and (for
+Each run is ``kwmlp embed <corpus> -r -o <fresh folder> ...`` in a
+subprocess; its wall time covers start-up, model loading and (for
 Ray) starting a local Ray instance. Peak RSS is the largest sum of the
-resident memory of the run's processes (the command, its decoding workers,
-Ray's processes), sampled every ``RSS_SAMPLE_S``. The runs are repeated
+resident memory of the run's process tree (the command, its decoding
+workers, Ray's processes), sampled every ``RSS_SAMPLE_S``. The runs are repeated
 ``--rounds`` times in a rotating order, so a slow spell of a shared machine
 hits all alike; each figure is the median over rounds. The stage split
 (decode, resample, embed, write) times each stage separately, in one
@@ -87,20 +87,25 @@ def make_corpus(folder: Path, n_files: int, max_seconds: float, seed: int) -> fl
 
 # one run
 
-def _session_rss_bytes(session: int) -> int:
-    """Resident bytes of every process in ``session`` (Linux /proc)."""
-    total = 0
+def _tree_rss_bytes(root: int) -> int:
+    """Resident bytes of process ``root`` and all its descendants (Linux /proc)."""
+    parent, rss = {}, {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat") as file:
                 fields = file.read().rsplit(")", 1)[1].split()
-            if int(fields[3]) == session:  # field 6, the session id
-                total += int(fields[21]) * PAGE_BYTES  # field 24, rss in pages
-        except (OSError, IndexError, ValueError):  # the process ended meanwhile
+        except OSError:  # the process ended meanwhile
             continue
-    return total
+        pid = int(entry.name)
+        parent[pid], rss[pid] = int(fields[1]), int(fields[21]) * PAGE_BYTES  # ppid, rss pages
+    tree, frontier = {root}, [root]
+    while frontier:
+        children = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
+        tree.update(children)
+        frontier = children
+    return sum(rss.get(pid, 0) for pid in tree)
 
 
 def run_once(name: str, corpus: Path, out: Path, model: str, audio_s: float,
@@ -113,12 +118,12 @@ def run_once(name: str, corpus: Path, out: Path, model: str, audio_s: float,
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               text=True, env=env, start_new_session=True)
+                               text=True, env=env)
     peak = [0]
 
     def sample() -> None:
         while process.poll() is None:
-            peak[0] = max(peak[0], _session_rss_bytes(process.pid))
+            peak[0] = max(peak[0], _tree_rss_bytes(process.pid))
             time.sleep(RSS_SAMPLE_S)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -168,7 +168,6 @@ def _ray_results(paths: Sequence[Path], model_file_path: str, options: Dict[str,
     instance unless one is running or ``address`` (else ``RAY_ADDRESS``)
     names a cluster; shuts down only one it started."""
     ray = require("ray", "ray", "engine='ray'")
-    require("ray.data", "ray", "engine='ray'")
     durations_s, failures = header_durations(paths)
     yield from failures
     if not durations_s:
@@ -177,8 +176,9 @@ def _ray_results(paths: Sequence[Path], model_file_path: str, options: Dict[str,
     if started:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
+        # The caller's own progress (write_results) counts files; Ray's bars would
+        # interleave with it on the terminal.
+        ray.data.DataContext.get_current().enable_progress_bars = False
         order = sorted(durations_s, key=durations_s.__getitem__)  # same lengths together
         mean_s = sum(durations_s.values()) / len(durations_s)
         rows_per_batch = max(1, int(batch_seconds / max(mean_s, 1e-3)))
@@ -318,6 +318,8 @@ def embed_corpus(inputs: Union[PathLike, Iterable[PathLike]], output_dir: PathLi
         raise ValueError(f"part_seconds must be positive, got {part_seconds!r}")
     output_dir = Path(output_dir)
     check_output_dir(output_dir)
+    if engine == "ray":  # missing: say so before any work
+        require("ray.data", "ray", "engine='ray'")
     model = load_model(model_file_path, **model_options)
     if format == "parquet":
         PartWriter(output_dir)  # pyarrow missing: say so before any work

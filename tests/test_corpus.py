@@ -88,7 +88,7 @@ def assert_matches(arrays, reference):
     np.testing.assert_allclose(arrays["scene"], reference["scene"], atol=1e-6, rtol=0)
 
 
-def check_run(out, fmt, summary, data, model, references, single_process_failures):
+def check_run(out, fmt, summary, model, references, single_process_failures):
     assert (summary.done, summary.skipped) == (len(GOOD), 0)
     assert sorted(f.message for f in summary.failures) == single_process_failures
     assert {f.path.name for f in summary.failures} == set(BAD)
@@ -118,7 +118,7 @@ def test_local_engine_gives_the_hear_api_embeddings_and_the_same_report(
     summary = kwmlp.embed_corpus([data], out, workers=workers, format=fmt, recursive=True,
                                  model_file_path=str(published_checkpoint), device="cpu",
                                  part_seconds=2.0)
-    check_run(out, fmt, summary, data, model, references, single_process_failures)
+    check_run(out, fmt, summary, model, references, single_process_failures)
     if fmt == "parquet":  # 6.1 s of audio, parts of >= 2 s: several parts
         assert 2 <= len(list(out.glob("part-*.parquet"))) <= 4
 
@@ -144,7 +144,7 @@ def test_ray_engine_gives_the_hear_api_embeddings_and_the_same_report(
     summary = kwmlp.embed_corpus([data], out, engine="ray", workers=2, format=fmt,
                                  recursive=True, model_file_path=str(published_checkpoint),
                                  device="cpu")
-    check_run(out, fmt, summary, data, model, references, single_process_failures)
+    check_run(out, fmt, summary, model, references, single_process_failures)
     assert ray_session.is_initialized()  # a session it did not start is left running
 
 
@@ -357,3 +357,44 @@ def test_sigkill_mid_write_leaves_nothing_partial_counted(data, published_checkp
     assert not list(out.glob(".*.tmp"))
     listed = {entry["outputs"][0] for entry in read_records(out).values()}
     assert {p.name for p in out.glob("part-*.parquet")} == listed  # no orphan part
+
+
+def test_workers_decode_ahead_boundedly_and_their_warnings_reach_the_caller(
+        data, model, tmp_path, monkeypatch):
+    from concurrent.futures import Future
+
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, np.full(16000, 2.0, np.float32), 16000, subtype="FLOAT")
+    paths = [data / name for name in GOOD] + [loud, data / "bad.wav"]
+    in_flight, most = [0], [0]
+
+    class CountingFuture(Future):
+        def result(self, timeout=None):
+            in_flight[0] -= 1
+            return super().result(timeout)
+
+    class InlineExecutor:  # runs each job at once, counts jobs submitted but not taken
+        def __init__(self, workers, mp_context):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            return None
+
+        def submit(self, fn, *args):
+            future = CountingFuture()
+            future.set_result(fn(*args))
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            return future
+
+    monkeypatch.setattr(corpus, "ProcessPoolExecutor", InlineExecutor)
+    with pytest.warns(UserWarning, match=r"loud\.wav: peak 2 exceeds 1\.0"):
+        results = dict(corpus._local_parallel(paths, model, "both", 0.5, "soxr", workers=2))
+    assert most[0] == 2 * corpus.QUEUED_BATCHES_PER_WORKER  # never more decoded ahead
+    assert len(results) == len(paths) and isinstance(results[len(paths) - 1], kwmlp.files.FileFailure)
+    for index, name in enumerate(GOOD):
+        np.testing.assert_allclose(results[index].scene, kwmlp.embed_file(data / name, model).scene,
+                                   atol=1e-6, rtol=0)
