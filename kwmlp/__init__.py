@@ -13,7 +13,10 @@ from .embedder import KWMLPEmbedder
 from .errors import KwmlpError
 from .files import FileEmbedding, embed_file, embed_files, save_embeddings
 from .hear import get_scene_embeddings, get_timestamp_embeddings, load_model
+from .keywords import Detection, Recognition, recognize, spot
+from .streaming import Stream, StreamOutput
 
 __version__ = "0.1.0"
 __all__ = ["KwmlpError", "KWMLPEmbedder", "load_model", "get_timestamp_embeddings", "get_scene_embeddings",
-           "load_audio", "embed_file", "embed_files", "save_embeddings", "FileEmbedding"]
+           "load_audio", "embed_file", "embed_files", "save_embeddings", "FileEmbedding",
+           "recognize", "spot", "Recognition", "Detection", "Stream", "StreamOutput"]
