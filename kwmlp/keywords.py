@@ -20,8 +20,9 @@ too, so streaming and offline spotting agree):
   dips and recovers, and suppresses confusable tails ("seven" -> "sheila").
 
 A detection's start/end is where the word must lie: the intersection of the
-1 s windows in which its raw probability reached the threshold (the window of
-highest probability when they do not all overlap).
+1 s windows of the detection (and of the smoothing span before its first one)
+in which its raw probability reached the threshold (the window of highest
+probability when they do not all overlap).
 """
 from __future__ import annotations
 
@@ -151,24 +152,31 @@ class Spotter:
         self.reset()
 
     def reset(self) -> None:
-        self._recent: List[torch.Tensor] = []  # the last smooth_windows probability rows
+        # the last smooth_windows (probabilities, window start) pairs
+        self._recent: List[Tuple[torch.Tensor, float]] = []
         self._word: Optional[int] = None  # the word of the open detection
         self._score = 0.0
         self._spans: List[Tuple[float, float]] = []  # (probability, window start) in the run
         self._quiet_until_ms = -math.inf  # refractory: no detection starts before this
+        self._last_ms = -math.inf  # start of the previous detection's last window
 
     def update(self, probabilities: torch.Tensor, start_ms: float) -> Optional[Detection]:
-        self._recent = (self._recent + [probabilities.float().cpu()])[-self.smooth_windows:]
-        smoothed = torch.stack(self._recent).mean(dim=0)
+        probabilities = probabilities.float().cpu()
+        self._recent = (self._recent + [(probabilities, start_ms)])[-self.smooth_windows:]
+        smoothed = torch.stack([row for row, _ in self._recent]).mean(dim=0)
         score, word = (value.item() for value in smoothed.max(dim=0))
         firing = score >= self.threshold
         if self._word is not None and firing and word == self._word:
-            self._extend(probabilities, start_ms, score)
+            self._score = max(self._score, score)
+            self._spans.append((probabilities[word].item(), start_ms))
             return None
         ended = self.finish()
         if firing and start_ms >= self._quiet_until_ms:
-            self._word = word
-            self._extend(probabilities, start_ms, score)
+            # Smoothing delays the first firing window; the word's windows
+            # just before it (but after the refractory period) count for its span.
+            self._word, self._score = word, score
+            self._spans = [(row[word].item(), start) for row, start in self._recent
+                           if start >= self._quiet_until_ms and start > self._last_ms]
         return ended
 
     def finish(self) -> Optional[Detection]:
@@ -176,17 +184,14 @@ class Spotter:
             return None
         word, self._word = self._word, None
         spans, self._spans = self._spans, []
-        self._quiet_until_ms = spans[-1][1] + self.refractory_ms
+        self._last_ms = spans[-1][1]
+        self._quiet_until_ms = self._last_ms + self.refractory_ms
         above = [start for probability, start in spans if probability >= self.threshold]
         start_ms, end_ms = max(above, default=0.0), min(above, default=0.0) + WINDOW_MS
         if not above or start_ms >= end_ms:  # the windows do not all overlap
             start_ms = max(spans)[1]
             end_ms = start_ms + WINDOW_MS
         return Detection(self.words[word], start_ms, end_ms, self._score)
-
-    def _extend(self, probabilities: torch.Tensor, start_ms: float, score: float) -> None:
-        self._score = score if len(self._spans) == 0 else max(self._score, score)
-        self._spans.append((probabilities[self._word].item(), start_ms))
 
 
 def spot(recognition: Recognition, *, threshold: float = DEFAULT_THRESHOLD,
