@@ -133,11 +133,19 @@ def main(argv: Sequence[str] = None) -> None:
     print("set      seed  words  detections  correct  precision  recall")
     for name in args.sets.split(","):
         paths = sorted(p for p in SETS[name].glob("*/*") if p.suffix in (".wav", ".flac"))
+        totals = dict(words=0, detections=0, correct=0)
         for seed in map(int, args.seeds.split(",")):
             r = evaluate(model, paths, seed=seed, hop_ms=args.hop_ms, threshold=args.threshold,
                          refractory_ms=args.refractory_ms)
-            print(f"{name:<8} {seed:>4}  {r['words']:>5}  {r['detections']:>10}  "
-                  f"{r['correct']:>7}  {r['precision']:>9.3f}  {r['recall']:>6.3f}")
+            _row(name, str(seed), r)
+            totals = {key: value + r[key] for key, value in totals.items()}
+        _row(name, "all", dict(totals, precision=totals["correct"] / max(1, totals["detections"]),
+                               recall=totals["correct"] / totals["words"]))
+
+
+def _row(name: str, seed: str, r: dict) -> None:
+    print(f"{name:<8} {seed:>4}  {r['words']:>5}  {r['detections']:>10}  "
+          f"{r['correct']:>7}  {r['precision']:>9.3f}  {r['recall']:>6.3f}")
 
 
 if __name__ == "__main__":

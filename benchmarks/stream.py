@@ -54,7 +54,7 @@ def measure(model: kwmlp.KWMLPEmbedder, *, seconds: float, hop_ms: float) -> dic
             "push_ms_mean": statistics.fmean(push_ms), "push_ms_all": push_ms}
 
 
-LATENCY = """algorithmic latency (audio ms between a sound and the output that covers it, compute excluded):
+LATENCY = """algorithmic latency (audio ms from a sound to its output, compute excluded):
   keyword window: out when its last sample arrives (0 ms); a word is scored once a whole 1 s
     window holds it, i.e. within one hop of the word's end
   detection: when its run of firing windows ends, up to ~1 s after the word ends

@@ -7,6 +7,9 @@
     scene = kwmlp.get_scene_embeddings(audio, model)  # (n, 1024)
 
 ``model`` is a ``KWMLPEmbedder``, the whole pipeline as one ``nn.Module``.
+Beyond HEAR: ``recognize``/``spot`` (the 35-word keyword head over 1 s
+windows, ``kwmlp.keywords``) and ``Stream`` (audio pushed in pieces,
+``kwmlp.streaming``); ONNX export is ``kwmlp.onnx_export``.
 """
 from .audio import load_audio
 from .embedder import KWMLPEmbedder
@@ -17,6 +20,7 @@ from .keywords import Detection, Recognition, recognize, spot
 from .streaming import Stream, StreamOutput
 
 __version__ = "0.1.0"
-__all__ = ["KwmlpError", "KWMLPEmbedder", "load_model", "get_timestamp_embeddings", "get_scene_embeddings",
+__all__ = ["KwmlpError", "KWMLPEmbedder", "load_model", "get_timestamp_embeddings",
+           "get_scene_embeddings",
            "load_audio", "embed_file", "embed_files", "save_embeddings", "FileEmbedding",
            "recognize", "spot", "Recognition", "Detection", "Stream", "StreamOutput"]

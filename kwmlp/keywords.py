@@ -33,7 +33,7 @@ from typing import List, Optional, Tuple
 import torch
 
 from .checkpoints import PUBLISHED_SOURCE
-from .embedder import HOP_MS, KWMLPEmbedder, check_audio
+from .embedder import HOP_MS, KWMLPEmbedder
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE
 from .train.speech_commands import WORDS

@@ -27,7 +27,7 @@ returned. ``reset`` starts a new stream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 import torch
