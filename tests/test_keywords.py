@@ -121,8 +121,8 @@ def confident_clips(model):
     for any head good enough to ship), 24 of them, spread over the words."""
     audio = torch.stack([torch.from_numpy(np.pad(a, (0, 16000 - len(a))))
                          for a, _ in map(kwmlp.load_audio, CLIPS)])
-    probabilities = kwmlp.recognize(audio, model).probabilities[:, 0]
-    words = kwmlp.recognize(audio[:1], model).words
+    recognition = kwmlp.recognize(audio, model)
+    probabilities, words = recognition.probabilities[:, 0], recognition.words
     truth = torch.tensor([words.index(p.parent.name) for p in CLIPS])
     confident = probabilities[torch.arange(len(CLIPS)), truth] >= 0.8
     picked, seen = [], set()
