@@ -18,12 +18,7 @@ HELDOUT = Path(__file__).resolve().parent / "data" / "heldout"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return kwmlp.load_model(device="cpu")
-
-
-@pytest.fixture(scope="module")
-def exported(model, tmp_path_factory):
+def exported(tmp_path_factory):
     """The shipped model exported by ``kwmlp export --head --layer 8``, and the same
     model loaded at layer 8 in torch."""
     path = tmp_path_factory.mktemp("onnx") / "kwmlp.onnx"
