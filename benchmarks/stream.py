@@ -58,8 +58,8 @@ LATENCY = """algorithmic latency (audio ms from a sound to its output, compute e
   keyword window: out when its last sample arrives (0 ms); a word is scored once a whole 1 s
     window holds it, i.e. within one hop of the word's end
   detection: when its run of firing windows ends, up to ~1 s after the word ends
-  timestamp embedding: frame at t ms (window t-15 .. t+15) out when its 1 s chunk completes:
-    10..1005 ms after its window ends, 505 ms on average"""
+  timestamp embedding: frame at t ms (window t-15 .. t+15) out when its 1 s chunk completes
+    (audio at 1000 c + 995 ms): 5..995 ms after t, 500 ms on average"""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

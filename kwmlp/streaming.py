@@ -9,9 +9,11 @@ so far (to float rounding, ~1e-6):
   first) into fixed 1 s chunks and the encoder mixes all 98 frames of a chunk,
   so a chunk's frames are final only once the whole chunk has arrived: the
   frames of chunk ``c`` (times ``1000 c`` .. ``1000 c + 990`` ms, 99 for the
-  first chunk) come out when sample ``16000 (c + 1) - 80`` arrives. Latency: a
-  frame's 30 ms window ends 15 ms after its time, and the frame comes out
-  between 10 and 1005 ms after that (505 ms on average), plus compute.
+  first chunk) come out when sample ``16000 (c + 1) - 80`` arrives, i.e. when
+  the audio reaches ``1000 c + 995`` ms. Latency: a frame at ``t`` ms comes out
+  5 to 995 ms after ``t`` (500 ms on average), plus compute. (Its 30 ms window
+  ends at ``t + 15``; the last frame of each chunk is the published stitching's
+  copy of the one before, so it is out before its nominal window ends.)
 - *keyword probabilities*: the windows of ``kwmlp.recognize(audio, model,
   hop_ms)``: window ``k`` (``[k hop, k hop + 1000)`` ms) comes out when its last
   sample arrives, so its probabilities lag the audio by the compute time only;
