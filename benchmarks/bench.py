@@ -4,6 +4,7 @@
     python benchmarks/bench.py --variant baseline='{"frontend": "nnaudio", "chunk_batch_size": 1000000}'
     python benchmarks/bench.py --checkout other=/path/to/other/checkout \
         --checkout-options '{"chunk_batch_size": 1000000}'
+    python benchmarks/bench.py --path ort=onnxruntime --path compile=compile --path bf16=bf16
 
 Every (checkout, variant, case) runs in its own subprocess, so peak RSS is that
 case's own, and all of them run in one invocation, so their ratios are
@@ -63,14 +64,25 @@ def worker(case: str, options: dict, repeats: int, threads: int) -> dict:
     n_clips, seconds = CASES[case]
     audio = (torch.rand(n_clips, int(seconds * SAMPLE_RATE),
                         generator=torch.Generator().manual_seed(0)) - 0.5) * 0.5
+    path = options.pop("path", None)
     model = kwmlp.load_model(options.pop("weights", ""), device="cpu", **options)
     audio_seconds = n_clips * seconds
     result = {"audio_seconds": audio_seconds}
+    if path:
+        reference = kwmlp.get_timestamp_embeddings(audio, model)[0]
+        # The pipeline calls model.embed_chunks per batch of 1 s chunks; the
+        # instance attribute shadows the method, so padding, stitching and
+        # pooling stay the default code and only the chunk computation changes.
+        model.embed_chunks = chunk_path(path, model, threads)
+        embedding = kwmlp.get_timestamp_embeddings(audio, model)[0]
+        result["max_abs_err"] = (embedding - reference).abs().max().item()
     result["scene_s"] = _times(lambda: kwmlp.get_scene_embeddings(audio, model), repeats)
     result["timestamp_s"] = _times(
         lambda: kwmlp.get_timestamp_embeddings(audio, model), repeats)
     result["peak_rss_mb"] = _peak_rss_mb()  # of the API calls, before the stage split
 
+    if path:  # the stage split below times the default chunk path, not this one
+        return result
     try:  # the stage split needs this checkout's internals; older ones lack them
         from kwmlp.frontend import chunk_batches
     except ImportError:
@@ -94,6 +106,47 @@ def worker(case: str, options: dict, repeats: int, threads: int) -> dict:
             lambda: scene_embedding(frames[:, 1:-1], model.pooling), repeats)
     result["n_chunks"] = sum(len(b) for b in batches)
     return result
+
+
+# ------------------------------------------------------ faster chunk paths
+PATHS = ("onnxruntime", "compile", "bf16")
+
+
+def chunk_path(kind: str, model, threads: int):
+    """A replacement for ``model.embed_chunks``: ``(n, 16000)`` chunks ->
+    ``(n, 98, dim)`` float32 embeddings, computed another way.
+
+    onnxruntime: the graph of ``kwmlp export`` (nnAudio STFT MFCC + encoder) on
+    onnxruntime's CPU provider with ``threads`` intra-op threads; compile:
+    ``torch.compile`` of the encoder (default inductor backend, static shapes);
+    bf16: the encoder under CPU autocast to bfloat16 (matrix products in bf16,
+    norms and the residual stream as autocast leaves them)."""
+    import torch
+
+    if kind == "onnxruntime":
+        import tempfile
+
+        import onnxruntime as ort
+
+        from kwmlp.onnx_export import export_onnx
+
+        onnx_path = Path(tempfile.mkdtemp()) / "kwmlp.onnx"
+        export_onnx(model, onnx_path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(str(onnx_path), options,
+                                       providers=["CPUExecutionProvider"])
+        return lambda chunks: torch.from_numpy(session.run(None, {"chunks": chunks.numpy()})[0])
+    if kind == "compile":
+        encode = torch.compile(model.encoder.embed, dynamic=False)
+        return lambda chunks: encode(model.mfcc(chunks), model.layer)
+    if kind == "bf16":
+        def encode_bf16(chunks):
+            mfcc = model.mfcc(chunks)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model.encoder.embed(mfcc, model.layer).float()
+        return encode_bf16
+    raise ValueError(f"unknown path {kind!r}; one of {PATHS}")
 
 
 # ------------------------------------------------------------ model figures
@@ -162,6 +215,8 @@ def print_table(rows: list, figures: dict) -> None:
                      f"{100 * r['pooling_s'] / stages:>7.1f}% {gflops:>11.1f}")
         else:
             split = f"{'(no stage split for this checkout)':>38}"
+        if "max_abs_err" in r:
+            split = f"{'max |error| vs default: %.2g' % r['max_abs_err']:>38}"
         print(f"{r['run']:<22} {r['case']:<13} {r['audio_seconds'] / r['scene_s']:>9.0f} "
               f"{r['audio_seconds'] / r['timestamp_s']:>9.0f} {split} "
               f"{r['peak_rss_mb']:>6.0f} MB")
@@ -182,6 +237,9 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME=JSON load_model options to run beside the default")
+    parser.add_argument("--path", action="append", default=[],
+                        help=f"NAME=KIND: run the chunk computation another way, KIND one of "
+                             f"{', '.join(PATHS)} (see chunk_path); reports its max error")
     parser.add_argument("--checkout", action="append", default=[],
                         help="NAME=PATH of another kwmlp checkout to run side by side")
     parser.add_argument("--checkout-options", default="{}",
@@ -206,6 +264,8 @@ def main(argv=None) -> None:
 
     runs = [("this", REPO, {})]
     runs += [(name, REPO, json.loads(opts)) for name, opts in parse_named(args.variant, "variant").items()]
+    runs += [(name, REPO, {"path": kind})
+             for name, kind in parse_named(args.path, "path").items()]
     runs += [(name, Path(path).resolve(), json.loads(args.checkout_options))
              for name, path in parse_named(args.checkout, "checkout").items()]
     envs = {name: json.loads(value) for name, value in parse_named(args.env, "env").items()}

@@ -7,6 +7,9 @@
     scene = kwmlp.get_scene_embeddings(audio, model)  # (n, 1024)
 
 ``model`` is a ``KWMLPEmbedder``, the whole pipeline as one ``nn.Module``.
+Beyond HEAR: ``recognize``/``spot`` (the 35-word keyword head over 1 s
+windows, ``kwmlp.keywords``) and ``Stream`` (audio pushed in pieces,
+``kwmlp.streaming``); ONNX export is ``kwmlp.onnx_export``.
 """
 from .audio import load_audio
 from .corpus import embed_corpus
@@ -14,9 +17,13 @@ from .embedder import KWMLPEmbedder
 from .errors import KwmlpError
 from .files import FileEmbedding, embed_file, embed_files, save_embeddings
 from .hear import get_scene_embeddings, get_timestamp_embeddings, load_model
+from .keywords import Detection, Recognition, recognize, spot
 from .parquet import read_parquet_embeddings
+from .streaming import Stream, StreamOutput
 
 __version__ = "0.1.0"
-__all__ = ["KwmlpError", "KWMLPEmbedder", "load_model", "get_timestamp_embeddings", "get_scene_embeddings",
+__all__ = ["KwmlpError", "KWMLPEmbedder", "load_model", "get_timestamp_embeddings",
+           "get_scene_embeddings",
            "load_audio", "embed_file", "embed_files", "save_embeddings", "FileEmbedding",
-           "embed_corpus", "read_parquet_embeddings"]
+           "embed_corpus", "read_parquet_embeddings",
+           "recognize", "spot", "Recognition", "Detection", "Stream", "StreamOutput"]

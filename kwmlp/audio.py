@@ -12,7 +12,7 @@ import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import BinaryIO, Iterator, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -146,3 +146,26 @@ def load_audio(path: PathLike, resampler: str = DEFAULT_RESAMPLER) -> Tuple[np.n
         raise KwmlpError(f"{path}: too short to resample ({audio.shape[0]} samples at "
                          f"{sample_rate} Hz)") from None
     return mono, SAMPLE_RATE
+
+
+PCM16_SCALE = 32768.0  # int16 full scale -> float in [-1, 1)
+
+
+def read_pcm16(reader: BinaryIO, block_samples: int) -> Iterator[np.ndarray]:
+    """Raw 16 kHz mono s16le PCM from ``reader`` (e.g. ``sys.stdin.buffer`` behind
+    ``arecord -f S16_LE -r 16000 -c 1``) as float32 blocks ``(block_samples,)``
+    in [-1, 1) as soon as each is complete; the last may be shorter. A trailing
+    odd byte (half a sample) is dropped."""
+    block_bytes = 2 * block_samples
+    pending = b""
+    while True:
+        data = reader.read(block_bytes - len(pending))
+        if not data:
+            break
+        pending += data
+        if len(pending) == block_bytes:
+            yield np.frombuffer(pending, dtype="<i2").astype(np.float32) / PCM16_SCALE
+            pending = b""
+    whole = len(pending) // 2 * 2
+    if whole:
+        yield np.frombuffer(pending[:whole], dtype="<i2").astype(np.float32) / PCM16_SCALE

@@ -28,6 +28,7 @@ from .errors import KwmlpError
 FORMAT_NAME = "kwmlp"
 FORMAT_VERSION = 1
 DEFAULT_WEIGHTS_NAME = "kwmlp.pt"
+PUBLISHED_SOURCE = "published HEAR 2021 kwmlp checkpoint layout"  # metadata["source"]
 
 _PUBLISHED_BLOCK_KEYS = {
     # old -> new, inside block i ("layers.{i}." -> "blocks.{i}.")
@@ -156,7 +157,7 @@ def load_checkpoint(path: PathLike) -> Tuple[KWMLP, dict]:
         except KwmlpError as err:
             raise KwmlpError(f"{path}: {err}") from None
         model = build_encoder(config, state_dict, str(path))
-        metadata = {"source": "published HEAR 2021 kwmlp checkpoint layout"}
+        metadata = {"source": PUBLISHED_SOURCE}
     else:
         raise KwmlpError(f"{path}: neither a kwmlp checkpoint (no 'format' key) nor a "
                          f"published one (no 'model_state_dict'); keys: {sorted(payload)[:10]}")

@@ -1,9 +1,11 @@
-"""The ``kwmlp`` command (also ``python -m kwmlp``): ``embed`` and ``info``.
+"""The ``kwmlp`` command (also ``python -m kwmlp``): ``embed``, ``spot``,
+``export`` and ``info``.
 
 Parsing and reporting only: ``embed`` runs ``kwmlp.files.save_embeddings``
 (or, with ``--engine``, ``--workers`` or ``--format parquet``,
-``kwmlp.corpus.embed_corpus``),
-``info`` shows ``kwmlp.info.model_info``.
+``kwmlp.corpus.embed_corpus``), ``spot`` ``kwmlp.keywords`` on files and
+``kwmlp.Stream`` on stdin, ``export`` ``kwmlp.onnx_export.export_onnx``, ``info``
+shows ``kwmlp.info.model_info``.
 """
 from __future__ import annotations
 
@@ -19,13 +21,18 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
-from .audio import DEFAULT_RESAMPLER, RESAMPLERS
+from .audio import DEFAULT_RESAMPLER, RESAMPLERS, load_audio, read_pcm16
 from .corpus import CORPUS_FORMATS, DEFAULT_PART_SECONDS, ENGINES, embed_corpus
 from .embedder import KWMLPEmbedder
 from .errors import KwmlpError
 from .files import DEFAULT_BATCH_SECONDS, RunSummary, save_embeddings
+from .frontend import SAMPLE_RATE
 from .hear import load_model
 from .info import model_info
+from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD, Detection,
+                       head_words, hop_samples, recognize, spot)
+from .onnx_export import OPSET, export_onnx, output_names
+from .streaming import Stream
 from .pooling import METHODS as POOLING_METHODS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -58,6 +65,39 @@ exit status: 0 all files embedded or skipped; 1 a file failed, no audio was
 found, or the model could not be loaded; 2 bad arguments; 130 interrupted.
 """
 
+SPOT_EXAMPLES = """\
+examples:
+  kwmlp spot rec.wav                         # word, start s, end s, score per line
+  kwmlp spot a.wav b.flac --threshold 0.8    # fewer, surer detections
+  arecord -q -f S16_LE -r 16000 -c 1 | kwmlp spot -    # live: raw 16 kHz s16le on stdin
+  sox -d -q -t raw -r 16000 -e signed -b 16 -c 1 - | kwmlp spot -
+  ffmpeg -loglevel quiet -i talk.mp3 -f s16le -ac 1 -ar 16000 - | kwmlp spot -
+
+Prints one line per detected keyword: FILE, WORD, START_S, END_S, SCORE, tab-
+separated (FILE is - for stdin). The 35-word head scores a 1 s window every
+--hop-ms; each word's probability is averaged over the last 300 ms of windows
+(posterior smoothing), a word is detected while its smoothed probability is
+the highest and at least --threshold, and no new detection starts within
+--refractory-ms of the last window of the previous one. START_S..END_S is
+where the word lies: the overlap of the windows in which it reached the
+threshold. On stdin, detections print as they end (up to ~1 s after the word).
+
+exit status: 0 all inputs spotted (with or without detections); 1 an input
+failed or the checkpoint has no keyword head; 2 bad arguments; 130 interrupted.
+"""
+
+EXPORT_EXAMPLES = """\
+examples:
+  kwmlp export kwmlp.onnx                   # chunks (batch, 16000) -> embeddings (batch, 98, 64)
+  kwmlp export kwmlp.onnx --head            # ... and keyword logits (batch, 35)
+  kwmlp export l8.onnx --layer 8 --model my.pt
+
+The graph is the MFCC and encoder for a batch of 1 s chunks at 16 kHz (dynamic
+batch axis), ONNX opset 17. Padding, chunking, stitching and pooling stay in
+Python: see the README's "ONNX export" section. Needs the onnx extra:
+pip install 'kwmlp[onnx]'.
+"""
+
 INFO_EXAMPLES = """\
 examples:
   kwmlp info                    # the shipped weights
@@ -85,6 +125,29 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def _hop_ms(text: str) -> float:
+    value = float(text)
+    try:
+        hop_samples(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return value
 
 
@@ -147,6 +210,36 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("-v", "--verbose", action="store_true",
                        help="list every output written, with its arrays' shapes")
 
+    spot = commands.add_parser(
+        "spot", help="find the 35 keywords in audio files or raw PCM on stdin",
+        description="Spot keywords with the checkpoint's 35-word head.",
+        epilog=SPOT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    spot.add_argument("paths", nargs="+", metavar="FILE",
+                      help="audio files, or - for raw 16 kHz mono s16le PCM on stdin")
+    spot.add_argument("--threshold", type=_probability, default=DEFAULT_THRESHOLD,
+                      help="smoothed probability a word needs (default: %(default)s)")
+    spot.add_argument("--hop-ms", type=_hop_ms, default=DEFAULT_HOP_MS,
+                      help="ms between 1 s windows, a multiple of 10 (default: %(default)s)")
+    spot.add_argument("--refractory-ms", type=_non_negative_float,
+                      default=DEFAULT_REFRACTORY_MS,
+                      help="ms after a detection before the next may start "
+                           "(default: %(default)s)")
+    spot.add_argument("--model", metavar="FILE", help="checkpoint (default: shipped weights)")
+    spot.add_argument("--threads", type=_thread_count, metavar="N",
+                      help="CPU threads for torch (default: torch's choice)")
+
+    export = commands.add_parser(
+        "export", help="export the MFCC + encoder for 1 s chunks to ONNX",
+        description="Write the per-chunk graph (MFCC, encoder, optionally the keyword\n"
+                    "head) as an ONNX model.",
+        epilog=EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
+    export.add_argument("--model", metavar="FILE", help="checkpoint (default: shipped weights)")
+    export.add_argument("--layer", type=_positive_int,
+                        help="embeddings after this many blocks (default: all)")
+    export.add_argument("--head", action="store_true",
+                        help="also output the keyword head's logits (all blocks)")
+
     info = commands.add_parser(
         "info", help="describe a model: id, sizes, weights, training data",
         description="Describe the model kwmlp embed would use.",
@@ -175,7 +268,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _load(args: argparse.Namespace) -> KWMLPEmbedder:
-    return load_model(args.model or "", **_model_options(args))
+    options = _model_options(args)
+    if args.command == "export":
+        options["device"] = "cpu"
+    return load_model(args.model or "", **options)
 
 
 def _model_options(args: argparse.Namespace) -> dict:
@@ -203,6 +299,41 @@ def _embed_corpus(args: argparse.Namespace) -> int:
         batch_seconds=args.batch_seconds, resampler=args.resampler,
         part_seconds=args.part_seconds, ray_address=args.ray_address, progress=not args.quiet,
         model_file_path=args.model or "", **_model_options(args)))
+
+
+def _print_detections(name: str, detections: Sequence[Detection]) -> None:
+    for d in detections:
+        print(f"{name}\t{d.word}\t{d.start_ms / 1000:.2f}\t{d.end_ms / 1000:.2f}\t"
+              f"{d.score:.3f}", flush=True)
+
+
+def _spot(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
+    options = dict(threshold=args.threshold, refractory_ms=args.refractory_ms)
+    status = EXIT_OK
+    for path in args.paths:
+        if path == "-":
+            stream = Stream(model, hop_ms=args.hop_ms, embeddings=False, **options)
+            for block in read_pcm16(sys.stdin.buffer, stream.hop):
+                _print_detections(path, stream.push(block).detections)
+            _print_detections(path, stream.flush().detections)
+            continue
+        try:
+            audio, _ = load_audio(path)
+        except KwmlpError as err:
+            logging.error("error: %s", err)
+            status = EXIT_FAILED
+            continue
+        recognition = recognize(torch.from_numpy(audio)[None], model, hop_ms=args.hop_ms)
+        _print_detections(path, spot(recognition, duration_ms=1000 * len(audio) / SAMPLE_RATE,
+                                     **options)[0])
+    return status
+
+
+def _export(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
+    export_onnx(model, args.output, head=args.head)
+    print(f"kwmlp: wrote {args.output} (opset {OPSET}, outputs: "
+          f"{', '.join(output_names(args.head))})", file=sys.stderr)
+    return EXIT_OK
 
 
 def _info(model: KWMLPEmbedder) -> int:
@@ -253,12 +384,20 @@ def main(argv: Optional[List[str]] = None) -> int:
             return EXIT_FAILED
         if args.command == "info":
             return _info(model)
+        if args.command == "spot":
+            head_words(model)  # a checkpoint without a keyword head fails before any input
+            return _spot(args, model)
+        if args.command == "export":
+            return _export(args, model)
         with logging_redirect_tqdm():
             return _embed(args, model)
     except KwmlpError as err:  # a run that cannot start, e.g. -o names a file
         logging.error("error: %s", err)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        logging.error("interrupted; outputs written so far are complete, and rerunning "
-                      "the same command skips them and finishes the rest")
+        if args.command == "embed":
+            logging.error("interrupted; outputs written so far are complete, and rerunning "
+                          "the same command skips them and finishes the rest")
+        else:
+            logging.error("interrupted")
         return EXIT_INTERRUPTED

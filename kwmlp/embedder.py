@@ -130,6 +130,13 @@ class KWMLPEmbedder(nn.Module):
         """``(n, CHUNK_SAMPLES)`` 1 s chunks -> ``(n, 98, dim)`` timestamp embeddings."""
         return self.encoder.embed(self.mfcc(chunks), self.layer)
 
+    @torch.no_grad()
+    def classify_chunks(self, chunks: torch.Tensor) -> torch.Tensor:
+        """``(n, CHUNK_SAMPLES)`` 1 s chunks -> keyword logits ``(n, n_classes)``
+        from all blocks (``layer`` does not apply), never dropping blocks."""
+        features = self.encoder.forward_features(self.mfcc(chunks), stochastic_depth=False)
+        return self.encoder.classify(features)
+
     def forward(self, audio: torch.Tensor) -> Tuple[torch.Tensor, int]:
         """``(n_sounds, n_samples)`` 16 kHz float audio -> all stitched frames
         ``(n_sounds, 100 * n_chunks - 2, dim)`` on the model's device, and how

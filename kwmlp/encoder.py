@@ -5,7 +5,7 @@ sequence is ``(batch, n_frames, dim)``, one row per 10 ms frame.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +71,7 @@ class GatedMLPBlock(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        res, gate = F.gelu(self.proj_in(x))
+        res, gate = F.gelu(self.proj_in(x)).unbind(0)
         return self.norm(self.proj_out(self.sgu(res, gate)))
 
 
@@ -149,9 +149,26 @@ class KWMLP(nn.Module):
         return F.layer_norm(self.forward_features(mfcc, layer, stochastic_depth=False),
                             (self.dim,))
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Hidden states after all blocks ``(batch, n_frames, dim)`` -> class
+        logits ``(batch, n_classes)``: norm, mean over frames, linear head."""
+        return self.head(self.head_norm(features).mean(dim=1))
+
+    def embed_and_classify(self, mfcc: torch.Tensor,
+                           layer: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``embed(mfcc, layer)`` and the logits of all blocks from one pass
+        through the blocks (no stochastic depth): ``(batch, n_frames, dim)``,
+        ``(batch, n_classes)``."""
+        layer = self.depth if layer is None else layer
+        features = self.forward_features(mfcc, layer, stochastic_depth=False)
+        embeddings = F.layer_norm(features, (self.dim,))
+        for block in self.blocks[layer:]:
+            features = features + block(features)
+        return embeddings, self.classify(features)
+
     def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
         """``(batch, n_mfcc, n_frames)`` -> class logits ``(batch, n_classes)``."""
-        return self.head(self.head_norm(self.forward_features(mfcc)).mean(dim=1))
+        return self.classify(self.forward_features(mfcc))
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -89,9 +89,7 @@ class MFCC(nn.Module):
             self.register_buffer("window", torch.hann_window(N_FFT, periodic=True))
             # Frames first, so the mel and DCT products are one GEMM each.
             self.register_buffer("mel_basis_t", reference.melspec_layer.mel_basis.t().contiguous())
-            # dB and DCT run in float64: in float32 the DCT alone is off by up
-            # to ~1.5e-4 on coefficients of magnitude ~600.
-            self.register_buffer("dct_t", dct_matrix(N_MELS)[:N_MFCC].t().contiguous())
+            self.register_buffer("dct_t", mel_dct_t())
 
     def forward(self, chunks: torch.Tensor) -> torch.Tensor:
         if self.backend == "nnaudio":
@@ -114,7 +112,20 @@ class MFCC(nn.Module):
     def mfcc_from_power(self, power: torch.Tensor) -> torch.Tensor:
         """``fft`` backend, second half: power ``(batch, frames, N_FFT // 2 + 1)`` ->
         MFCC ``(batch, N_MFCC, frames)``: mel filterbank, dB, per-chunk floor, DCT."""
-        db = 10.0 * torch.log10(torch.clamp((power @ self.mel_basis_t).double(), min=AMIN))
-        # nnAudio floors each chunk at its own max - top_db (ref = 1, so no offset).
-        floor = db.amax(dim=(1, 2), keepdim=True) - TOP_DB
-        return (torch.maximum(db, floor) @ self.dct_t).to(power.dtype).transpose(1, 2)
+        return mfcc_from_mel(power @ self.mel_basis_t, self.dct_t)
+
+
+def mel_dct_t() -> torch.Tensor:
+    """The DCT as ``mfcc_from_mel`` applies it: float64 ``(N_MELS, N_MFCC)``."""
+    return dct_matrix(N_MELS)[:N_MFCC].t().contiguous()
+
+
+def mfcc_from_mel(mel: torch.Tensor, dct_t: torch.Tensor) -> torch.Tensor:
+    """Mel power ``(batch, frames, N_MELS)`` -> MFCC ``(batch, N_MFCC, frames)``: dB,
+    per-chunk floor, DCT (``dct_t`` from ``mel_dct_t``), as nnAudio computes them.
+    dB and DCT run in float64: in float32 the DCT alone is off by up to ~1.5e-4 on
+    coefficients of magnitude ~600."""
+    db = 10.0 * torch.log10(torch.clamp(mel.double(), min=AMIN))
+    # nnAudio floors each chunk at its own max - top_db (ref = 1, so no offset).
+    floor = db.amax(dim=(1, 2), keepdim=True) - TOP_DB
+    return (torch.maximum(db, floor) @ dct_t).to(mel.dtype).transpose(1, 2)

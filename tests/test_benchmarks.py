@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))
@@ -54,6 +55,22 @@ def test_bench_runs_side_by_side_and_writes_json(tmp_path):
         assert row["scene_s"] > 0 and math.isclose(row["scene_s"], np.median(row["scene_all"]))
         assert row["peak_rss_mb"] > 100  # python + torch + the model, at least
     assert "scene xRT" in stdout and "fft" in stdout
+
+
+def test_bench_chunk_paths_run_and_report_their_error(tmp_path):
+    """The onnxruntime and bf16 paths (torch.compile is left out: compiling
+    takes minutes on a busy 2-core CI machine)."""
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    out_json = tmp_path / "results.json"
+    stdout = _run("bench.py", "--cases", "a", "--repeats", "1", "--rounds", "1",
+                  "--threads", "1", "--path", "ort=onnxruntime", "--path", "bf16=bf16",
+                  "--json", str(out_json))
+    rows = {r["run"]: r for r in json.loads(out_json.read_text())["rows"]}
+    assert "max_abs_err" not in rows["this"]
+    assert rows["ort"]["max_abs_err"] <= 1e-4  # the exported graph is the same computation
+    # bfloat16 keeps 8 bits of mantissa: off, but an embedding of unit-variance features
+    assert 1e-4 < rows["bf16"]["max_abs_err"] < 1.0
+    assert "max |error| vs default" in stdout
 
 
 def test_memory_script_reports_growth(tmp_path):

@@ -49,6 +49,11 @@ def test_embed_options():
     (["embed", "a.wav", "--device", "tpu"], "invalid choice"),
     (["embed", "a.wav", "--pooling", "max"], "invalid choice"),
     (["embed", "a.wav", "--resampler", "sinc"], "invalid choice"),
+    (["spot"], "required: FILE"),
+    (["spot", "a.wav", "--hop-ms", "15"], "multiple of 10 ms"),
+    (["spot", "a.wav", "--threshold", "0"], "must be in (0, 1]"),
+    (["spot", "a.wav", "--refractory-ms", "-1"], "must be >= 0"),
+    (["export"], "required: OUT.onnx"),
     ([], "required: COMMAND"),
     (["train"], "invalid choice"),
 ])
@@ -71,7 +76,16 @@ def test_info_args():
     assert parse_args(["info", "--model", "m.pt"]).model == "m.pt"
 
 
-@pytest.mark.parametrize("command", ["embed", "info"])
+def test_spot_and_export_args():
+    args = parse_args(["spot", "a.wav", "-", "--threshold", "0.8", "--hop-ms", "50"])
+    assert (args.paths, args.threshold, args.hop_ms) == (["a.wav", "-"], 0.8, 50.0)
+    assert (args.refractory_ms, args.model, args.threads) == (500.0, None, None)
+    args = parse_args(["export", "m.onnx", "--layer", "8", "--head"])
+    assert (args.output, args.layer, args.head, args.model) == ("m.onnx", 8, True, None)
+    assert not parse_args(["export", "m.onnx"]).head
+
+
+@pytest.mark.parametrize("command", ["embed", "info", "spot", "export"])
 def test_help_has_examples(capsys, command):
     with pytest.raises(SystemExit) as info:
         parse_args([command, "--help"])

@@ -368,6 +368,7 @@ def test_evaluate_and_export(corpus, tmp_path):
         "validation": {"espeak-ng": ["b1"]}, "test": {"espeak-ng": ["c1"]}}
     assert meta["training_data"]["seed"] == 7
     assert meta["epochs"] == 2 and model.head.out_features == 35
+    assert meta["keywords"] == list(WORDS)  # the head's labels, for kwmlp.recognize
 
 
 def test_export_of_a_fine_tune_records_the_stages_before_it(corpus, tmp_path):

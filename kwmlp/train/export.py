@@ -14,7 +14,7 @@ from ..checkpoints import load_checkpoint, save_checkpoint
 from .datacard import describe_corpus, describe_real_data, summarize_training_data
 from .evaluate import Evaluation, evaluate_model, evaluate_real
 from .._types import PathLike
-from .speech_commands import list_clips, load_clips
+from .speech_commands import WORDS, list_clips, load_clips
 from .train import BEST_NAME, read_log
 
 LICENCE = "MIT"
@@ -61,6 +61,7 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
     metadata = {
         "description": "KW-MLP trained on a 35-word Speech Commands-layout corpus; the "
                        "encoder is the embedding model, the head the keyword classifier",
+        "keywords": list(WORDS),  # the head's classes in logit order (kwmlp.keywords)
         "training_data": training_data,
         "recipe": run,
         "earlier_stages": stages,

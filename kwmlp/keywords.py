@@ -1,0 +1,220 @@
+"""Keyword recognition and spotting with the checkpoint's 35-word head.
+
+``recognize`` slides the head's 1 s window over the audio: window ``k`` covers
+samples ``[k * hop, k * hop + 16000)`` (zeros past the end), and the last window
+is the first that reaches the end of the audio, so ``1 + ceil(max(0, n_samples
+- 16000) / hop)`` windows. ``spot`` turns those per-window probabilities into
+detections, one word at a time, with a ``Spotter`` (used by ``kwmlp.Stream``
+too, so streaming and offline spotting agree):
+
+- *posterior smoothing*: each word's probability is averaged over the last
+  ``SMOOTH_MS`` of windows (causal, so it works on a live stream; Chen et al.,
+  "Small-footprint keyword spotting using deep neural networks", ICASSP 2014);
+- a word *fires* in a window when its smoothed probability is the highest and
+  at least ``threshold``; consecutive firing windows of one word are one
+  detection; the head has no silence/unknown class (silence scores ~0.37 on
+  "up"), so the threshold also rejects non-speech;
+- *refractory period*: after a detection, no new one may start in a window
+  beginning less than ``refractory_ms`` after the start of the detection's last
+  window, which stops a word from being reported twice when its probability
+  dips and recovers, and suppresses confusable tails ("seven" -> "sheila").
+
+A detection's start/end is where the word must lie: the intersection of the
+1 s windows of the detection (and of the smoothing span before its first one)
+in which its raw probability reached the threshold (the window of highest
+probability when they do not all overlap).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+
+from .checkpoints import PUBLISHED_SOURCE
+from .embedder import HOP_MS, KWMLPEmbedder
+from .errors import KwmlpError
+from .frontend import CHUNK_SAMPLES, SAMPLE_RATE
+from .train.speech_commands import WORDS
+
+WINDOW_MS = 1000 * CHUNK_SAMPLES / SAMPLE_RATE  # the head sees 1 s
+DEFAULT_HOP_MS = 100
+DEFAULT_THRESHOLD = 0.6
+SMOOTH_MS = 300  # posterior smoothing span
+DEFAULT_REFRACTORY_MS = 500  # a word takes ~0.5 s; longer suppresses the next word
+
+
+def head_words(model: KWMLPEmbedder) -> Tuple[str, ...]:
+    """The words the model's head scores, in logit order. Raises ``KwmlpError``
+    for a checkpoint whose head is not a kwmlp-trained keyword head."""
+    if model.metadata.get("source") == PUBLISHED_SOURCE:
+        raise KwmlpError(
+            f"{model.weights_path}: a checkpoint in the published HEAR 2021 layout has no "
+            f"keyword head kwmlp can name (the labels of its classifier were not published); "
+            f"keyword recognition needs a kwmlp-format checkpoint such as the shipped weights")
+    words = tuple(model.metadata.get("keywords", WORDS))
+    n_classes = model.encoder.head.out_features
+    if len(words) != n_classes:
+        raise KwmlpError(f"{model.weights_path}: the head scores {n_classes} classes but the "
+                         f"checkpoint names {len(words)} keywords")
+    return words
+
+
+def hop_samples(hop_ms: float) -> int:
+    """``hop_ms`` as samples; it must be a multiple of 10 ms (the frame hop) in
+    10..1000 ms, so windows start on frame boundaries and leave no gaps."""
+    frames = hop_ms / HOP_MS
+    if isinstance(hop_ms, bool) or not (frames == round(frames) and 1 <= frames <= 100):
+        raise ValueError(f"hop_ms must be a multiple of {HOP_MS:g} ms between {HOP_MS:g} "
+                         f"and {WINDOW_MS:g}, got {hop_ms!r}")
+    return int(round(hop_ms * SAMPLE_RATE / 1000))
+
+
+def n_windows(n_samples: int, hop: int) -> int:
+    """Windows of ``recognize`` over ``n_samples`` samples at a hop of ``hop`` samples."""
+    return 1 + math.ceil(max(0, n_samples - CHUNK_SAMPLES) / hop)
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """``probabilities`` ``(n_sounds, n_windows, n_words)`` (softmax over the
+    words), for the 1 s windows ``[start_ms, start_ms + 1000)`` (``start_ms``:
+    ``(n_windows,)``, float32 ms); ``words[i]`` names column ``i``."""
+
+    probabilities: torch.Tensor
+    start_ms: torch.Tensor
+    words: Tuple[str, ...]
+
+    @property
+    def end_ms(self) -> torch.Tensor:
+        return self.start_ms + WINDOW_MS
+
+
+def _windows(sound: torch.Tensor, hop: int) -> torch.Tensor:
+    """``(n_samples,)`` -> a view ``(n_windows, CHUNK_SAMPLES)``, zero-padded at the end."""
+    count = n_windows(len(sound), hop)
+    padded = torch.nn.functional.pad(sound, (0, (count - 1) * hop + CHUNK_SAMPLES - len(sound)))
+    return padded.unfold(0, CHUNK_SAMPLES, hop)
+
+
+def recognize(audio: torch.Tensor, model: KWMLPEmbedder,
+              hop_ms: float = DEFAULT_HOP_MS) -> Recognition:
+    """Score every 1 s window of ``(n_sounds, n_samples)`` 16 kHz float audio,
+    one every ``hop_ms`` ms, with the model's keyword head (all blocks, whatever
+    the model's ``layer``). Returns a ``Recognition``, float32, on the audio's
+    device. Raises ``KwmlpError`` for a model without a usable head."""
+    if not isinstance(model, KWMLPEmbedder):
+        raise TypeError(f"model must come from kwmlp.load_model(), got {type(model).__name__}")
+    words = head_words(model)
+    hop = hop_samples(hop_ms)
+    model._check_input(audio)
+    device = model.encoder.patch_embed.weight.device
+    count = n_windows(audio.shape[1], hop)
+    probabilities = torch.empty(audio.shape[0], count, len(words))
+    for sound, samples in enumerate(audio):
+        windows = _windows(samples, hop)
+        for first in range(0, count, model.chunk_batch_size):
+            batch = windows[first:first + model.chunk_batch_size].to(device).contiguous()
+            logits = model.classify_chunks(batch)
+            probabilities[sound, first:first + len(batch)] = logits.softmax(dim=-1).cpu()
+    start_ms = torch.arange(count, dtype=torch.float32) * hop * 1000 / SAMPLE_RATE
+    return Recognition(probabilities.to(audio.device), start_ms.to(audio.device), words)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A spotted keyword: where it lies (ms from the start of the audio), and
+    its highest smoothed probability."""
+
+    word: str
+    start_ms: float
+    end_ms: float
+    score: float
+
+
+class Spotter:
+    """Per-window probabilities in, detections out, one window at a time (see
+    the module docstring). ``update`` takes one window's probabilities
+    ``(n_words,)`` and its start in ms, and returns the detection that this
+    window ended, if any; ``finish`` returns the one still open at the end."""
+
+    def __init__(self, words: Tuple[str, ...], *, hop_ms: float = DEFAULT_HOP_MS,
+                 threshold: float = DEFAULT_THRESHOLD,
+                 refractory_ms: float = DEFAULT_REFRACTORY_MS) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+        if not refractory_ms >= 0:
+            raise ValueError(f"refractory_ms must be >= 0, got {refractory_ms!r}")
+        hop_samples(hop_ms)
+        self.words, self.threshold, self.refractory_ms = words, threshold, refractory_ms
+        self.smooth_windows = max(1, round(SMOOTH_MS / hop_ms))
+        self.reset()
+
+    def reset(self) -> None:
+        # the last smooth_windows (probabilities, window start) pairs
+        self._recent: List[Tuple[torch.Tensor, float]] = []
+        self._word: Optional[int] = None  # the word of the open detection
+        self._score = 0.0
+        self._spans: List[Tuple[float, float]] = []  # (probability, window start) in the run
+        self._quiet_until_ms = -math.inf  # refractory: no detection starts before this
+        self._last_ms = -math.inf  # start of the previous detection's last window
+
+    def update(self, probabilities: torch.Tensor, start_ms: float) -> Optional[Detection]:
+        probabilities = probabilities.float().cpu()
+        self._recent = (self._recent + [(probabilities, start_ms)])[-self.smooth_windows:]
+        smoothed = torch.stack([row for row, _ in self._recent]).mean(dim=0)
+        score, word = (value.item() for value in smoothed.max(dim=0))
+        firing = score >= self.threshold
+        if self._word is not None and firing and word == self._word:
+            self._score = max(self._score, score)
+            self._spans.append((probabilities[word].item(), start_ms))
+            return None
+        ended = self.finish()
+        if firing and start_ms >= self._quiet_until_ms:
+            # Smoothing delays the first firing window; the word's windows
+            # just before it (but after the refractory period) count for its span.
+            self._word, self._score = word, score
+            self._spans = [(row[word].item(), start) for row, start in self._recent
+                           if start >= self._quiet_until_ms and start > self._last_ms]
+        return ended
+
+    def finish(self) -> Optional[Detection]:
+        if self._word is None:
+            return None
+        word, self._word = self._word, None
+        spans, self._spans = self._spans, []
+        self._last_ms = spans[-1][1]
+        self._quiet_until_ms = self._last_ms + self.refractory_ms
+        above = [start for probability, start in spans if probability >= self.threshold]
+        start_ms, end_ms = max(above, default=0.0), min(above, default=0.0) + WINDOW_MS
+        if not above or start_ms >= end_ms:  # the windows do not all overlap
+            start_ms = max(spans)[1]
+            end_ms = start_ms + WINDOW_MS
+        return Detection(self.words[word], start_ms, end_ms, self._score)
+
+
+def spot(recognition: Recognition, *, threshold: float = DEFAULT_THRESHOLD,
+         refractory_ms: float = DEFAULT_REFRACTORY_MS,
+         duration_ms: Optional[float] = None) -> List[List[Detection]]:
+    """Detections in each sound of a ``Recognition``, in time order. With
+    ``duration_ms`` (the audio's length), ends are clipped to it."""
+    starts = recognition.start_ms.tolist()
+    hop_ms = starts[1] - starts[0] if len(starts) > 1 else DEFAULT_HOP_MS
+    results = []
+    for sound in recognition.probabilities:
+        spotter = Spotter(recognition.words, hop_ms=hop_ms, threshold=threshold,
+                          refractory_ms=refractory_ms)
+        found = [d for row, start in zip(sound, starts) if (d := spotter.update(row, start))]
+        found += [d for d in [spotter.finish()] if d]
+        results.append([d if duration_ms is None else clip_detection(d, duration_ms)
+                        for d in found])
+    return results
+
+
+def clip_detection(detection: Detection, duration_ms: float) -> Detection:
+    """``detection`` with its end clipped to the end of the audio, ``duration_ms``."""
+    if detection.end_ms <= duration_ms:
+        return detection
+    return Detection(detection.word, detection.start_ms, max(detection.start_ms, duration_ms),
+                     detection.score)

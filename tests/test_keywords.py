@@ -1,0 +1,156 @@
+"""Keyword recognition and spotting: ``kwmlp.recognize`` against the head run
+on hand-cut windows, the ``Spotter`` rules on hand-made probabilities, and
+``kwmlp spot`` on recordings made from the committed held-out clips."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import kwmlp
+from kwmlp.errors import KwmlpError
+from kwmlp.keywords import Spotter, hop_samples
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import spotting  # noqa: E402
+
+CLIPS = sorted(p for name in spotting.SETS for p in spotting.SETS[name].glob("*/*")
+               if p.suffix in (".wav", ".flac"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return kwmlp.load_model(device="cpu")
+
+
+# recognize
+
+def test_recognize_scores_every_hop_window_like_the_head_on_that_window(model):
+    rng = np.random.default_rng(0)
+    audio = torch.from_numpy(rng.uniform(-0.3, 0.3, (2, 37_600)).astype(np.float32))
+    out = kwmlp.recognize(audio, model, hop_ms=250)
+    # windows start every 4000 samples until one reaches the end: 0 .. 24000 (7)
+    assert out.probabilities.shape == (2, 7, 35) and len(out.words) == 35
+    assert out.start_ms.tolist() == [250.0 * k for k in range(7)]
+    assert torch.equal(out.end_ms, out.start_ms + 1000)
+    padded = torch.nn.functional.pad(audio, (0, 24_000 + 16_000 - 37_600))
+    for k in (0, 3, 6):
+        window = padded[:, 4000 * k:4000 * k + 16_000]
+        with torch.no_grad():
+            expected = model.encoder(model.mfcc(window)).softmax(dim=-1)
+        torch.testing.assert_close(out.probabilities[:, k], expected, atol=1e-5, rtol=0)
+
+
+def test_recognize_a_short_sound_is_one_zero_padded_window(model):
+    audio = torch.rand(1, 5000) - 0.5
+    out = kwmlp.recognize(audio, model)
+    padded = torch.nn.functional.pad(audio, (0, 11_000)).expand(2, -1)
+    with torch.no_grad():
+        expected = model.encoder(model.mfcc(padded))[:1].softmax(dim=-1)
+    assert out.start_ms.tolist() == [0.0]
+    torch.testing.assert_close(out.probabilities[:, 0], expected, atol=1e-5, rtol=0)
+
+
+def test_a_published_layout_checkpoint_has_no_keyword_head(published_checkpoint):
+    model = kwmlp.load_model(str(published_checkpoint), device="cpu")
+    with pytest.raises(KwmlpError, match="published HEAR 2021 layout has no keyword head"):
+        kwmlp.recognize(torch.zeros(1, 16000), model)
+    with pytest.raises(KwmlpError, match="no keyword head"):
+        kwmlp.Stream(model)
+    kwmlp.Stream(model, keywords=False)  # embeddings alone need no head
+
+
+@pytest.mark.parametrize("hop_ms", [0, 5, 15, 1010, -10, True])
+def test_hop_must_be_a_multiple_of_the_frame_hop(hop_ms):
+    with pytest.raises(ValueError, match="multiple of 10 ms"):
+        hop_samples(hop_ms)
+
+
+# the spotting rules, on hand-made probabilities (3 words, 100 ms hop, 3-window smoothing)
+
+LOW = [1 / 3, 1 / 3, 1 / 3]
+
+
+def _burst(word):
+    row = [0.05, 0.05, 0.05]
+    row[word] = 0.9
+    return row
+
+
+def _run_spotter(rows, **options):
+    spotter = Spotter(("a", "b", "c"), hop_ms=100, threshold=0.6, **options)
+    found = [d for k, row in enumerate(rows) if (d := spotter.update(torch.tensor(row), 100 * k))]
+    return found + [d for d in [spotter.finish()] if d]
+
+
+def test_spotter_smooths_merges_and_places_a_word():
+    rows = [LOW] * 10 + [_burst(0)] * 5 + [LOW] * 10
+    # Smoothed "a": window 10 (1/3 + 1/3 + .9) / 3 = .52 < .6; 11 .. 15 >= .6 -> one
+    # detection. Raw "a" >= .6 in windows 10 .. 14 -> the word lies in all of
+    # [1000, 2000) .. [1400, 2400): 1400 .. 2000 ms.
+    [detection] = _run_spotter(rows, refractory_ms=0)
+    assert (detection.word, detection.start_ms, detection.end_ms) == ("a", 1400, 2000)
+    assert detection.score == pytest.approx(0.9)
+
+
+def test_spotter_refractory_period():
+    rows = [LOW] * 10 + [_burst(0)] * 5 + [LOW] + [_burst(1)] * 5 + [LOW] * 10
+    # "a" fires in windows 11 .. 15 (last window starts at 1500 ms); "b" (burst in
+    # windows 16 .. 20) fires in 17 .. 21 once smoothed.
+    first, second = _run_spotter(rows, refractory_ms=0)
+    assert (second.word, second.start_ms, second.end_ms) == ("b", 2000, 2600)
+    # 500 ms: no start before 2000 ms, so "b" starts at window 20; raw "b" >= .6 only there
+    first, late = _run_spotter(rows, refractory_ms=500)
+    assert (late.word, late.start_ms, late.end_ms) == ("b", 2000, 3000)
+    # 1000 ms: quiet until 2500 ms, by when "b" no longer fires
+    assert [d.word for d in _run_spotter(rows, refractory_ms=1000)] == ["a"]
+
+
+def test_spotter_threshold_rejects_a_flat_posterior():
+    assert _run_spotter([LOW] * 20, refractory_ms=0) == []
+
+
+# spotting recordings of the committed held-out clips
+
+@pytest.fixture(scope="module")
+def confident_clips(model):
+    """Clips whose word the head gives >= 0.8 on the clip alone (so the test holds
+    for any head good enough to ship), 24 of them, spread over the words."""
+    audio = torch.stack([torch.from_numpy(np.pad(a, (0, 16000 - len(a))))
+                         for a, _ in map(kwmlp.load_audio, CLIPS)])
+    recognition = kwmlp.recognize(audio, model)
+    probabilities, words = recognition.probabilities[:, 0], recognition.words
+    truth = torch.tensor([words.index(p.parent.name) for p in CLIPS])
+    confident = probabilities[torch.arange(len(CLIPS)), truth] >= 0.8
+    picked, seen = [], set()
+    for path, ok in zip(CLIPS, confident.tolist()):
+        if ok and path.parent.name not in seen:
+            picked.append(path)
+            seen.add(path.parent.name)
+    assert len(picked) >= 20, f"only {len(picked)} words recognised with p >= 0.8 in isolation"
+    return picked[:24]
+
+
+def test_spot_finds_the_words_of_a_recording_at_their_times(model, confident_clips):
+    result = spotting.evaluate(model, confident_clips, seed=0)
+    assert result["recall"] >= 0.8 and result["precision"] >= 0.75, result
+
+
+def test_kwmlp_spot_on_a_file_and_on_stdin(model, confident_clips, tmp_path):
+    audio, words = spotting.make_recording(confident_clips[:8], seed=1)
+    path = tmp_path / "recording.wav"
+    sf.write(path, audio, 16000, subtype="PCM_16")
+    pcm, _ = sf.read(path, dtype="int16")
+    result = subprocess.run([sys.executable, "-m", "kwmlp", "spot", str(path), "-"],
+                            input=pcm.tobytes(), capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    lines = [line.split("\t") for line in result.stdout.decode().splitlines()]
+    from_file = [line[1:] for line in lines if line[0] == str(path)]
+    from_stdin = [line[1:] for line in lines if line[0] == "-"]
+    assert from_file == from_stdin and len(from_file) >= 1
+    detections = [kwmlp.Detection(w, 1000 * float(s), 1000 * float(e), float(p))
+                  for w, s, e, p in from_file]
+    assert spotting.match(detections, words) >= 6, (from_file, words)

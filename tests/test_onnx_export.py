@@ -1,0 +1,92 @@
+"""ONNX export: the graph run by onnxruntime gives the torch path's chunk
+embeddings (<= 1e-4) and keyword decisions, and the HEAR outputs rebuilt from
+it with the documented Python steps match ``get_timestamp_embeddings``."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import kwmlp
+from kwmlp.embedder import extend_chunk_frames, n_timestamps
+from kwmlp.errors import KwmlpError
+
+ort = pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install 'kwmlp[onnx]'")
+HELDOUT = Path(__file__).resolve().parent / "data" / "heldout"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The shipped model exported by ``kwmlp export --head --layer 8``, and the same
+    model loaded at layer 8 in torch."""
+    path = tmp_path_factory.mktemp("onnx") / "kwmlp.onnx"
+    result = subprocess.run([sys.executable, "-m", "kwmlp", "export", str(path), "--head",
+                             "--layer", "8"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "opset 17" in result.stderr
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), \
+        kwmlp.load_model(device="cpu", layer=8)
+
+
+def _heldout_chunks():
+    audio = [kwmlp.load_audio(p)[0] for p in sorted(HELDOUT.glob("*/*.wav"))]
+    words = [p.parent.name for p in sorted(HELDOUT.glob("*/*.wav"))]
+    return torch.from_numpy(np.stack(audio)), words
+
+
+def test_graph_matches_torch_on_heldout_clips(exported):
+    session, model = exported
+    chunks, _ = _heldout_chunks()
+    embeddings, logits = session.run(None, {"chunks": chunks.numpy()})
+    assert embeddings.shape == (105, 98, 64) and logits.shape == (105, 35)
+    with torch.no_grad():
+        expected_embeddings = model.embed_chunks(chunks)
+        expected_logits = model.classify_chunks(chunks)
+    assert np.abs(embeddings - expected_embeddings.numpy()).max() <= 1e-4
+    assert np.array_equal(logits.argmax(axis=1), expected_logits.argmax(dim=1).numpy())
+
+
+def test_batch_axis_is_dynamic(exported):
+    session, model = exported
+    chunks = torch.rand(3, 16000) - 0.5
+    embeddings, logits = session.run(None, {"chunks": chunks.numpy()})
+    one, _ = session.run(None, {"chunks": chunks[2:].numpy()})
+    assert embeddings.shape == (3, 98, 64) and one.shape == (1, 98, 64)
+    np.testing.assert_allclose(one[0], embeddings[2], atol=1e-5, rtol=0)
+
+
+def test_hear_outputs_rebuilt_from_the_graph_as_documented(exported):
+    """The README's recipe: pad 80/240 samples, whole seconds, 1 s chunks, graph,
+    extend 98 -> 100 frames, concatenate, drop the first and last frame, keep
+    the stamped ones."""
+    session, model = exported
+    sound = (torch.rand(2500 + 3 * 16000) - 0.5) * 0.5
+    padded = torch.nn.functional.pad(sound, (80, 240))
+    n_chunks = -(-len(padded) // 16000)
+    chunks = torch.nn.functional.pad(padded, (0, 16000 * n_chunks - len(padded))).view(-1, 16000)
+    frames, _ = session.run(None, {"chunks": chunks.numpy()})
+    stitched = extend_chunk_frames(torch.from_numpy(frames)).reshape(-1, 64)[1:-1]
+    count = n_timestamps(len(padded))
+    embedding, timestamps = kwmlp.get_timestamp_embeddings(sound[None], model)
+    assert count == embedding.shape[1]
+    assert (stitched[:count] - embedding[0]).abs().max() <= 1e-4
+
+
+def test_export_refuses_a_head_without_words(published_checkpoint, tmp_path):
+    from kwmlp.onnx_export import export_onnx
+
+    model = kwmlp.load_model(str(published_checkpoint), device="cpu")
+    with pytest.raises(KwmlpError, match="no keyword head"):
+        export_onnx(model, tmp_path / "x.onnx", head=True)
+    export_onnx(model, tmp_path / "x.onnx")  # the encoder alone exports
+    assert (tmp_path / "x.onnx").stat().st_size > 1_000_000
+
+
+def test_missing_onnx_names_the_extra(monkeypatch):
+    from kwmlp.onnx_export import require_onnx
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if absent
+    with pytest.raises(KwmlpError, match=r"pip install 'kwmlp\[onnx\]'"):
+        require_onnx()

@@ -1,0 +1,144 @@
+"""``kwmlp.Stream``: pushed in pieces of any size, it gives what the offline
+API gives for the same audio (``get_timestamp_embeddings``, ``recognize``,
+``spot``), each output as soon as the documented rule says it is final."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import kwmlp
+from kwmlp.errors import KwmlpError
+
+DATA = Path(__file__).resolve().parent / "data"
+BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return kwmlp.load_model(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def audio():
+    """2.37 s: three held-out words with noise between them."""
+    rng = np.random.default_rng(0)
+    words = [kwmlp.load_audio(DATA / "heldout" / w / "flite-rms_nohash_0.wav")[0]
+             for w in ("yes", "seven", "house")]
+    gap = 0.01 * rng.standard_normal(1_920).astype(np.float32)
+    return torch.from_numpy(np.concatenate([words[0], gap, words[1], gap, words[2][:2_080]]))
+
+
+def _push_in_pieces(stream, audio, rng):
+    outputs, at = [], 0
+    while at < len(audio):
+        size = int(rng.choice([0, 1, 159, 1_600, 7_919, 20_000]))
+        outputs.append(stream.push(audio[at:at + size]))
+        at += size
+    return outputs + [stream.flush()]
+
+
+def _cat(outputs, name):
+    return torch.cat([getattr(o, name) for o in outputs])
+
+
+@pytest.mark.parametrize("seed, hop_ms", [(0, 100), (1, 250)])
+def test_random_pieces_give_the_offline_outputs(model, audio, seed, hop_ms):
+    assert len(audio) == 37_920
+    outputs = _push_in_pieces(kwmlp.Stream(model, hop_ms=hop_ms), audio,
+                              np.random.default_rng(seed))
+    embedding, timestamps = kwmlp.get_timestamp_embeddings(audio[None], model)
+    assert torch.equal(_cat(outputs, "timestamps"), timestamps[0])
+    torch.testing.assert_close(_cat(outputs, "embedding"), embedding[0], atol=1e-5, rtol=0)
+    recognition = kwmlp.recognize(audio[None], model, hop_ms=hop_ms)
+    assert torch.equal(_cat(outputs, "window_start_ms"), recognition.start_ms)
+    torch.testing.assert_close(_cat(outputs, "probabilities"), recognition.probabilities[0],
+                               atol=1e-5, rtol=0)
+    streamed = [d for o in outputs for d in o.detections]
+    offline = kwmlp.spot(recognition, duration_ms=1000 * len(audio) / 16000)[0]
+    assert [(d.word, d.start_ms, d.end_ms) for d in streamed] == \
+        [(d.word, d.start_ms, d.end_ms) for d in offline]
+    assert [d.score for d in streamed] == pytest.approx([d.score for d in offline], abs=1e-5)
+
+
+def test_outputs_come_out_when_their_chunk_or_window_is_complete(model, audio):
+    stream = kwmlp.Stream(model, hop_ms=100)
+    # chunk 0 is padded samples 0..16000 = audio samples -80..15920
+    early = stream.push(audio[:15_919])
+    assert len(early.embedding) == 0 and len(early.probabilities) == 0
+    first = stream.push(audio[15_919:15_920])
+    assert first.timestamps.tolist() == [10.0 * k for k in range(1, 100)]
+    assert len(first.probabilities) == 0
+    window = stream.push(audio[15_920:16_000])  # window 0 is samples 0..16000
+    assert window.window_start_ms.tolist() == [0.0] and len(window.embedding) == 0
+    hop = stream.push(audio[16_000:17_600])
+    assert hop.window_start_ms.tolist() == [100.0]
+    second = stream.push(audio[17_600:31_920])  # chunk 1: audio 15920..31920
+    assert second.timestamps.tolist() == [10.0 * k for k in range(100, 200)]
+    assert second.window_start_ms.tolist() == [100.0 * k for k in range(2, 10)]
+
+
+def test_short_and_empty_streams_end_as_the_offline_api(model):
+    assert all(len(getattr(kwmlp.Stream(model).flush(), name)) == 0
+               for name in ("embedding", "probabilities"))
+    sound = torch.rand(500) - 0.5  # padded to 820 samples (51.25 ms): three stamped frames
+    stream = kwmlp.Stream(model)
+    assert len(stream.push(sound).embedding) == 0
+    end = stream.flush()
+    embedding, timestamps = kwmlp.get_timestamp_embeddings(sound[None], model)
+    assert end.timestamps.tolist() == timestamps[0].tolist() == [10.0, 20.0, 30.0]
+    torch.testing.assert_close(end.embedding, embedding[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(end.probabilities,
+                               kwmlp.recognize(sound[None], model).probabilities[0],
+                               atol=1e-5, rtol=0)
+
+
+def test_reset_starts_over_and_a_flushed_stream_takes_no_more(model, audio):
+    stream = kwmlp.Stream(model, keywords=False)
+    stream.push(audio[:20_000])
+    stream.reset()
+    again = stream.push(audio[:16_000])
+    fresh = kwmlp.Stream(model, keywords=False).push(audio[:16_000])
+    assert torch.equal(again.embedding, fresh.embedding)
+    assert torch.equal(again.timestamps, fresh.timestamps)
+    stream.flush()
+    with pytest.raises(KwmlpError, match="reset"):
+        stream.push(audio[:10])
+
+
+def test_memory_stays_bounded(model):
+    stream = kwmlp.Stream(model, hop_ms=500, embeddings=False)
+    for _ in range(20):
+        stream.push(torch.zeros(8_000))
+    assert len(stream._buffer) <= 16_000 + 8_000  # one window and one hop, not 10 s
+
+
+def test_layer_option_and_bad_input(model, audio):
+    layered = kwmlp.load_model(device="cpu", layer=4)
+    out = kwmlp.Stream(layered, keywords=False).push(audio[:15_920])
+    embedding, _ = kwmlp.get_timestamp_embeddings(audio[None, :15_920], layered)
+    torch.testing.assert_close(out.embedding, embedding[0, :99], atol=1e-5, rtol=0)
+    stream = kwmlp.Stream(model)
+    with pytest.raises(ValueError, match="1-D"):
+        stream.push(audio[None, :100])
+    with pytest.raises(TypeError, match="32768"):
+        stream.push(np.zeros(100, np.int16))
+    with pytest.raises(ValueError, match="no output"):
+        kwmlp.Stream(model, embeddings=False, keywords=False)
+
+
+def test_stream_benchmark_runs(tmp_path):
+    out_json = tmp_path / "stream.json"
+    result = subprocess.run([sys.executable, str(BENCH_DIR / "stream.py"), "--seconds", "3",
+                             "--hop-ms", "100", "--json", str(out_json)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(BENCH_DIR.parent)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(out_json.read_text())
+    assert figures["hops"] == 30 and len(figures["push_ms_all"]) == 30
+    assert 0 < figures["push_ms_p50"] <= figures["push_ms_p99"]
+    assert "p50" in result.stdout and "latency" in result.stdout
