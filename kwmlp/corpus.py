@@ -174,7 +174,12 @@ def _ray_results(paths: Sequence[Path], model_file_path: str, options: Dict[str,
         return
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        except Exception as err:  # Ray raises plain Exception/ConnectionError for these
+            where = address or os.environ.get("RAY_ADDRESS") or "a local Ray instance"
+            raise KwmlpError(f"cannot start or reach {where} ({err}); the files done so far "
+                             f"are recorded, rerun to finish the rest") from None
     try:
         # The caller's own progress (write_results) counts files; Ray's bars would
         # interleave with it on the terminal.

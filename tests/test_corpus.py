@@ -398,3 +398,19 @@ def test_workers_decode_ahead_boundedly_and_their_warnings_reach_the_caller(
     for index, name in enumerate(GOOD):
         np.testing.assert_allclose(results[index].scene, kwmlp.embed_file(data / name, model).scene,
                                    atol=1e-6, rtol=0)
+
+
+def test_ray_that_cannot_start_is_a_clear_error(data, published_checkpoint, tmp_path,
+                                                monkeypatch):
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("a Ray session is running")
+
+    def fail(**kwargs):
+        raise Exception("The current node timed out during startup.")
+
+    monkeypatch.setattr(ray, "init", fail)
+    with pytest.raises(KwmlpError, match=r"cannot start or reach a local Ray instance \(The "
+                                         r"current node timed out"):
+        kwmlp.embed_corpus([data / "a.wav"], tmp_path / "out", engine="ray",
+                           model_file_path=str(published_checkpoint), device="cpu")
