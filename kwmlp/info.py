@@ -28,6 +28,8 @@ def model_info(model: KWMLPEmbedder) -> Dict[str, str]:
     for key, value in model.metadata.items():
         if key == "training_data":
             info["training data"] = summarize_training_data(value)
+        elif key == "trained_on":  # export's copy of that summary, for readers without kwmlp
+            continue
         elif isinstance(value, (str, int, float, bool)):
             info[key.replace("_", " ")] = str(value)
     return info
