@@ -37,7 +37,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = {  # name: extra `kwmlp embed` arguments
-    "single-npz": [],  # today's single-process run, no manifest
+    "single-npz": [],  # the single-process run, no manifest
+    "single-resampy": ["--resampler", "resampy"],  # as before soxr became the default
     "local2-npz": ["--engine", "local", "--workers", "2"],
     "ray2-npz": ["--engine", "ray", "--workers", "2"],
     "single-parquet": ["--engine", "local", "--format", "parquet"],

@@ -185,9 +185,11 @@ def test_missing_model_is_an_error(tmp_path):
 def test_interrupt_then_resume(tmp_path, published_checkpoint):
     data, out = tmp_path / "data", tmp_path / "out"
     data.mkdir()
-    inputs = write_clips(data, 12)
+    # Many short files, one per batch, so outputs appear one by one and the run outlasts
+    # the signal however fast decoding gets (soxr made 12 files take 0.2 s).
+    inputs = write_clips(data, 200, seconds=0.5)
     command = ["embed", data, "-o", out, "--model", published_checkpoint, "--threads", "1",
-               "--batch-seconds", "1"]  # one file per batch: outputs appear one by one
+               "--batch-seconds", "0.5"]
     process = subprocess.Popen([sys.executable, "-m", "kwmlp", *map(str, command)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
