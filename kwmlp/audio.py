@@ -148,7 +148,7 @@ def load_audio(path: PathLike, resampler: str = DEFAULT_RESAMPLER) -> Tuple[np.n
     return mono, SAMPLE_RATE
 
 
-PCM16_SCALE = 32768.0  # int16 full scale -> float in [-1, 1)
+INT16_SCALE = 32768.0  # int16 full scale -> float in [-1, 1)
 
 
 def read_pcm16(reader: BinaryIO, block_samples: int) -> Iterator[np.ndarray]:
@@ -164,8 +164,8 @@ def read_pcm16(reader: BinaryIO, block_samples: int) -> Iterator[np.ndarray]:
             break
         pending += data
         if len(pending) == block_bytes:
-            yield np.frombuffer(pending, dtype="<i2").astype(np.float32) / PCM16_SCALE
+            yield np.frombuffer(pending, dtype="<i2").astype(np.float32) / INT16_SCALE
             pending = b""
     whole = len(pending) // 2 * 2
     if whole:
-        yield np.frombuffer(pending[:whole], dtype="<i2").astype(np.float32) / PCM16_SCALE
+        yield np.frombuffer(pending[:whole], dtype="<i2").astype(np.float32) / INT16_SCALE

@@ -159,7 +159,7 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     embed = commands.add_parser(
-        "embed", help="embed audio files and folders to .npz/.npy files",
+        "embed", help="embed audio files and folders to .npz/.npy files or Parquet parts",
         description="Embed audio files (any format libsndfile reads, any sample rate,\n"
                     "any channel count) and write one output per input.",
         epilog=EMBED_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)

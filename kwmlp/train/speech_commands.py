@@ -21,6 +21,7 @@ import soundfile as sf
 import torch
 
 from .._types import PathLike
+from ..audio import INT16_SCALE
 from ..errors import KwmlpError
 from ..frontend import CHUNK_SAMPLES, SAMPLE_RATE
 
@@ -33,7 +34,6 @@ WORDS = (
 )
 SPLITS = ("training", "validation", "testing")
 NOISE_DIR = "_background_noise_"
-INT16_SCALE = 32768.0  # int16 full scale -> float in [-1, 1)
 
 
 
