@@ -341,6 +341,72 @@ def test_training_writes_checkpoints_and_resumes_after_a_kill(corpus, tmp_path, 
         train_module.main(_argv(corpus, run_dir, epochs=3))
 
 
+def test_update_ema_follows_the_closed_form_average():
+    """After n updates from a0 with weights p1..pn: d^n a0 + sum_k (1 - d) d^(n-k) pk."""
+    decay, generator = 0.9, torch.Generator().manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    average = train_module.copy.deepcopy(model)
+    start = [p.detach().numpy().astype(np.float64).copy() for p in average.parameters()]
+    expected = [decay ** 4 * a for a in start]
+    for k in range(1, 5):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator))
+        for e, p in zip(expected, model.parameters()):
+            e += (1 - decay) * decay ** (4 - k) * p.detach().numpy().astype(np.float64)
+        train_module.update_ema(average, model, decay)
+    for e, a in zip(expected, average.parameters()):
+        np.testing.assert_allclose(a.detach().numpy(), e, rtol=1e-5, atol=1e-6)
+
+
+def test_moving_average_is_validated_selected_and_resumed(corpus, tmp_path, monkeypatch):
+    argv = ["--ema-decay", "0.8"]
+    train_module.main(_argv(corpus, tmp_path / "straight") + argv)
+    log = train_module.read_log(tmp_path / "straight")
+    assert {"val_acc", "ema_val_acc"} <= set(log[0])
+    straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    assert not all(torch.equal(straight["ema"][k], v) for k, v in straight["model"].items())
+    best, meta = load_checkpoint(tmp_path / "straight" / "best.pt")
+    assert meta["weights"] == "moving average"
+    assert meta["val_acc"] == max(r["ema_val_acc"] for r in log)
+    if meta["epoch"] == 2:
+        for key, value in best.state_dict().items():
+            torch.testing.assert_close(value, straight["ema"][key], rtol=0, atol=0)
+    # The figure stored with best.pt is that of the weights it holds.
+    audio, labels = load_clips(list_clips(corpus)["validation"])
+    predicted = train_module.predict(best, train_module.MFCC(backend="fft"), audio)
+    assert (predicted == labels).float().mean().item() == pytest.approx(meta["val_acc"], abs=1e-5)
+
+    # Killed in epoch 2's validation, then resumed: the average carries over exactly.
+    real_predict, calls = train_module.predict, []
+
+    def predict_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # epoch 1 validates the weights and their average
+            raise KeyboardInterrupt
+        return real_predict(*args, **kwargs)
+
+    run_dir = tmp_path / "killed"
+    monkeypatch.setattr(train_module, "predict", predict_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.main(_argv(corpus, run_dir) + argv)
+    monkeypatch.setattr(train_module, "predict", real_predict)
+    train_module.main(_argv(corpus, run_dir) + argv)
+    resumed = torch.load(run_dir / "last.pt", weights_only=True)
+    for key, value in straight["ema"].items():
+        torch.testing.assert_close(resumed["ema"][key], value, rtol=0, atol=0)
+
+
+def test_run_recorded_before_a_config_field_existed_still_resumes(corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    train_module.main(_argv(corpus, run_dir, epochs=1))
+    recorded = json.loads((run_dir / "config.json").read_text())
+    del recorded["ema_decay"]
+    (run_dir / "config.json").write_text(json.dumps(recorded))
+    train_module.main(_argv(corpus, run_dir, epochs=1))  # must not refuse
+    assert [r["epoch"] for r in train_module.read_log(run_dir)] == [1]
+
+
 def test_tiny_model_learns_the_tone_corpus(tmp_path):
     """Words told apart by pitch: a 2-block model must get the held-out voices right."""
     corpus = make_corpus(tmp_path / "corpus", train_voices=tuple(f"a{i}" for i in range(1, 7)))

@@ -13,7 +13,8 @@ background noise added to the corpus', and a checkpoint to start from
     log.jsonl     one line per epoch
     last.pt       full training state after the latest epoch (resume point)
     best.pt       kwmlp checkpoint of the best epoch: by real-voice validation
-                  accuracy when --real-data is given, else by synthetic validation
+                  accuracy when --real-data is given, else by synthetic validation;
+                  with --ema-decay, of the weights' moving average (logged as ema_*)
     rirs.npy      the simulated room impulse responses, when reverberation is on
 
 Usage::
@@ -27,6 +28,7 @@ Rerunning the same ``train`` command resumes after the last finished epoch.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import functools
 import json
@@ -40,6 +42,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from .._types import PathLike
@@ -87,6 +90,7 @@ class TrainConfig:
     fsdd_repeat: int = 0  # copies of the real spoken-digit training clips per epoch
     real_noise: bool = False  # mix the real background recordings in too
     rir_rooms: int = 200  # simulated rooms in the bank, when augment.reverb_prob > 0
+    ema_decay: float = 0.0  # > 0: also validate (and select from) a moving average of weights
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -125,7 +129,8 @@ def _check_config(run_dir: Path, config: TrainConfig) -> None:
     if not path.exists():
         path.write_text(json.dumps(config.to_json(), indent=1))
         return
-    recorded = json.loads(path.read_text())
+    # Through from_json, so a run recorded before a field existed reads as its default.
+    recorded = TrainConfig.from_json(json.loads(path.read_text())).to_json()
     current = config.to_json()
     differing = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
     if differing:
@@ -150,6 +155,20 @@ def read_log(run_dir: PathLike) -> List[dict]:
 
 
 # training
+
+EMA_PREFIX = "ema_"  # log keys of the moving-average weights' validation figures
+
+
+def update_ema(average: nn.Module, model: nn.Module, decay: float) -> None:
+    """One step of the weights' exponential moving average, in place:
+    ``average = decay * average + (1 - decay) * model`` for every parameter (the
+    model has no running statistics, so buffers are copied as they are)."""
+    with torch.no_grad():
+        for mean, value in zip(average.parameters(), model.parameters()):
+            mean.lerp_(value, 1.0 - decay)
+        for mean, value in zip(average.buffers(), model.buffers()):
+            mean.copy_(value)
+
 
 def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
                                                       Dict[str, Tuple[torch.Tensor, torch.Tensor]],
@@ -187,10 +206,12 @@ def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch
                 noise: List[torch.Tensor], optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
                 config: TrainConfig, shuffle: torch.Generator, augment: torch.Generator,
                 rirs: Optional[torch.Tensor] = None,
-                coded: Optional[torch.Tensor] = None) -> Tuple[float, float]:
+                coded: Optional[torch.Tensor] = None,
+                ema: Optional[nn.Module] = None) -> Tuple[float, float]:
     """One pass over int16 clips ``(n, CHUNK_SAMPLES)`` in a random order, one optimiser
     and scheduler step per batch; ``rirs`` ``(n_rooms, rir_samples)`` for reverberation,
-    ``coded`` the clips' codec copies (``codec_copies``) for the codec lever.
+    ``coded`` the clips' codec copies (``codec_copies``) for the codec lever, ``ema`` a
+    copy of the model that follows it by ``update_ema`` after every step.
     Returns (mean train loss, train accuracy)."""
     model.train()
     order = torch.randperm(len(audio), generator=shuffle)
@@ -208,9 +229,18 @@ def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            update_ema(ema, model, config.ema_decay)
         total_loss += loss.item() * len(index)
         correct += (logits.argmax(dim=1) == labels[index]).sum().item()
     return total_loss / len(order), correct / len(order)
+
+
+def validate(model: nn.Module, frontend: MFCC,
+             validation: Dict[str, Tuple[torch.Tensor, torch.Tensor]]) -> Dict[str, float]:
+    """Top-1 accuracy of ``model`` on each validation set, keyed as ``validation``."""
+    return {name: round((predict(model, frontend, audio) == labels).float().mean().item(), 5)
+            for name, (audio, labels) in validation.items()}
 
 
 def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None) -> List[dict]:
@@ -242,6 +272,7 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
                   block_survival=config.block_survival)
     if config.init:
         model.load_state_dict(load_checkpoint(config.init)[0].state_dict())
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay > 0 else None
     frontend = MFCC(backend="fft")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -254,6 +285,8 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     if last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["global"])
@@ -268,11 +301,15 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
         started = time.perf_counter()
         train_loss, train_acc = train_epoch(model, frontend, train_audio, train_labels, noise,
                                             optimizer, scheduler, config, shuffle, augment, rirs,
-                                            coded)
+                                            coded, ema)
         train_seconds = time.perf_counter() - started
-        accuracies = {name: round((predict(model, frontend, audio) == labels).float().mean().item(), 5)
-                      for name, (audio, labels) in validation.items()}
-        val_acc = accuracies[SELECT_ON if SELECT_ON in accuracies else "val_acc"]
+        accuracies = validate(model, frontend, validation)
+        # The weights best.pt would hold this epoch, and their figures under the plain keys.
+        candidate, candidate_accuracies = model, accuracies
+        if ema is not None:
+            candidate, candidate_accuracies = ema, validate(ema, frontend, validation)
+            accuracies.update({EMA_PREFIX + k: v for k, v in candidate_accuracies.items()})
+        val_acc = candidate_accuracies[SELECT_ON if SELECT_ON in accuracies else "val_acc"]
         record = dict(epoch=epoch, train_loss=round(train_loss, 5), train_acc=round(train_acc, 5),
                       **accuracies, lr=scheduler.get_last_lr()[0],
                       samples_per_s=round(len(train_audio) / train_seconds, 1),
@@ -282,14 +319,17 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
         logger.info(json.dumps(record))
         if val_acc > best_val_acc:
             best_val_acc = val_acc
-            save_checkpoint(run_dir / BEST_NAME, model,
-                            {"epoch": epoch, **accuracies, "run": config.to_json()})
+            save_checkpoint(run_dir / BEST_NAME, candidate,
+                            {"epoch": epoch, **candidate_accuracies, "run": config.to_json(),
+                             "weights": "moving average" if ema is not None else "last step"})
         payload = {
             "epoch": epoch, "best_val_acc": best_val_acc, "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "rng": {"global": torch.get_rng_state(), "shuffle": shuffle.get_state(),
                     "augment": augment.get_state()},
         }
+        if ema is not None:
+            payload["ema"] = ema.state_dict()
         write_atomic(last_path, lambda file: torch.save(payload, file))
     return read_log(run_dir)
 
@@ -312,7 +352,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
                  "real_repeat", "fsdd_repeat", "rir_rooms"):
         parser.add_argument("--" + name.replace("_", "-"), type=int,
                             default=getattr(defaults, name))
-    for name in ("lr", "weight_decay", "label_smoothing", "block_survival"):
+    for name in ("lr", "weight_decay", "label_smoothing", "block_survival", "ema_decay"):
         parser.add_argument("--" + name.replace("_", "-"), type=float,
                             default=getattr(defaults, name))
     for name in AUGMENT_PROBS:
