@@ -109,7 +109,7 @@ def worker(case: str, options: dict, repeats: int, threads: int) -> dict:
 
 
 # ------------------------------------------------------ faster chunk paths
-PATHS = ("onnxruntime", "compile", "bf16")
+PATHS = ("onnxruntime", "compile", "freeze", "bf16")
 
 
 def chunk_path(kind: str, model, threads: int):
@@ -119,7 +119,8 @@ def chunk_path(kind: str, model, threads: int):
     onnxruntime: the graph of ``kwmlp export`` (nnAudio STFT MFCC + encoder) on
     onnxruntime's CPU provider with ``threads`` intra-op threads; compile:
     ``torch.compile`` of the encoder (default inductor backend, static shapes);
-    bf16: the encoder under CPU autocast to bfloat16 (matrix products in bf16,
+    freeze: the encoder traced, frozen and ``torch.jit.optimize_for_inference``
+    (oneDNN fusions); bf16: the encoder under CPU autocast to bfloat16 (matrix products in bf16,
     norms and the residual stream as autocast leaves them)."""
     import torch
 
@@ -140,6 +141,20 @@ def chunk_path(kind: str, model, threads: int):
     if kind == "compile":
         encode = torch.compile(model.encoder.embed, dynamic=False)
         return lambda chunks: encode(model.mfcc(chunks), model.layer)
+    if kind == "freeze":
+        class Embed(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.encoder = model.encoder
+
+            def forward(self, mfcc):
+                return self.encoder.embed(mfcc, model.layer)
+
+        example = model.mfcc(torch.zeros(model.chunk_batch_size, SAMPLE_RATE))
+        with torch.no_grad():
+            frozen = torch.jit.optimize_for_inference(
+                torch.jit.freeze(torch.jit.trace(Embed().eval(), example)))
+        return lambda chunks: frozen(model.mfcc(chunks))
     if kind == "bf16":
         def encode_bf16(chunks):
             mfcc = model.mfcc(chunks)

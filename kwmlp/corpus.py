@@ -20,11 +20,11 @@ A bad file becomes a failure in every engine and the rest carry on.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 import warnings
-from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -41,8 +41,8 @@ from .extras import require
 from .files import (ARRAY_NAMES, DEFAULT_BATCH_SECONDS, FileEmbedding, FileFailure, RunSummary,
                     _check_batch_seconds, _check_kind, _embed_indexed, batches,
                     check_output_dir, clear_stale_temporaries, decode_clip, embed_decoded,
-                    header_durations, output_paths, plan_outputs, run_metadata, write_outputs,
-                    write_results)
+                    header_durations, output_paths, plan_outputs, prefetched, run_metadata,
+                    write_outputs, write_results)
 from .hear import load_model
 from .manifest import Manifest, source_entry
 from .parquet import (PART_PREFIX, PART_SUFFIX, PartWriter, remove_unrecorded_parts, row_key,
@@ -78,43 +78,38 @@ def _decode_batch(paths: Sequence[Path], resampler: str
     return decoded
 
 
+def _decode_items(items: Sequence[Tuple[int, Path]], resampler: str
+                  ) -> List[Tuple[Optional[np.ndarray], Optional[str], List[str]]]:
+    """``_decode_batch`` of ``(index, path)`` items, as ``prefetched`` hands them out."""
+    return _decode_batch([path for _, path in items], resampler)
+
+
 def _local_parallel(paths: Sequence[Path], model: KWMLPEmbedder, kind: str,
                     batch_seconds: float, resampler: str, workers: int) -> Iterator[Result]:
     """``files._embed_indexed`` with decoding and resampling in ``workers``
     processes: batches are decoded in order, ``QUEUED_BATCHES_PER_WORKER`` per
-    worker ahead of the one being embedded here."""
+    worker ahead of the one being embedded here (``files.prefetched``)."""
     durations_s, failures = header_durations(paths)
     yield from failures
-    todo = iter(list(batches(durations_s, batch_seconds)))
+    work = ([(i, paths[i]) for i in batch] for batch in batches(durations_s, batch_seconds))
     # spawn: a forked copy of a process running torch's thread pools can hang.
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        pending: deque = deque()
-
-        def submit() -> None:
-            batch = next(todo, None)
-            if batch is not None:
-                pending.append((batch, pool.submit(_decode_batch, [paths[i] for i in batch],
-                                                   resampler)))
-
-        for _ in range(workers * QUEUED_BATCHES_PER_WORKER):
-            submit()
-        while pending:
-            batch, future = pending.popleft()
-            try:
-                decoded = future.result()
-            except BrokenProcessPool:
-                raise KwmlpError("a decoding worker process died (out of memory?); the files "
-                                 "done so far are recorded, rerun to finish the rest") from None
-            submit()
-            clips = []
-            for index, (audio, error, messages) in zip(batch, decoded):
-                for message in messages:
-                    warnings.warn(message, stacklevel=1)
-                if error is not None:
-                    yield index, FileFailure(paths[index], error)
-                else:
-                    clips.append((index, paths[index], audio))
-            yield from embed_decoded(clips, model, kind)
+        decode = functools.partial(_decode_items, resampler=resampler)
+        try:
+            for items, decoded in prefetched(pool, work, decode,
+                                             workers * QUEUED_BATCHES_PER_WORKER):
+                clips = []
+                for (index, path), (audio, error, messages) in zip(items, decoded):
+                    for message in messages:
+                        warnings.warn(message, stacklevel=1)
+                    if error is not None:
+                        yield index, FileFailure(path, error)
+                    else:
+                        clips.append((index, path, audio))
+                yield from embed_decoded(clips, model, kind)
+        except BrokenProcessPool:  # only future.result() raises it
+            raise KwmlpError("a decoding worker process died (out of memory?); the files "
+                             "done so far are recorded, rerun to finish the rest") from None
 
 
 def _ray_decode(batch: Dict[str, np.ndarray], resampler: str) -> Dict[str, np.ndarray]:

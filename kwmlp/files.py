@@ -35,11 +35,12 @@ import logging
 import os
 import time
 import warnings
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (Callable, Collection, Dict, Iterable, Iterator, List, Mapping, Optional,
-                    Sequence, Tuple, Union)
+                    Sequence, Tuple, TypeVar, Union)
 
 import numpy as np
 import torch
@@ -59,9 +60,16 @@ ARRAY_NAMES = {"both": ("embedding", "timestamps", "scene"),
                "scene": ("scene",)}
 METADATA_NAME = "metadata"  # output_paths key of the npy format's JSON file
 DEFAULT_BATCH_SECONDS = 60.0  # of audio read (and held) at once; bounds memory, not results
+# Decoded ahead of the batch being embedded, in a thread: libsndfile and soxr
+# release the GIL, so reading overlaps the encoder while memory stays bounded.
+PREFETCH_BATCHES = 1
 PROGRESS_LINE_S = 30.0  # between plain progress lines when stderr is not a terminal
 
 logger = logging.getLogger(__name__)
+
+W = TypeVar("W")
+T = TypeVar("T")
+_NO_ITEM = object()
 
 
 # results
@@ -152,6 +160,36 @@ def batches(durations_s: Mapping[int, float], batch_seconds: float) -> Iterator[
         yield batch
 
 
+def prefetched(pool: Executor, work: Iterable[W], decode: Callable[[W], T],
+               ahead: int) -> Iterator[Tuple[W, T]]:
+    """``(item, decode(item))`` for each item of ``work``, in order. While the
+    caller holds one item, the next ``ahead`` (>= 1) are decoding on ``pool``:
+    the overlap, and the bound on memory. On early exit the items not started
+    are cancelled."""
+    if ahead < 1:
+        raise ValueError(f"ahead must be at least 1, got {ahead}")
+    todo = iter(work)
+    pending: deque = deque()
+
+    def top_up() -> None:
+        while len(pending) < ahead:
+            item = next(todo, _NO_ITEM)
+            if item is _NO_ITEM:
+                return
+            pending.append((item, pool.submit(decode, item)))
+
+    try:
+        top_up()
+        while pending:
+            item, future = pending.popleft()
+            decoded = future.result()
+            top_up()
+            yield item, decoded
+    finally:
+        for _, future in pending:
+            future.cancel()
+
+
 def decode_clip(path: Path, resampler: str) -> np.ndarray:
     """``load_audio`` for embedding: ``(n_samples,)`` float32 at 16 kHz, or
     ``KwmlpError`` for a bad file, one too short for a timestamp included."""
@@ -195,17 +233,30 @@ def _embed_indexed(paths: Sequence[Path], model: KWMLPEmbedder, kind: str,
                    batch_seconds: float, resampler: str
                    ) -> Iterator[Tuple[int, Union[FileEmbedding, FileFailure]]]:
     """``(index into paths, result)`` for every path: first the files whose
-    header cannot be read, then the rest shortest first."""
+    header cannot be read, then the rest shortest first. The next batch is
+    decoded in a thread (``PREFETCH_BATCHES``) while this one is embedded."""
     durations_s, failures = header_durations(paths)
     yield from failures
-    for batch in batches(durations_s, batch_seconds):
-        clips = []
+
+    def decode(batch: List[int]) -> List[Union[np.ndarray, FileFailure]]:
+        decoded: List[Union[np.ndarray, FileFailure]] = []
         for index in batch:
             try:
-                clips.append((index, paths[index], decode_clip(paths[index], resampler)))
+                decoded.append(decode_clip(paths[index], resampler))
             except KwmlpError as err:
-                yield index, FileFailure(paths[index], str(err))
-        yield from embed_decoded(clips, model, kind)
+                decoded.append(FileFailure(paths[index], str(err)))
+        return decoded
+
+    with ThreadPoolExecutor(1, thread_name_prefix="kwmlp-decode") as pool:
+        for batch, decoded in prefetched(pool, batches(durations_s, batch_seconds), decode,
+                                         PREFETCH_BATCHES):
+            clips = []
+            for index, outcome in zip(batch, decoded):
+                if isinstance(outcome, FileFailure):
+                    yield index, outcome
+                else:
+                    clips.append((index, paths[index], outcome))
+            yield from embed_decoded(clips, model, kind)
 
 
 def _check_long_enough(path: Path, audio: np.ndarray) -> None:

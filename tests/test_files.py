@@ -1,9 +1,11 @@
 """The file API against the HEAR API on the same audio; batching, output
 naming, resume, overwrite, atomic writes and bad files."""
+import concurrent.futures
 import json
 import os
 import shutil
 import subprocess
+import threading
 
 import numpy as np
 import pytest
@@ -14,7 +16,8 @@ import kwmlp
 from kwmlp import files
 from kwmlp.errors import KwmlpError
 from kwmlp.atomic import write_atomic
-from kwmlp.files import FileEmbedding, find_audio_files, output_paths, save_embeddings
+from kwmlp.files import (FileEmbedding, find_audio_files, output_paths, prefetched,
+                         save_embeddings)
 from kwmlp.embedder import KWMLPEmbedder
 from kwmlp.info import model_info
 
@@ -466,3 +469,55 @@ def test_progress_without_a_terminal_is_plain_lines(clips, model, tmp_path, monk
     save_embeddings(clips[:2], tmp_path / "out", model, progress=True)
     assert "\r" not in capsys.readouterr().err  # pytest's stderr is no terminal
     assert "1/2 files" in caplog.text and "2/2 files" in caplog.text
+
+
+# decoding ahead
+
+class _InlineExecutor(concurrent.futures.Executor):
+    """Runs each job at submit time and logs it, so the order of events is exact."""
+
+    def __init__(self, events):
+        self.events = events
+
+    def submit(self, fn, *args):
+        self.events.append(("decode", args[0]))
+        future = concurrent.futures.Future()
+        future.set_result(fn(*args))
+        return future
+
+
+@pytest.mark.parametrize("ahead", [1, 2])
+def test_prefetched_keeps_order_and_decodes_exactly_ahead_items_early(ahead):
+    events = []
+    for item, decoded in prefetched(_InlineExecutor(events), range(5), lambda i: i * 10, ahead):
+        assert decoded == item * 10
+        events.append(("use", item))
+    uses = [i for kind, i in events if kind == "use"]
+    assert uses == [0, 1, 2, 3, 4]
+    for item in range(5):  # when item is in use, items up to item + ahead were submitted
+        submitted = [i for kind, i in events[:events.index(("use", item))] if kind == "decode"]
+        assert submitted == list(range(min(5, item + ahead + 1)))
+
+
+def test_prefetched_cancels_what_has_not_started_on_early_exit():
+    started, one_started, release = [], threading.Event(), threading.Event()
+
+    def decode(item):
+        started.append(item)
+        if item == 1:
+            one_started.set()
+            release.wait(10)
+        return item
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        stream = prefetched(pool, range(10), decode, ahead=3)
+        assert next(stream) == (0, 0)
+        assert one_started.wait(10)
+        stream.close()  # item 1 is decoding, 2 and 3 are queued
+        release.set()
+    assert started == [0, 1]
+
+
+def test_prefetched_rejects_no_lookahead():
+    with pytest.raises(ValueError, match="at least 1"):
+        list(prefetched(concurrent.futures.ThreadPoolExecutor(1), range(2), str, 0))

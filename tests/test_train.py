@@ -434,6 +434,17 @@ def test_evaluate_and_export(corpus, tmp_path):
         "validation": {"espeak-ng": ["b1"]}, "test": {"espeak-ng": ["c1"]}}
     assert meta["training_data"]["seed"] == 7
     assert meta["epochs"] == 2 and model.head.out_features == 35
+    assert meta["exported_epoch"] == load_checkpoint(run_dir / "best.pt")[1]["epoch"]
+
+    # --weights last: the raw weights of last.pt, with the final epoch's figures.
+    last = tmp_path / "last.pt"
+    export_run(run_dir, last, weights="last")
+    model, meta = load_checkpoint(last)
+    state = torch.load(run_dir / "last.pt", weights_only=True)
+    for key, value in state["model"].items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+    assert meta["exported_epoch"] == 2 and "after the final epoch" in meta["selection"]
+    assert meta["val_accuracy"] == train_module.read_log(run_dir)[-1]["val_acc"]
     assert meta["keywords"] == list(WORDS)  # the head's labels, for kwmlp.recognize
 
 
@@ -451,7 +462,7 @@ def test_export_of_a_fine_tune_records_the_stages_before_it(corpus, tmp_path):
     assert [s["epochs"] for s in stages] == [2, 1]  # latest first: second, then first
     assert meta["epochs_all_stages"] == 4
     assert stages[1]["checkpoint"] == str(tmp_path / "first" / "best.pt")
-    assert stages[1]["recipe"]["init"] == "" and stages[1]["best_epoch"] == 1
+    assert stages[1]["recipe"]["init"] == "" and stages[1]["exported_epoch"] == 1
 
 
 def test_confusion_matrix_counts():

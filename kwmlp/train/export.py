@@ -1,5 +1,6 @@
 """Turn a finished run into the shipped checkpoint: the best model (by real-voice
-validation when the run had real speech), evaluated on the corpus' held-out test
+validation when the run had real speech) or the weights after its final epoch,
+evaluated on the corpus' held-out test
 voices and on the real-voice validation speakers, saved with ``save_checkpoint``
 and metadata that says what it was trained on (``datacard``) and how."""
 from __future__ import annotations
@@ -7,17 +8,24 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
+
+import torch
 
 from .. import __version__
 from ..checkpoints import load_checkpoint, save_checkpoint
 from .datacard import describe_corpus, describe_real_data, summarize_training_data
 from .evaluate import Evaluation, evaluate_model, evaluate_real
 from .._types import PathLike
+from ..encoder import KWMLP
 from .speech_commands import WORDS, list_clips, load_clips
-from .train import BEST_NAME, read_log
+from .train import BEST_NAME, EMA_PREFIX, LAST_NAME, read_log
 
 LICENCE = "MIT"
+SELECTIONS = {  # --weights: how the exported epoch was chosen
+    "best": "the epoch with the best validation figure the run selects on (best.pt)",
+    "last": "the weights after the final epoch, no selection (last.pt)",
+}
 
 
 def earlier_stages(init: str) -> List[dict]:
@@ -32,25 +40,43 @@ def earlier_stages(init: str) -> List[dict]:
         if "run" in meta:  # a best.pt written by kwmlp.train.train
             log = read_log(Path(init).parent)
             stages.append({"checkpoint": init, "recipe": meta["run"], "epochs": len(log),
-                           "best_epoch": meta["epoch"],
+                           "exported_epoch": meta["epoch"],
                            "wall_time_s": round(sum(r["epoch_time_s"] for r in log), 1)})
             init = meta["run"].get("init", "")
         else:  # an exported checkpoint: it already describes its own history
             stages.append({"checkpoint": init, "recipe": meta.get("recipe"),
-                           "epochs": meta.get("epochs"), "best_epoch": meta.get("best_epoch"),
+                           "epochs": meta.get("epochs"),
+                           "exported_epoch": meta.get("exported_epoch", meta.get("best_epoch")),
                            "wall_time_s": meta.get("wall_time_s")})
             return stages + list(meta.get("earlier_stages", []))
     return stages
 
 
+def run_weights(run_dir: Path, weights: str) -> Tuple[KWMLP, dict]:
+    """The model a run exports (``SELECTIONS``) and its epoch's record: ``epoch``,
+    the validation figures of those weights, ``run`` (the recipe)."""
+    if weights not in SELECTIONS:
+        raise ValueError(f"weights must be one of {tuple(SELECTIONS)}, got {weights!r}")
+    model, best = load_checkpoint(run_dir / BEST_NAME)
+    if weights == "best":
+        return model, best
+    state = torch.load(run_dir / LAST_NAME, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    record = next(r for r in read_log(run_dir) if r["epoch"] == state["epoch"])
+    figures = {k: v for k, v in record.items() if k.endswith("val_acc")
+               and not k.startswith(EMA_PREFIX)}
+    return model, {"epoch": state["epoch"], **figures, "run": best["run"]}
+
+
 def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = None,
-               generator: Optional[str] = None) -> Evaluation:
-    """Evaluate ``run_dir/best.pt`` on the testing split and save it to ``out``.
+               generator: Optional[str] = None, weights: str = "best") -> Evaluation:
+    """Evaluate the run's ``weights`` (``SELECTIONS``) on the testing split and
+    save them to ``out``.
 
     ``data_dir`` defaults to the corpus the run was trained on. Returns the
     test evaluation (also stored in the metadata)."""
     run_dir = Path(run_dir)
-    model, best = load_checkpoint(run_dir / BEST_NAME)
+    model, best = run_weights(run_dir, weights)
     run = best["run"]
     data_dir = Path(data_dir or run["data"])
     audio, labels = load_clips(list_clips(data_dir)["testing"])
@@ -67,7 +93,8 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
         "earlier_stages": stages,
         "epochs": len(log),
         "epochs_all_stages": len(log) + sum(stage["epochs"] or 0 for stage in stages),
-        "best_epoch": best["epoch"],
+        "exported_epoch": best["epoch"],
+        "selection": SELECTIONS[weights],
         "wall_time_s": round(sum(r["epoch_time_s"] for r in log), 1),
         "val_accuracy": best["val_acc"],
         "held_out_accuracy": evaluation.accuracy,
@@ -93,11 +120,14 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m kwmlp.train.export",
-        description="Evaluate a run's best model on the testing split and save it with "
-                    "kwmlp.checkpoints.save_checkpoint and a description of its training.")
+        description="Evaluate a run's best (or last) model on the testing split and save it "
+                    "with kwmlp.checkpoints.save_checkpoint and a description of its training.")
     parser.add_argument("--run", required=True, help="run directory written by kwmlp.train.train")
     parser.add_argument("--out", required=True, help="checkpoint to write, e.g. weights/kwmlp.pt")
     parser.add_argument("--data", help="corpus directory (default: the one the run used)")
+    parser.add_argument("--weights", choices=tuple(SELECTIONS), default="best",
+                        help="best: best.pt (the selected epoch); last: the raw weights "
+                             "after the final epoch")
     parser.add_argument("--generator", help="how the corpus was made (command line, seed), "
                                             "recorded in the metadata")
     return parser.parse_args(argv)
@@ -105,7 +135,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    evaluation = export_run(args.run, args.out, args.data, args.generator)
+    evaluation = export_run(args.run, args.out, args.data, args.generator, args.weights)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB); "
           f"held-out accuracy {evaluation.accuracy:.4f}")
 
