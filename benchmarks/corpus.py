@@ -4,6 +4,7 @@ engine and format, interleaved in one invocation, and say where time goes.
     python benchmarks/corpus.py                          # 1,000 files, every run, 1 round
     python benchmarks/corpus.py --rounds 3 --corpus-dir /tmp/kwmlp-corpus --json corpus.json
     python benchmarks/corpus.py --files 8 --max-seconds 3 --runs single-npz,local2-parquet
+    python benchmarks/corpus.py --runs single-npz --checkout before=/path/to/other/checkout
 
 The corpus (seeded: the same files from the same ``--seed``) mixes WAV, FLAC
 and OGG/Vorbis at 16, 44.1 and 48 kHz, mono and stereo, 2 s to
@@ -12,7 +13,8 @@ when its parameters match) or to a temporary folder (deleted). It is never
 part of the repository.
 
 Each run is ``kwmlp embed <corpus> -r -o <fresh folder> ...`` in a
-subprocess; its wall time covers start-up, model loading and (for
+subprocess (``--checkout NAME=PATH`` adds a single-npz run of another
+checkout's code, interleaved with the rest, for before/after figures); its wall time covers start-up, model loading and (for
 Ray) starting a local Ray instance. Peak RSS is the largest sum of the
 resident memory of the run's process tree (the command, its decoding
 workers, Ray's processes), sampled every ``RSS_SAMPLE_S``. The runs are repeated
@@ -109,14 +111,15 @@ def _tree_rss_bytes(root: int) -> int:
     return sum(rss.get(pid, 0) for pid in tree)
 
 
-def run_once(name: str, corpus: Path, out: Path, model: str, audio_s: float,
-             n_files: int) -> dict:
-    """Run ``kwmlp embed`` as ``name`` says; wall time and peak RSS."""
+def run_once(name: str, arguments: list, repo: Path, corpus: Path, out: Path, model: str,
+             audio_s: float, n_files: int) -> dict:
+    """Run ``kwmlp embed ... arguments`` with the code of ``repo``; wall time
+    and peak RSS."""
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "kwmlp", "embed", str(corpus), "-r", "-o", str(out), "-q",
-               *RUNS[name], *(["--model", model] if model else [])]
+               *arguments, *(["--model", model] if model else [])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                text=True, env=env)
@@ -188,6 +191,8 @@ def main(argv=None) -> dict:
                         help="generate (or reuse) the corpus here; default: a temporary folder")
     parser.add_argument("--runs", default=",".join(RUNS),
                         help=f"comma-separated, of: {', '.join(RUNS)}")
+    parser.add_argument("--checkout", action="append", default=[],
+                        help="NAME=PATH: also a single-npz run of the kwmlp checkout at PATH")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--stage-files", type=int, default=100,
                         help="files timed stage by stage (0: skip the split)")
@@ -198,6 +203,14 @@ def main(argv=None) -> dict:
     unknown = set(runs) - set(RUNS)
     if unknown:
         parser.error(f"unknown runs {sorted(unknown)}; choose from {list(RUNS)}")
+    setups = {name: (RUNS[name], REPO) for name in runs}  # name: (arguments, code)
+    for value in args.checkout:
+        name, sep, path = value.partition("=")
+        if not sep or name in setups or not (Path(path) / "kwmlp").is_dir():
+            parser.error(f"--checkout takes NAME=PATH of a kwmlp checkout, with a new "
+                         f"NAME; got {value!r}")
+        setups[name] = (RUNS["single-npz"], Path(path).resolve())
+    runs = list(setups)
 
     with tempfile.TemporaryDirectory(prefix="kwmlp-corpus-") as scratch:
         corpus = args.corpus_dir or Path(scratch) / "corpus"
@@ -207,8 +220,8 @@ def main(argv=None) -> dict:
         for round_index in range(args.rounds):
             shift = round_index % len(runs)
             for name in runs[shift:] + runs[:shift]:
-                figure = run_once(name, corpus, Path(scratch) / "out", args.model, audio_s,
-                                  args.files)
+                figure = run_once(name, *setups[name], corpus, Path(scratch) / "out",
+                                  args.model, audio_s, args.files)
                 figures[name].append(figure)
                 print(f"round {round_index + 1}: {name}: {figure['audio_s_per_s']:.1f} audio-s/s, "
                       f"{figure['files_per_s']:.2f} files/s, {figure['peak_rss_mb']:.0f} MB",
@@ -217,7 +230,7 @@ def main(argv=None) -> dict:
 
     rows = []
     for name in runs:
-        rows.append({"run": name, "arguments": RUNS[name],
+        rows.append({"run": name, "arguments": setups[name][0], "code": str(setups[name][1]),
                      **{key: statistics.median(f[key] for f in figures[name])
                         for key in ("wall_s", "audio_s_per_s", "files_per_s", "peak_rss_mb")},
                      "all": figures[name]})

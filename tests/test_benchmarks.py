@@ -120,9 +120,12 @@ def test_corpus_benchmark_runs_each_engine_and_format(tmp_path, published_checkp
     out_json = tmp_path / "corpus.json"
     stdout = _run("corpus.py", "--files", "4", "--max-seconds", "2.5", "--runs", ",".join(runs),
                   "--stage-files", "2", "--model", str(published_checkpoint),
-                  "--json", str(out_json), timeout_s=900)
+                  "--checkout", f"again={BENCH_DIR.parent}", "--json", str(out_json),
+                  timeout_s=900)
     result = json.loads(out_json.read_text())
-    assert [row["run"] for row in result["rows"]] == runs
+    assert [row["run"] for row in result["rows"]] == runs + ["again"]
+    again = result["rows"][-1]  # another checkout's single-process run (here: this one)
+    assert again["arguments"] == [] and again["code"] == str(BENCH_DIR.parent)
     for row in result["rows"]:
         assert row["audio_s_per_s"] > 0 and row["files_per_s"] > 0
         assert math.isclose(row["audio_s_per_s"] / row["files_per_s"],
