@@ -120,8 +120,8 @@ def chunk_path(kind: str, model, threads: int):
     onnxruntime's CPU provider with ``threads`` intra-op threads; compile:
     ``torch.compile`` of the encoder (default inductor backend, static shapes);
     freeze: the encoder traced, frozen and ``torch.jit.optimize_for_inference``
-    (oneDNN fusions); bf16: the encoder under CPU autocast to bfloat16 (matrix products in bf16,
-    norms and the residual stream as autocast leaves them)."""
+    (oneDNN fusions); bf16: the encoder under CPU autocast to bfloat16 (matrix
+    products in bf16, norms and the residual stream as autocast leaves them)."""
     import torch
 
     if kind == "onnxruntime":

@@ -14,8 +14,9 @@ part of the repository.
 
 Each run is ``kwmlp embed <corpus> -r -o <fresh folder> ...`` in a
 subprocess (``--checkout NAME=PATH`` adds a single-npz run of another
-checkout's code, interleaved with the rest, for before/after figures); its wall time covers start-up, model loading and (for
-Ray) starting a local Ray instance. Peak RSS is the largest sum of the
+checkout's code, interleaved with the rest, for before/after figures); its
+wall time covers start-up, model loading and (for Ray) starting a local Ray
+instance. Peak RSS is the largest sum of the
 resident memory of the run's process tree (the command, its decoding
 workers, Ray's processes), sampled every ``RSS_SAMPLE_S``. The runs are repeated
 ``--rounds`` times in a rotating order, so a slow spell of a shared machine

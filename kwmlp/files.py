@@ -61,7 +61,8 @@ ARRAY_NAMES = {"both": ("embedding", "timestamps", "scene"),
 METADATA_NAME = "metadata"  # output_paths key of the npy format's JSON file
 DEFAULT_BATCH_SECONDS = 60.0  # of audio read (and held) at once; bounds memory, not results
 # Decoded ahead of the batch being embedded, in a thread: libsndfile and soxr
-# release the GIL, so reading overlaps the encoder while memory stays bounded.
+# release the GIL, so reading overlaps the encoder; memory stays bounded, at up
+# to (1 + PREFETCH_BATCHES) batches of audio.
 PREFETCH_BATCHES = 1
 PROGRESS_LINE_S = 30.0  # between plain progress lines when stderr is not a terminal
 

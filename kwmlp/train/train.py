@@ -309,7 +309,8 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
         if ema is not None:
             candidate, candidate_accuracies = ema, validate(ema, frontend, validation)
             accuracies.update({EMA_PREFIX + k: v for k, v in candidate_accuracies.items()})
-        val_acc = candidate_accuracies[SELECT_ON if SELECT_ON in accuracies else "val_acc"]
+        val_acc = candidate_accuracies[SELECT_ON if SELECT_ON in candidate_accuracies
+                                       else "val_acc"]
         record = dict(epoch=epoch, train_loss=round(train_loss, 5), train_acc=round(train_acc, 5),
                       **accuracies, lr=scheduler.get_last_lr()[0],
                       samples_per_s=round(len(train_audio) / train_seconds, 1),
