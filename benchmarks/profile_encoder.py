@@ -4,10 +4,11 @@ CPU's nominal FP32 peak (threads x clock x FP32 FLOPs per cycle per core).
 
     python benchmarks/profile_encoder.py [--batch 64] [--threads 2] [--iters 20]
 
-``--flops-per-cycle`` defaults to 64: two 512-bit FMA pipes (2 x 16 lanes x 2
-FLOPs), as on AMD Zen 5 and Intel server cores; use 32 for AVX2-only cores. The
-clock is the one /proc/cpuinfo reports, which on a VM is the nominal clock, so
-the nominal peak is an estimate, not a measurement.
+``--flops-per-cycle`` defaults to what /proc/cpuinfo's flags suggest: 64 with
+AVX-512 (two 512-bit FMA pipes, 2 x 16 lanes x 2 FLOPs, as on AMD Zen 5 and
+Intel server cores), 32 with AVX2 + FMA only (two 256-bit pipes, e.g. Zen 3).
+The clock is the one /proc/cpuinfo reports, which on a VM is the nominal clock,
+so the nominal peak is an estimate, not a measurement.
 """
 from __future__ import annotations
 
@@ -28,12 +29,24 @@ import kwmlp  # noqa: E402
 GEMM_OPS = {"aten::addmm", "aten::baddbmm", "aten::mm", "aten::bmm", "aten::matmul"}
 
 
+def _cpuinfo_field(name: str) -> str:
+    """The first ``name : value`` of /proc/cpuinfo ("" when absent)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith(name):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def default_flops_per_cycle() -> int:
+    """FP32 FLOPs per cycle per core from the SIMD width the CPU reports."""
+    flags = _cpuinfo_field("flags").split()
+    return 64 if "avx512f" in flags else 32
+
+
 def nominal_peak_gflops(threads: int, flops_per_cycle: int) -> float:
     """threads x clock (the first ``cpu MHz`` in /proc/cpuinfo) x FLOPs per cycle."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("cpu MHz"):
-            return threads * float(line.split(":")[1]) * flops_per_cycle / 1e3
-    return float("nan")
+    mhz = _cpuinfo_field("cpu MHz")
+    return threads * float(mhz) * flops_per_cycle / 1e3 if mhz else float("nan")
 
 
 def main(argv=None) -> None:
@@ -43,8 +56,9 @@ def main(argv=None) -> None:
                         help="1 s chunks per forward pass (default: the library's default)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=20)
-    parser.add_argument("--flops-per-cycle", type=int, default=64,
-                        help="FP32 FLOPs per cycle per core for the nominal peak")
+    parser.add_argument("--flops-per-cycle", type=int, default=None,
+                        help="FP32 FLOPs per cycle per core for the nominal peak "
+                             "(default: 64 with AVX-512, else 32)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -71,10 +85,15 @@ def main(argv=None) -> None:
     seconds = statistics.median(times)
     gflops = model_figures()["mflops_per_chunk"] * args.batch / seconds / 1e3
     peak = gemm_peak_gflops(args.threads)
-    nominal = nominal_peak_gflops(args.threads, args.flops_per_cycle)
+    flops_per_cycle = args.flops_per_cycle or default_flops_per_cycle()
+    nominal = nominal_peak_gflops(args.threads, flops_per_cycle)
     print(f"encoder: {args.batch / seconds:.0f} chunks/s = {gflops:.0f} GFLOP/s")
     print(f"  large 2048^2 GEMM: {peak:.0f} GFLOP/s; encoder reaches {gflops / peak:.0%} of it")
-    print(f"  nominal peak ({args.threads} x cpuinfo clock x {args.flops_per_cycle} FLOP/cycle): "
+    # Whether bfloat16 products could pay here: without BF16 instructions torch
+    # emulates them, far slower than FP32.
+    bf16 = gemm_peak_gflops(args.threads, "bfloat16", size=1024)  # 2048 takes minutes
+    print(f"  a 1024^2 GEMM in bfloat16: {bf16:.1f} GFLOP/s (torch CPU capability: {torch.backends.cpu.get_cpu_capability()})")
+    print(f"  nominal peak ({args.threads} x cpuinfo clock x {flops_per_cycle} FLOP/cycle): "
           f"{nominal:.0f} GFLOP/s; encoder reaches {gflops / nominal:.0%}, the GEMM "
           f"{peak / nominal:.0%}")
 
