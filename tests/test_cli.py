@@ -190,8 +190,12 @@ def test_interrupt_then_resume(tmp_path, published_checkpoint):
     inputs = write_clips(data, 200, seconds=0.5)
     command = ["embed", data, "-o", out, "--model", published_checkpoint, "--threads", "1",
                "--batch-seconds", "0.5"]
+    # A shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt; reset it so this is the Ctrl-C of a foreground run wherever
+    # pytest itself was started.
     process = subprocess.Popen([sys.executable, "-m", "kwmlp", *map(str, command)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (out.is_dir() and any(out.glob("*.npz"))) and time.monotonic() < deadline:
         time.sleep(0.01)
