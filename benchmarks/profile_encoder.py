@@ -92,7 +92,8 @@ def main(argv=None) -> None:
     # Whether bfloat16 products could pay here: without BF16 instructions torch
     # emulates them, far slower than FP32.
     bf16 = gemm_peak_gflops(args.threads, "bfloat16", size=1024)  # 2048 takes minutes
-    print(f"  a 1024^2 GEMM in bfloat16: {bf16:.1f} GFLOP/s (torch CPU capability: {torch.backends.cpu.get_cpu_capability()})")
+    print(f"  a 1024^2 GEMM in bfloat16: {bf16:.1f} GFLOP/s "
+          f"(torch CPU capability: {torch.backends.cpu.get_cpu_capability()})")
     print(f"  nominal peak ({args.threads} x cpuinfo clock x {flops_per_cycle} FLOP/cycle): "
           f"{nominal:.0f} GFLOP/s; encoder reaches {gflops / nominal:.0%}, the GEMM "
           f"{peak / nominal:.0%}")
