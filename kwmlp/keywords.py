@@ -12,8 +12,11 @@ too, so streaming and offline spotting agree):
   "Small-footprint keyword spotting using deep neural networks", ICASSP 2014);
 - a word *fires* in a window when its smoothed probability is the highest and
   at least ``threshold``; consecutive firing windows of one word are one
-  detection; the head has no silence/unknown class (silence scores ~0.37 on
-  "up"), so the threshold also rejects non-speech;
+  detection. A head may also score the two "no keyword" classes
+  (``vocabulary.NO_KEYWORD``: silence/noise, and other speech or sounds); the
+  softmax runs over every class, so a word's probability is what the head
+  leaves it beside them, and a window such a head calls "nothing" does
+  not fire;
 - *refractory period*: after a detection, no new one may start in a window
   beginning less than ``refractory_ms`` after the start of the detection's last
   window, which stops a word from being reported twice when its probability
@@ -36,7 +39,7 @@ from .checkpoints import PUBLISHED_SOURCE
 from .embedder import HOP_MS, KWMLPEmbedder
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE
-from .train.speech_commands import WORDS
+from .vocabulary import WORDS, is_keyword
 
 WINDOW_MS = 1000 * CHUNK_SAMPLES / SAMPLE_RATE  # the head sees 1 s
 DEFAULT_HOP_MS = 100
@@ -45,20 +48,38 @@ SMOOTH_MS = 300  # posterior smoothing span
 DEFAULT_REFRACTORY_MS = 500  # a word takes ~0.5 s; longer suppresses the next word
 
 
-def head_words(model: KWMLPEmbedder) -> Tuple[str, ...]:
-    """The words the model's head scores, in logit order. Raises ``KwmlpError``
-    for a checkpoint whose head is not a kwmlp-trained keyword head."""
+def head_labels(model: KWMLPEmbedder) -> Tuple[str, ...]:
+    """Every class the model's head scores, in logit order: its keywords and
+    any no-keyword classes (``kwmlp.vocabulary``). Raises ``KwmlpError`` for a
+    checkpoint whose head is not a kwmlp-trained keyword head."""
     if model.metadata.get("source") == PUBLISHED_SOURCE:
         raise KwmlpError(
             f"{model.weights_path}: a checkpoint in the published HEAR 2021 layout has no "
             f"keyword head kwmlp can name (the labels of its classifier were not published); "
             f"keyword recognition needs a kwmlp-format checkpoint such as the shipped weights")
-    words = tuple(model.metadata.get("keywords", WORDS))
+    labels = tuple(model.metadata.get("labels", model.metadata.get("keywords", WORDS)))
     n_classes = model.encoder.head.out_features
-    if len(words) != n_classes:
+    if len(labels) != n_classes:
         raise KwmlpError(f"{model.weights_path}: the head scores {n_classes} classes but the "
-                         f"checkpoint names {len(words)} keywords")
-    return words
+                         f"checkpoint names {len(labels)} labels")
+    return labels
+
+
+def head_words(model: KWMLPEmbedder) -> Tuple[str, ...]:
+    """The keywords the model's head scores (its classes less the no-keyword
+    ones), in logit order; see ``head_labels``."""
+    return tuple(label for label in head_labels(model) if is_keyword(label))
+
+
+def keyword_probabilities(logits: torch.Tensor,
+                          labels: Tuple[str, ...]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Head logits ``(n, n_classes)`` -> the keywords' probabilities ``(n,
+    n_words)`` and the no-keyword probability ``(n,)``, from one softmax over
+    every class (so a row of the first plus the second sums to 1; the second
+    is 0 for a head without no-keyword classes)."""
+    probabilities = logits.softmax(dim=-1)
+    words = torch.tensor([is_keyword(label) for label in labels], device=logits.device)
+    return probabilities[:, words], probabilities[:, ~words].sum(dim=-1)
 
 
 def hop_samples(hop_ms: float) -> int:
@@ -78,13 +99,16 @@ def n_windows(n_samples: int, hop: int) -> int:
 
 @dataclass(frozen=True)
 class Recognition:
-    """``probabilities`` ``(n_sounds, n_windows, n_words)`` (softmax over the
-    words), for the 1 s windows ``[start_ms, start_ms + 1000)`` (``start_ms``:
-    ``(n_windows,)``, float32 ms); ``words[i]`` names column ``i``."""
+    """``probabilities`` ``(n_sounds, n_windows, n_words)`` of the keywords and
+    ``no_keyword`` ``(n_sounds, n_windows)``, the probability that a window
+    holds none (``keyword_probabilities``), for the 1 s windows ``[start_ms,
+    start_ms + 1000)`` (``start_ms``: ``(n_windows,)``, float32 ms);
+    ``words[i]`` names column ``i``."""
 
     probabilities: torch.Tensor
     start_ms: torch.Tensor
     words: Tuple[str, ...]
+    no_keyword: torch.Tensor
 
     @property
     def end_ms(self) -> torch.Tensor:
@@ -106,20 +130,24 @@ def recognize(audio: torch.Tensor, model: KWMLPEmbedder,
     device. Raises ``KwmlpError`` for a model without a usable head."""
     if not isinstance(model, KWMLPEmbedder):
         raise TypeError(f"model must come from kwmlp.load_model(), got {type(model).__name__}")
-    words = head_words(model)
+    labels = head_labels(model)
+    words = tuple(label for label in labels if is_keyword(label))
     hop = hop_samples(hop_ms)
     model._check_input(audio)
     device = model.encoder.patch_embed.weight.device
     count = n_windows(audio.shape[1], hop)
     probabilities = torch.empty(audio.shape[0], count, len(words))
+    no_keyword = torch.empty(audio.shape[0], count)
     for sound, samples in enumerate(audio):
         windows = _windows(samples, hop)
         for first in range(0, count, model.chunk_batch_size):
             batch = windows[first:first + model.chunk_batch_size].to(device).contiguous()
-            logits = model.classify_chunks(batch)
-            probabilities[sound, first:first + len(batch)] = logits.softmax(dim=-1).cpu()
+            word_p, none_p = keyword_probabilities(model.classify_chunks(batch), labels)
+            probabilities[sound, first:first + len(batch)] = word_p.cpu()
+            no_keyword[sound, first:first + len(batch)] = none_p.cpu()
     start_ms = torch.arange(count, dtype=torch.float32) * hop * 1000 / SAMPLE_RATE
-    return Recognition(probabilities.to(audio.device), start_ms.to(audio.device), words)
+    return Recognition(probabilities.to(audio.device), start_ms.to(audio.device), words,
+                       no_keyword.to(audio.device))
 
 
 @dataclass(frozen=True)

@@ -39,20 +39,25 @@ from .embedder import (BLOCK_FRAMES, HOP_MS, PAD_END_SAMPLES, PAD_START_SAMPLES,
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE, n_chunks
 from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD, Detection,
-                       Spotter, clip_detection, head_words, hop_samples, n_windows)
+                       Spotter, clip_detection, head_labels, hop_samples,
+                       keyword_probabilities, n_windows)
+from .vocabulary import is_keyword
 
 
 @dataclass
 class StreamOutput:
     """What one ``push``/``flush`` made available: ``embedding`` ``(n_frames,
     dim)`` with ``timestamps`` ``(n_frames,)`` ms; ``probabilities``
-    ``(n_windows, n_words)`` for the 1 s windows starting at ``window_start_ms``
-    ``(n_windows,)``; the ``detections`` that ended. Float32 CPU tensors."""
+    ``(n_windows, n_words)`` of the keywords and ``no_keyword`` ``(n_windows,)``
+    (as ``kwmlp.Recognition``) for the 1 s windows starting at
+    ``window_start_ms`` ``(n_windows,)``; the ``detections`` that ended.
+    Float32 CPU tensors."""
 
     embedding: torch.Tensor
     timestamps: torch.Tensor
     probabilities: torch.Tensor
     window_start_ms: torch.Tensor
+    no_keyword: torch.Tensor
     detections: List[Detection] = field(default_factory=list)
 
 
@@ -73,7 +78,8 @@ class Stream:
             raise ValueError("a stream with embeddings=False and keywords=False has no output")
         self.model, self.embeddings, self.keywords = model, embeddings, keywords
         self.hop = hop_samples(hop_ms)
-        self.words = head_words(model) if keywords else ()
+        self.labels = head_labels(model) if keywords else ()
+        self.words = tuple(label for label in self.labels if is_keyword(label))
         self.spotter = Spotter(self.words, hop_ms=hop_ms, threshold=threshold,
                                refractory_ms=refractory_ms) if keywords else None
         self.reset()
@@ -134,14 +140,15 @@ class Stream:
     def _emit(self, final: bool) -> StreamOutput:
         n = self._received
         embedding, timestamps = self._frames(n, final)
-        probabilities, window_start_ms, detections = self._windows(n, final)
+        probabilities, no_keyword, window_start_ms, detections = self._windows(n, final)
         keep_from = min(([self._next_chunk * CHUNK_SAMPLES - PAD_START_SAMPLES]
                          if self.embeddings else [])
                         + ([self._next_window * self.hop] if self.keywords else []))
         if keep_from > self._offset:  # drop samples no chunk or window needs any more
             self._buffer = self._buffer[keep_from - self._offset:]
             self._offset = keep_from
-        return StreamOutput(embedding, timestamps, probabilities, window_start_ms, detections)
+        return StreamOutput(embedding, timestamps, probabilities, window_start_ms, no_keyword,
+                            detections)
 
     def _frames(self, n: int, final: bool):
         dim = self.model.timestamp_embedding_size
@@ -170,7 +177,7 @@ class Stream:
     def _windows(self, n: int, final: bool):
         n_words = len(self.words)
         if not self.keywords:
-            return torch.zeros(0, n_words), torch.zeros(0), []
+            return torch.zeros(0, n_words), torch.zeros(0), torch.zeros(0), []
         if final:
             last = n_windows(n, self.hop) if n else 0
         else:
@@ -178,10 +185,12 @@ class Stream:
         first, self._next_window = self._next_window, max(self._next_window, last)
         detections: List[Detection] = []
         if last <= first:
-            probabilities, starts = torch.zeros(0, n_words), torch.zeros(0)
+            probabilities, no_keyword = torch.zeros(0, n_words), torch.zeros(0)
+            starts = torch.zeros(0)
         else:
             windows = torch.stack([self._span(k * self.hop) for k in range(first, last)])
-            probabilities = self._run(self.model.classify_chunks, windows).softmax(dim=-1)
+            probabilities, no_keyword = keyword_probabilities(
+                self._run(self.model.classify_chunks, windows), self.labels)
             starts = torch.arange(first, last, dtype=torch.float32) * self.hop * 1000 / SAMPLE_RATE
             detections = [d for row, start in zip(probabilities, starts.tolist())
                           if (d := self.spotter.update(row, start))]
@@ -189,7 +198,7 @@ class Stream:
             end_ms = 1000 * n / SAMPLE_RATE
             detections += [d for d in [self.spotter.finish()] if d]
             detections = [clip_detection(d, end_ms) for d in detections]
-        return probabilities, starts, detections
+        return probabilities, no_keyword, starts, detections
 
     def _run(self, stage, chunks: torch.Tensor) -> torch.Tensor:
         """``stage`` over ``chunks`` in batches of the model's chunk_batch_size, on its device."""

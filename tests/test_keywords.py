@@ -154,3 +154,63 @@ def test_kwmlp_spot_on_a_file_and_on_stdin(model, confident_clips, tmp_path):
     detections = [kwmlp.Detection(w, 1000 * float(s), 1000 * float(e), float(p))
                   for w, s, e, p in from_file]
     assert spotting.match(detections, words) >= 6, (from_file, words)
+
+
+# the no-keyword classes
+
+def _with_no_keyword_head(tmp_path: Path, model, bias: float) -> kwmlp.KWMLPEmbedder:
+    """The shipped encoder and head plus the two no-keyword classes, whose logit
+    is ``bias`` whatever the audio (zero weights)."""
+    from kwmlp.checkpoints import save_checkpoint
+    from kwmlp.encoder import KWMLP
+    from kwmlp.vocabulary import LABELS
+
+    encoder = KWMLP(**{**model.encoder.config(), "n_classes": len(LABELS)})
+    state = model.encoder.state_dict()
+    state["head.weight"] = torch.cat([state["head.weight"], torch.zeros(2, 64)])
+    state["head.bias"] = torch.cat([state["head.bias"], torch.full((2,), bias)])
+    encoder.load_state_dict(state)
+    path = tmp_path / f"rejecting{bias:g}.pt"
+    save_checkpoint(path, encoder, {"labels": list(LABELS), "keywords": list(LABELS[:35])})
+    return kwmlp.load_model(str(path), device="cpu")
+
+
+def test_no_keyword_probability_is_the_softmax_share_of_the_extra_classes(tmp_path, model):
+    rejecting = _with_no_keyword_head(tmp_path, model, bias=1.5)
+    audio = torch.rand(1, 24_000) - 0.5
+    plain, out = kwmlp.recognize(audio, model), kwmlp.recognize(audio, rejecting)
+    assert out.words == plain.words and out.probabilities.shape == plain.probabilities.shape
+    assert torch.equal(plain.no_keyword, torch.zeros_like(plain.no_keyword))
+    # softmax over (z_1..z_35, b, b): the two extra classes take 2 e^b / (sum e^z + 2 e^b)
+    # and the words keep their ratios to each other
+    with torch.no_grad():
+        logits = model.encoder(model.mfcc(torch.nn.functional.pad(audio, (0, 8000))[:, :16000]))
+    share = 2 * np.exp(1.5) / (torch.exp(logits).sum().item() + 2 * np.exp(1.5))
+    assert out.no_keyword[0, 0].item() == pytest.approx(share, abs=1e-5)
+    torch.testing.assert_close(out.probabilities,
+                               plain.probabilities * (1 - out.no_keyword[..., None]),
+                               atol=1e-5, rtol=0)
+
+
+def test_a_dominant_no_keyword_class_never_fires_offline_or_streaming(tmp_path, model):
+    rejecting = _with_no_keyword_head(tmp_path, model, bias=50.0)
+    audio, _ = spotting.make_recording(CLIPS[:6], seed=0)
+    assert kwmlp.spot(kwmlp.recognize(torch.from_numpy(audio)[None], model))[0]  # words fire...
+    recognition = kwmlp.recognize(torch.from_numpy(audio)[None], rejecting)
+    assert kwmlp.spot(recognition, threshold=0.01) == [[]]  # ...not beside a certain "none"
+    assert recognition.no_keyword.min().item() > 0.999
+    stream = kwmlp.Stream(rejecting, embeddings=False)
+    pieces = [stream.push(torch.from_numpy(audio[i:i + 7000])) for i in range(0, len(audio), 7000)]
+    pieces.append(stream.flush())
+    assert not [d for p in pieces for d in p.detections]
+    torch.testing.assert_close(torch.cat([p.no_keyword for p in pieces]),
+                               recognition.no_keyword[0], atol=1e-5, rtol=0)
+
+
+def test_labels_that_do_not_match_the_head_are_refused(tmp_path, model):
+    from kwmlp.checkpoints import save_checkpoint
+
+    path = tmp_path / "mislabelled.pt"
+    save_checkpoint(path, model.encoder, {"labels": ["yes", "no"]})
+    with pytest.raises(KwmlpError, match="scores 35 classes but the checkpoint names 2"):
+        kwmlp.recognize(torch.zeros(1, 16000), kwmlp.load_model(str(path), device="cpu"))

@@ -24,17 +24,10 @@ from .._types import PathLike
 from ..audio import INT16_SCALE
 from ..errors import KwmlpError
 from ..frontend import CHUNK_SAMPLES, SAMPLE_RATE
+from ..vocabulary import WORDS
 
-# Label index = position in this (alphabetical) tuple, as in the V2-35 task.
-WORDS = (
-    "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward",
-    "four", "go", "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on",
-    "one", "right", "seven", "sheila", "six", "stop", "three", "tree", "two", "up", "visual",
-    "wow", "yes", "zero",
-)
 SPLITS = ("training", "validation", "testing")
 NOISE_DIR = "_background_noise_"
-
 
 
 @dataclass(frozen=True)
