@@ -1,6 +1,7 @@
 """The real-speech reader: speaker-disjoint splits fixed by a hash of the speaker,
 FSDD digits as words, any sample rate to 16 kHz 1 s int16 clips."""
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,3 +88,51 @@ def test_load_real_clips_resamples_pads_and_trims(tmp_path):
 def test_missing_manifest_is_a_clear_error(tmp_path):
     with pytest.raises(KwmlpError, match="MANIFEST.tsv"):
         list_real_clips(tmp_path)
+
+
+# cross-validation folds
+
+TESTS_REAL = Path(__file__).resolve().parent / "data" / "real"
+
+
+def test_the_held_out_speakers_are_those_of_the_committed_real_clips():
+    from kwmlp.train.real_speech import holdout_speakers
+
+    committed = {p.name.split("_nohash_")[0] for p in TESTS_REAL.glob("*/*.flac")}
+    assert len(committed) == 82 and holdout_speakers() == committed
+
+
+def _fold(name, k):  # written out again, as _bucket
+    return int.from_bytes(hashlib.sha1(f"fold:{name}".encode()).digest(), "big") % k
+
+
+def test_folds_are_by_speaker_hash_and_never_hold_the_held_out_speakers(tmp_path, monkeypatch):
+    import kwmlp.train.real_speech as real_speech
+
+    real = list_real_clips(make_real_dir(tmp_path))
+    clips, speakers = real_speech.pooled_clips(real["speech_commands"])
+    assert len(clips) == 24 and sorted(clips.paths) == list(clips.paths)
+    held_out = tmp_path / "holdout.txt"
+    held_out.write_text("spk03\nspk07\n")
+    monkeypatch.setattr(real_speech, "HOLDOUT_SPEAKERS_FILE", held_out)
+    speaker_of = dict(zip(clips.paths, speakers))
+    validated = []
+    for fold in range(3):
+        parts = real_speech.cv_split(clips, speakers, 3, fold)
+        assert all([speaker_of[p] for p in split_clips.paths] == list(split_speakers)
+                   for split_clips, split_speakers in parts.values())
+        train = {speaker_of[p] for p in parts["training"][0].paths}
+        val = {speaker_of[p] for p in parts["validation"][0].paths}
+        assert set(parts["validation"][1]) == val
+        assert val == {s for s in set(speakers) - {"spk03", "spk07"} if _fold(s, 3) == fold}
+        assert train == set(speakers) - {"spk03", "spk07"} - val
+        assert all(clips.labels[clips.paths.index(p)] == n
+                   for p, n in zip(parts["validation"][0].paths, parts["validation"][0].labels))
+        validated += parts["validation"][0].paths
+    assert sorted(validated) == sorted(p for p, s in speaker_of.items()
+                                       if s not in ("spk03", "spk07"))  # every clip once
+    everything = real_speech.cv_split(clips, speakers, 3, real_speech.ALL_FOLDS)
+    assert len(everything["validation"][0]) == 0 and len(everything["training"][0]) == 20
+    for folds, fold in ((1, 0), (3, 3), (3, -2)):
+        with pytest.raises(ValueError, match="folds"):
+            real_speech.cv_split(clips, speakers, folds, fold)

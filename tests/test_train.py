@@ -17,6 +17,7 @@ from kwmlp.train.augment import (CODECS, AugmentConfig, augment_waveform, codec_
                                  noise_segments, reverberate, speed_perturb, time_shift,
                                  warp_frequencies)
 from kwmlp.train.evaluate import confusion_matrix, evaluate_checkpoint
+from kwmlp.train import export as export_module
 from kwmlp.train.export import export_run
 from kwmlp.train.speech_commands import WORDS, list_clips, load_background_noise, load_clips
 from kwmlp.train.train import make_scheduler
@@ -536,3 +537,41 @@ def test_missing_pyroomacoustics_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyroomacoustics", None)
     with pytest.raises(ImportError, match=r"kwmlp\[train\]"):
         simulate_rirs(1, seed=0)
+
+
+def test_cross_validation_folds_train_and_score_on_disjoint_speakers(corpus, tmp_path,
+                                                                     monkeypatch):
+    import kwmlp.train.real_speech as real_speech
+    from kwmlp.train import crossval
+    from kwmlp.train.evaluate import predict
+    from kwmlp.frontend import MFCC
+    from test_real_speech import make_real_dir
+
+    real_dir = make_real_dir(tmp_path / "real")
+    held_out = tmp_path / "holdout.txt"
+    held_out.write_text("spk00\n")
+    monkeypatch.setattr(real_speech, "HOLDOUT_SPEAKERS_FILE", held_out)
+    for fold in (0, 1):
+        train_module.main(_argv(corpus, tmp_path / "cv" / f"fold{fold}", epochs=1) + [
+            "--real-data", str(real_dir), "--real-repeat", "1", "--cv-folds", "2",
+            "--cv-fold", str(fold)])
+    config = train_module.TrainConfig.from_json(
+        json.loads((tmp_path / "cv" / "fold0" / "config.json").read_text()))
+    train_audio, _, validation, _ = train_module.load_training_data(config)
+    n_corpus = len(load_clips(list_clips(corpus)["training"])[0])
+    fold_of = {f"spk{i:02d}": real_speech.speaker_fold(f"spk{i:02d}", 2) for i in range(1, 12)}
+    n_fold0 = 2 * sum(f == 0 for f in fold_of.values())  # two words a speaker
+    assert len(validation["real_val_acc"][0]) == n_fold0
+    assert len(train_audio) == n_corpus + 22 - n_fold0  # spk00 in neither
+
+    summary = crossval.summarize([crossval.fold_evaluation(run)
+                                  for run in crossval.fold_runs(tmp_path / "cv")])
+    assert [f["clips"] for f in summary["folds"]] == [n_fold0, 22 - n_fold0]
+    assert summary["pooled"]["n_clips"] == 22
+    # fold 0's figure, recomputed from its final weights on its own speakers' clips
+    model, _ = export_module.run_weights(tmp_path / "cv" / "fold0", "last")
+    audio, labels = validation["real_val_acc"]
+    expected = (predict(model, MFCC(backend="fft"), audio) == labels).float().mean().item()
+    assert summary["folds"][0]["accuracy"] == round(expected, 4)
+    mean = (summary["folds"][0]["accuracy"] + summary["folds"][1]["accuracy"]) / 2
+    assert summary["accuracy"]["mean"] == pytest.approx(mean, abs=1e-4)

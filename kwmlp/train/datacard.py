@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Mapping, Optional
 
-from .real_speech import VALIDATION_PERCENT, list_real_clips
+from .real_speech import ALL_FOLDS, VALIDATION_PERCENT, run_splits
 from .._types import PathLike
 from .speech_commands import SPLITS, list_clips
 
@@ -57,13 +57,17 @@ def describe_corpus(data_dir: PathLike, generator: Optional[str] = None) -> dict
 
 
 def describe_real_data(real_dir: PathLike, repeats: Mapping[str, int],
-                       background_noise: bool) -> dict:
+                       background_noise: bool, cv_folds: int = 0, cv_fold: int = 0) -> dict:
     """The real recordings a run used: clips and speakers per source in each split,
     how often each training source was repeated per epoch (0 = validation only),
     whether the real background recordings were mixed in, the split rule, licences."""
-    real = list_real_clips(real_dir)
+    real = run_splits(real_dir, cv_folds, cv_fold)
     rule = ", ".join(f"{source}: sha1(speaker) % 100 < {percent}"
                      for source, percent in VALIDATION_PERCENT.items())
+    if cv_folds:
+        rule = (f"speech_commands: fold {cv_fold} of {cv_folds} by sha1('fold:' + speaker) "
+                f"(fold {ALL_FOLDS}: none), the speakers of tests/data/real in neither; "
+                f"fsdd: sha1(speaker) % 100 < {VALIDATION_PERCENT['fsdd']}")
     return {
         "path": str(Path(real_dir).resolve()),
         "split_rule": f"validation speakers are those with {rule}; the rest are training",

@@ -18,7 +18,7 @@ from ..checkpoints import load_checkpoint
 from ..encoder import KWMLP
 from ..frontend import MFCC
 from .augment import reverberate
-from .real_speech import list_real_clips, load_real_clips
+from .real_speech import list_real_clips, load_real_clips, run_splits
 from .rooms import measured_rirs
 from .speech_commands import INT16_SCALE, SPLITS, WORDS, list_clips, load_clips
 
@@ -104,13 +104,16 @@ def evaluate_checkpoint(checkpoint: PathLike, data_dir: PathLike,
     return evaluate_model(model, audio, labels, split)
 
 
-def evaluate_real(model: KWMLP, real_dir: PathLike) -> Dict[str, Evaluation]:
+def evaluate_real(model: KWMLP, real_dir: PathLike, cv_folds: int = 0,
+                  cv_fold: int = 0) -> Dict[str, Evaluation]:
     """The model on the real-voice validation speakers of each source
-    (``speech_commands``: 35 words; ``fsdd``: the ten digits), none of them trained on."""
-    real = list_real_clips(real_dir)
+    (``speech_commands``: 35 words; ``fsdd``: the ten digits), none of them
+    trained on: the fixed validation half, or with ``cv_folds`` the run's fold
+    (``real_speech.run_splits``; a source with no validation clips is left out)."""
+    real = run_splits(real_dir, cv_folds, cv_fold)
     return {source: evaluate_model(model, *load_real_clips(splits["validation"][0]),
                                    f"{source} validation speakers")
-            for source, splits in real.items()}
+            for source, splits in real.items() if len(splits["validation"][0])}
 
 
 def evaluate_in_rooms(model: KWMLP, real_dir: PathLike, rir_dir: PathLike) -> Evaluation:

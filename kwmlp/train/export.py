@@ -106,9 +106,11 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
     if run.get("real_data"):
         training_data["real"] = describe_real_data(
             run["real_data"], {"speech_commands": run["real_repeat"], "fsdd": run["fsdd_repeat"]},
-            run["real_noise"])
-        real = {source: e.summary() for source, e in evaluate_real(model, run["real_data"]).items()}
-        metadata["real_voice_accuracy"] = real["speech_commands"]["accuracy"]
+            run["real_noise"], run.get("cv_folds", 0), run.get("cv_fold", 0))
+        real = {source: e.summary() for source, e in evaluate_real(
+            model, run["real_data"], run.get("cv_folds", 0), run.get("cv_fold", 0)).items()}
+        if "speech_commands" in real:  # none when the run trained on every fold
+            metadata["real_voice_accuracy"] = real["speech_commands"]["accuracy"]
         metadata["real_voice"] = real
     metadata["trained_on"] = summarize_training_data(training_data)
     save_checkpoint(out, model, metadata)

@@ -12,6 +12,12 @@ validation part when ``speaker_bucket(speaker) < VALIDATION_PERCENT[source]``
 (sha1 of the name, as Speech Commands' own list generator does), so a clip's
 split never depends on which other clips are present. FSDD has four speakers,
 all of whom would land in one half at 50 %, hence its own threshold.
+
+Cross-validation (``cv_split``) replaces that fixed half for Speech Commands: the
+speakers of ``HOLDOUT_SPEAKERS_FILE`` (those of ``tests/data/real``) are kept out
+of every fold and of all training, and every other speaker falls in fold
+``speaker_fold(speaker, k)``; fold ``i`` validates on its speakers and trains on
+the rest, so a recipe is judged on every real speaker, each time one it never heard.
 """
 from __future__ import annotations
 
@@ -35,6 +41,9 @@ SOURCES = ("speech_commands", "fsdd")
 VALIDATION_PERCENT = {"speech_commands": 50, "fsdd": 25}
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 REAL_SPLITS = ("training", "validation")
+# Speakers of the committed real test clips (tests/data/real): never trained or selected on.
+HOLDOUT_SPEAKERS_FILE = Path(__file__).with_name("holdout_speakers.txt")
+ALL_FOLDS = -1  # cv_split's fold for "train on every speaker but the held-out ones"
 
 
 def speaker_bucket(speaker: str) -> int:
@@ -46,6 +55,61 @@ def split_of_speaker(speaker: str, source: str) -> str:
     """``"validation"`` or ``"training"`` for a speaker of ``source``."""
     return ("validation" if speaker_bucket(speaker) < VALIDATION_PERCENT[source]
             else "training")
+
+
+def holdout_speakers() -> frozenset:
+    """The Speech Commands speakers kept out of training and selection (one id a line)."""
+    return frozenset(HOLDOUT_SPEAKERS_FILE.read_text().split())
+
+
+def speaker_fold(speaker: str, folds: int) -> int:
+    """A speaker's cross-validation fold in ``[0, folds)``: a sha1 of the name,
+    salted so that folds do not follow the fixed split's buckets."""
+    return int(hashlib.sha1(f"fold:{speaker}".encode("utf-8")).hexdigest(), 16) % folds
+
+
+def pooled_clips(splits: Dict[str, Tuple[ClipList, Tuple[str, ...]]]
+                 ) -> Tuple[ClipList, Tuple[str, ...]]:
+    """One source's clips of both fixed splits (``list_real_clips(...)[source]``)
+    as one ``(clips, speakers)`` pair, sorted by path."""
+    items = sorted((path, label, speaker) for split in REAL_SPLITS
+                   for path, label, speaker in zip(splits[split][0].paths,
+                                                   splits[split][0].labels, splits[split][1]))
+    return (ClipList(tuple(p for p, _, _ in items), tuple(n for _, n, _ in items)),
+            tuple(s for _, _, s in items))
+
+
+def cv_split(clips: ClipList, speakers: Tuple[str, ...], folds: int,
+             fold: int) -> Dict[str, Tuple[ClipList, Tuple[str, ...]]]:
+    """Speech Commands ``clips`` spoken by ``speakers`` split for fold ``fold``
+    of ``folds``: ``{"training", "validation"}`` as ``(clips, speakers)``, the
+    held-out speakers in neither. ``fold=ALL_FOLDS`` puts every other speaker
+    in training."""
+    if folds < 2 or not (fold == ALL_FOLDS or 0 <= fold < folds):
+        raise ValueError(f"need folds >= 2 and fold in 0..{folds - 1} or {ALL_FOLDS}, "
+                         f"got folds={folds}, fold={fold}")
+    held_out = holdout_speakers()
+    parts: Dict[str, List[Tuple[Path, int, str]]] = {split: [] for split in REAL_SPLITS}
+    for path, label, speaker in zip(clips.paths, clips.labels, speakers):
+        if speaker in held_out:
+            continue
+        split = "validation" if speaker_fold(speaker, folds) == fold else "training"
+        parts[split].append((path, label, speaker))
+    return {split: (ClipList(tuple(p for p, _, _ in items), tuple(n for _, n, _ in items)),
+                    tuple(s for _, _, s in items))
+            for split, items in parts.items()}
+
+
+def run_splits(real_dir: PathLike, cv_folds: int = 0, cv_fold: int = 0
+               ) -> Dict[str, Dict[str, Tuple[ClipList, Tuple[str, ...]]]]:
+    """``list_real_clips(real_dir)``, with Speech Commands re-split into fold
+    ``cv_fold`` of ``cv_folds`` (``cv_split``) when ``cv_folds`` > 0: the
+    splits a training run uses."""
+    real = list_real_clips(real_dir)
+    if cv_folds:
+        real["speech_commands"] = cv_split(*pooled_clips(real["speech_commands"]),
+                                           cv_folds, cv_fold)
+    return real
 
 
 def _word_of(source: str, label: str) -> str:

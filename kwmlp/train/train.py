@@ -53,7 +53,7 @@ from ..errors import KwmlpError
 from ..frontend import MFCC
 from .augment import AugmentConfig, augment_waveform, augmented_mfcc, codec_copies
 from .evaluate import predict
-from .real_speech import list_real_clips, load_real_clips, load_real_noise
+from .real_speech import load_real_clips, load_real_noise, run_splits
 from .rooms import rir_bank
 from .speech_commands import INT16_SCALE, list_clips, load_background_noise, load_clips
 
@@ -91,6 +91,8 @@ class TrainConfig:
     real_noise: bool = False  # mix the real background recordings in too
     rir_rooms: int = 200  # simulated rooms in the bank, when augment.reverb_prob > 0
     ema_decay: float = 0.0  # > 0: also validate (and select from) a moving average of weights
+    cv_folds: int = 0  # > 0: real Speech Commands speakers in folds (real_speech.cv_split)
+    cv_fold: int = 0  # the fold validated on; real_speech.ALL_FOLDS trains on every fold
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -179,7 +181,9 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
     Speech Commands training speakers' clips and ``fsdd_repeat`` of the real digit
     speakers'. Validation, keyed as in the log: ``val_acc`` (the corpus' held-out
     voices) and, with ``real_data``, ``real_val_acc`` (real Speech Commands speakers
-    never trained on, the selection figure) and ``fsdd_val_acc``. Noise: the corpus'
+    never trained on, the selection figure: the fixed validation half, or with
+    ``cv_folds`` the speakers of fold ``cv_fold``, none with ``ALL_FOLDS``) and
+    ``fsdd_val_acc``. Noise: the corpus'
     ``_background_noise_`` plus, with ``real_noise``, the real recordings. Audio is
     int16 ``(n, CHUNK_SAMPLES)``."""
     clips = list_clips(config.data)
@@ -188,14 +192,15 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
     validation = {"val_acc": load_clips(clips["validation"])}
     noise = load_background_noise(config.data)
     if config.real_data:
-        real = list_real_clips(config.real_data)
+        real = run_splits(config.real_data, config.cv_folds, config.cv_fold)
         for source, repeat in (("speech_commands", config.real_repeat),
                                ("fsdd", config.fsdd_repeat)):
             if repeat > 0:
                 audio, labels = load_real_clips(real[source]["training"][0])
                 train_audio.append(audio.repeat(repeat, 1))
                 train_labels.append(labels.repeat(repeat))
-        validation["real_val_acc"] = load_real_clips(real["speech_commands"]["validation"][0])
+        if len(real["speech_commands"]["validation"][0]):
+            validation["real_val_acc"] = load_real_clips(real["speech_commands"]["validation"][0])
         validation["fsdd_val_acc"] = load_real_clips(real["fsdd"]["validation"][0])
         if config.real_noise:
             noise = noise + load_real_noise(config.real_data)
@@ -350,7 +355,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
                         help="real-speech folder with MANIFEST.tsv (real clips, real noise, "
                              "real-voice validation)")
     for name in ("epochs", "warmup_epochs", "batch_size", "seed", "dim", "dim_ff", "depth",
-                 "real_repeat", "fsdd_repeat", "rir_rooms"):
+                 "real_repeat", "fsdd_repeat", "rir_rooms", "cv_folds", "cv_fold"):
         parser.add_argument("--" + name.replace("_", "-"), type=int,
                             default=getattr(defaults, name))
     for name in ("lr", "weight_decay", "label_smoothing", "block_survival", "ema_decay"):

@@ -1,0 +1,92 @@
+"""Speaker-grouped cross-validation of a training recipe on real voices.
+
+A recipe is run once per fold (``train --cv-folds K --cv-fold i``, one run
+directory per fold, each resumable); this module scores each fold's **final**
+weights (no pick among epochs, so the figure is not used up by selection) on
+the real Speech Commands speakers of that fold, whom that run never heard, and
+reports the folds' mean and spread and the pooled figure over every clip::
+
+    for i in 0 1 2 3 4; do
+      python -m kwmlp.train.train ... --cv-folds 5 --cv-fold $i --out runs/cv/NAME/fold$i
+    done
+    python -m kwmlp.train.crossval runs/cv/NAME
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from .._types import PathLike
+from .evaluate import COMMAND_WORDS, Evaluation, evaluate_model
+from .export import run_weights
+from .real_speech import load_real_clips, run_splits
+from .speech_commands import WORDS
+
+FOLD_PREFIX = "fold"
+
+
+def fold_evaluation(run_dir: PathLike) -> Evaluation:
+    """A fold run's final weights on the real speakers of its own fold."""
+    model, record = run_weights(Path(run_dir), "last")
+    run = record["run"]
+    if not run.get("cv_folds"):
+        raise ValueError(f"{run_dir} is not a cross-validation run (no cv_folds)")
+    real = run_splits(run["real_data"], run["cv_folds"], run["cv_fold"])
+    clips = real["speech_commands"]["validation"][0]
+    return evaluate_model(model, *load_real_clips(clips),
+                          f"fold {run['cv_fold']} of {run['cv_folds']}")
+
+
+def summarize(evaluations: Sequence[Evaluation]) -> Dict[str, object]:
+    """Per-fold top-1 (35 words, command words), their mean and standard
+    deviation, and the figures pooled over every fold's clips."""
+    pooled = Evaluation("pooled", 0.0, torch.stack([e.confusion for e in evaluations]).sum(0))
+    total = pooled.confusion.sum().item()
+    pooled = Evaluation("pooled", pooled.confusion.diagonal().sum().item() / total,
+                        pooled.confusion)
+    per_fold = [{"fold": e.split, "clips": int(e.confusion.sum()),
+                 "accuracy": round(e.accuracy, 4),
+                 "command_words_accuracy": round(e.accuracy_on(COMMAND_WORDS), 4)}
+                for e in evaluations]
+    out: Dict[str, object] = {"folds": per_fold}
+    for key in ("accuracy", "command_words_accuracy"):
+        values = [f[key] for f in per_fold]
+        out[key] = {"mean": round(statistics.mean(values), 4),
+                    "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+    out["pooled"] = pooled.summary()
+    return out
+
+
+def fold_runs(cv_dir: PathLike) -> List[Path]:
+    """The fold run directories under ``cv_dir``, in fold order."""
+    runs = sorted(Path(cv_dir).glob(f"{FOLD_PREFIX}*"), key=lambda p: int(p.name[4:]))
+    if not runs:
+        raise ValueError(f"no {FOLD_PREFIX}<i> run directories under {cv_dir}")
+    return runs
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m kwmlp.train.crossval",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("cv_dir", help="folder of fold<i> run directories")
+    parser.add_argument("--out", help="JSON to write (default: CV_DIR/crossval.json)")
+    args = parser.parse_args(argv)
+    summary = summarize([fold_evaluation(run) for run in fold_runs(args.cv_dir)])
+    out = Path(args.out or Path(args.cv_dir) / "crossval.json")
+    out.write_text(json.dumps(summary, indent=1))
+    for fold in summary["folds"]:
+        print(f"{fold['fold']}: {fold['clips']} clips, 35 words {fold['accuracy']:.4f}, "
+              f"command words {fold['command_words_accuracy']:.4f}")
+    for key in ("accuracy", "command_words_accuracy"):
+        print(f"{key}: mean {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f} over folds")
+    print(f"pooled: {summary['pooled']['accuracy']:.4f} on {summary['pooled']['n_clips']} clips "
+          f"({len(WORDS)} words); wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
