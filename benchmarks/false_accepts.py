@@ -1,0 +1,244 @@
+"""False accepts per hour: ``kwmlp spot`` at its defaults on an hour of audio
+that holds none of the 35 keywords, the way wake-word systems are judged.
+
+    PYTHONPATH=. python benchmarks/false_accepts.py            # builds the audio, then spots
+    PYTHONPATH=. python benchmarks/false_accepts.py --model runs/x.pt --cache runs/fa
+
+The hour is built here from sources that no kwmlp training recipe may use
+(a rejection recipe must draw its non-keyword audio from others; see
+``SOURCES``), each rendered or decoded once into ``--cache`` (16 kHz mono
+FLAC) and spotted as one long recording:
+
+- ``speech_ru``: real recorded speech without English words, the Russian voice
+  prompts of Debian's ``asterisk-core-sounds-ru-wav`` (CC-BY-SA 3.0), ~25 min;
+- ``music_moh``: the five music-on-hold tracks of ``asterisk-moh-opsound-wav``
+  (CC-BY-SA 3.0), ~18 min;
+- ``music_midi``: random notes on random General MIDI programs, rendered by
+  fluidsynth with ``timgm6mb-soundfont`` (GPL-2), 5 min;
+- ``speech_tts``: ``SENTENCES`` (no keyword, no homophone of one) spoken by the
+  synthetic corpus' held-out *test* voices (espeak-ng en-gb-scotland variants,
+  flite rms, festival ked);
+- ``sounds``: the event sounds of ``sound-theme-freedesktop`` (GPL-2 / CC-BY-SA);
+- ``silence``, ``white_noise`` (-30 dBFS RMS), ``pink_noise`` (-30 dBFS RMS):
+  2 min each.
+
+Needs Debian's espeak-ng, flite, festival (``kwmlp/train/install_tts.sh``), fluidsynth
+and the packages named above: ``apt-get install fluidsynth timgm6mb-soundfont
+asterisk-core-sounds-ru-wav asterisk-moh-opsound-wav sound-theme-freedesktop``.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+
+import kwmlp
+from kwmlp.keywords import DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD
+from kwmlp.vocabulary import WORDS
+
+SAMPLE_RATE = 16_000
+GAP_S = 0.3  # between the files of one source
+ASTERISK_RU = Path("/usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU")
+MOH = Path("/usr/share/asterisk/moh")
+FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")
+SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
+# Sentences without any of the 35 words or a homophone of one (checked by BANNED).
+SENTENCES = (
+    "The weather was cold and grey all morning.",
+    "Please pass the salt and the pepper.",
+    "We walked along the river after dinner.",
+    "Her brother plays the piano every evening.",
+    "The library closes early this week.",
+    "A small boat drifted across the lake.",
+    "They painted the kitchen a pale shade of blue.",
+    "My neighbour grows tomatoes in the garden.",
+    "The train was late again this morning.",
+    "Coffee tastes better with a little milk.",
+    "Children were laughing in the park.",
+    "The museum has a famous painting of the sea.",
+    "Turn the page and read the last paragraph.",
+    "An old clock ticked quietly in the hall.",
+    "Snow covered the mountains in the distance.",
+    "She bought fresh bread at the market.",
+    "The meeting will begin in a few minutes.",
+    "Thank you very much, that was delicious.",
+    "The computer needs a new battery.",
+    "Lights in the city were glowing at night.",
+    "Could you open the window, please?",
+    "Music filled the whole building.",
+    "The teacher asked a difficult question.",
+    "Apples and pears are in the basket.",
+    "The bus arrives at noon.",
+    "A strong wind blew the leaves away.",
+    "Our team practised hard all season.",
+    "The doctor said he should rest.",
+    "We watched a film about the ocean.",
+    "Summer holidays are almost over.",
+    "The phone rang while she was cooking.",
+    "He carried the heavy boxes inside.",
+    "The soup was warm and full of flavour.",
+    "Birds sang in the early light.",
+    "The shop sells candles and soap.",
+    "Every spring the flowers return.",
+    "Pilots checked the weather report.",
+    "The kettle whistled in the kitchen.",
+    "Her garden is full of roses.",
+    "Please sign the form at the bottom.",
+)
+SINGLE_WORDS = (
+    "apple", "banana", "window", "table", "garden", "orange", "music", "computer",
+    "lights", "water", "pencil", "yellow", "kitchen", "monday", "hello", "thanks",
+    "please", "maybe", "later", "coffee", "paper", "silver", "winter", "summer",
+)
+BANNED = set(WORDS) | {"to", "too", "for", "fore", "won", "know", "write", "rite", "bye",
+                       "buy", "sex", "ate", "tree", "free", "three", "tu", "dough"}
+
+
+def _check_texts() -> None:
+    for text in SENTENCES + SINGLE_WORDS:
+        bad = set(re.findall(r"[a-z]+", text.lower())) & BANNED
+        if bad:
+            raise ValueError(f"{text!r} holds keywords or homophones {sorted(bad)}")
+
+
+def _resampled(paths: Sequence[Path]) -> np.ndarray:
+    pieces = []
+    for path in paths:
+        if sf.info(str(path)).frames == 0:  # a few prompts of the packages are empty files
+            continue
+        audio, _ = kwmlp.load_audio(path)
+        pieces += [audio.astype(np.float32), np.zeros(int(GAP_S * SAMPLE_RATE), np.float32)]
+    return np.concatenate(pieces)
+
+
+def _noise(seconds: float, dbfs: float, pink: bool, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(int(seconds * SAMPLE_RATE))
+    if pink:  # 1/f power
+        spectrum = np.fft.rfft(noise)
+        spectrum /= np.sqrt(np.arange(1, len(spectrum) + 1))
+        noise = np.fft.irfft(spectrum, len(noise))
+    return (noise / noise.std() * 10 ** (dbfs / 20)).astype(np.float32)
+
+
+def _midi_file(rng: np.random.Generator, seconds: float) -> bytes:
+    """A one-track Standard MIDI File: random programs, notes and chords."""
+    ticks_per_beat, events, t = 480, bytearray(), 0.0  # 120 bpm: 960 ticks a second
+
+    def delta(value: int) -> bytes:
+        out = [value & 0x7F]
+        while value > 0x7F:
+            value >>= 7
+            out.insert(0, (value & 0x7F) | 0x80)
+        return bytes(out)
+
+    while t < seconds:
+        channel = int(rng.integers(0, 16))
+        if channel != 9:
+            events += delta(0) + bytes([0xC0 | channel, int(rng.integers(0, 128))])
+        notes = rng.integers(40, 90, size=int(rng.integers(1, 4)))
+        for note in notes:
+            events += delta(0) + bytes([0x90 | channel, int(note), int(rng.integers(50, 120))])
+        length = float(rng.uniform(0.1, 1.2))
+        for k, note in enumerate(notes):
+            events += delta(int(length * 960) if k == 0 else 0) + bytes([0x80 | channel,
+                                                                         int(note), 0])
+        t += length
+    events += delta(0) + b"\xff\x2f\x00"
+    header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, ticks_per_beat)
+    return header + b"MTrk" + struct.pack(">I", len(events)) + bytes(events)
+
+
+def _midi_music(seconds: float, seed: int) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as tmp:
+        midi, wav = Path(tmp) / "x.mid", Path(tmp) / "x.wav"
+        midi.write_bytes(_midi_file(np.random.default_rng(seed), seconds))
+        subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", str(SAMPLE_RATE), "-F", str(wav),
+                        str(SOUNDFONT), str(midi)], check=True, capture_output=True)
+        audio, _ = kwmlp.load_audio(wav)
+    return audio.astype(np.float32)
+
+
+def _tts_speech(seed: int) -> np.ndarray:
+    from kwmlp.train.synth.dsp import resample_to_16k
+    from kwmlp.train.synth.engines import Renderer
+    from kwmlp.train.synth.voices import build_voice_inventory
+
+    _check_texts()
+    voices = [v for v in build_voice_inventory() if v.split == "test"]
+    rng = np.random.default_rng(seed)
+    renderer, pieces = Renderer(), []
+    try:
+        for k, text in enumerate(SENTENCES * 3 + SINGLE_WORDS * 3):
+            voice = voices[int(rng.integers(len(voices)))] if k % 3 else \
+                [v for v in voices if v.engine != "espeak-ng"][k % 2]
+            audio, rate = renderer.speak(text, voice, rng)
+            audio = resample_to_16k(audio, rate)
+            audio = audio / max(1e-6, np.abs(audio).max()) * float(rng.uniform(0.1, 0.8))
+            pieces += [audio.astype(np.float32), np.zeros(int(rng.uniform(0.3, 1.5)
+                                                               * SAMPLE_RATE), np.float32)]
+    finally:
+        renderer.close()
+    return np.concatenate(pieces)
+
+
+SOURCES: Dict[str, Callable[[], np.ndarray]] = {
+    "speech_ru": lambda: _resampled(sorted(ASTERISK_RU.rglob("*.wav"))),
+    "music_moh": lambda: _resampled(sorted(MOH.glob("*.wav"))),
+    "music_midi": lambda: _midi_music(300.0, seed=0),
+    "speech_tts": lambda: _tts_speech(seed=0),
+    "sounds": lambda: _resampled(sorted(FREEDESKTOP.rglob("*.oga"))),
+    "silence": lambda: np.zeros(120 * SAMPLE_RATE, np.float32),
+    "white_noise": lambda: _noise(120.0, -30.0, pink=False, seed=1),
+    "pink_noise": lambda: _noise(120.0, -30.0, pink=True, seed=2),
+}
+
+
+def source_audio(name: str, cache: Path) -> np.ndarray:
+    """``(n_samples,)`` float32 16 kHz audio of source ``name``, cached as FLAC."""
+    path = cache / f"{name}.flac"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        sf.write(path, np.clip(SOURCES[name](), -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16")
+    audio, _ = sf.read(path, dtype="float32")
+    return audio
+
+
+def main(argv: Sequence[str] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="", help="checkpoint (default: shipped weights)")
+    parser.add_argument("--cache", default="runs/false_accepts", help="where the audio is kept")
+    parser.add_argument("--sources", default=",".join(SOURCES), help="of: " + ", ".join(SOURCES))
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    args = parser.parse_args(argv)
+    model = kwmlp.load_model(args.model, device="cpu")
+    print(f"model {model.model_id()}  hop {DEFAULT_HOP_MS} ms  threshold {args.threshold:g}  "
+          f"refractory {DEFAULT_REFRACTORY_MS} ms")
+    print(f"{'source':<12} {'minutes':>8} {'detections':>10} {'per hour':>9}  most fired")
+    total_s, total_n = 0.0, 0
+    for name in args.sources.split(","):
+        audio = source_audio(name, Path(args.cache))
+        recognition = kwmlp.recognize(torch.from_numpy(audio)[None], model)
+        found = kwmlp.spot(recognition, threshold=args.threshold,
+                           duration_ms=1000 * len(audio) / SAMPLE_RATE)[0]
+        seconds = len(audio) / SAMPLE_RATE
+        words: Dict[str, int] = {}
+        for d in found:
+            words[d.word] = words.get(d.word, 0) + 1
+        top: List[str] = [f"{w} {n}" for w, n in sorted(words.items(), key=lambda i: -i[1])[:4]]
+        print(f"{name:<12} {seconds / 60:>8.1f} {len(found):>10} {len(found) / seconds * 3600:>9.1f}"
+              f"  {', '.join(top)}")
+        total_s, total_n = total_s + seconds, total_n + len(found)
+    print(f"{'all':<12} {total_s / 60:>8.1f} {total_n:>10} {total_n / total_s * 3600:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
