@@ -43,6 +43,7 @@ import torch
 import kwmlp
 from kwmlp.keywords import DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD
 from kwmlp.vocabulary import WORDS
+from spotting import _noise_dbfs  # benchmarks/ is on the path of a script run from it
 
 SAMPLE_RATE = 16_000
 GAP_S = 0.3  # between the files of one source
@@ -121,12 +122,7 @@ def _resampled(paths: Sequence[Path]) -> np.ndarray:
 
 def _noise(seconds: float, dbfs: float, pink: bool, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    noise = rng.standard_normal(int(seconds * SAMPLE_RATE))
-    if pink:  # 1/f power
-        spectrum = np.fft.rfft(noise)
-        spectrum /= np.sqrt(np.arange(1, len(spectrum) + 1))
-        noise = np.fft.irfft(spectrum, len(noise))
-    return (noise / noise.std() * 10 ** (dbfs / 20)).astype(np.float32)
+    return _noise_dbfs(rng, int(seconds * SAMPLE_RATE), dbfs, pink)
 
 
 def _midi_file(rng: np.random.Generator, seconds: float) -> bytes:
@@ -234,8 +230,8 @@ def main(argv: Sequence[str] = None) -> None:
         for d in found:
             words[d.word] = words.get(d.word, 0) + 1
         top: List[str] = [f"{w} {n}" for w, n in sorted(words.items(), key=lambda i: -i[1])[:4]]
-        print(f"{name:<12} {seconds / 60:>8.1f} {len(found):>10} {len(found) / seconds * 3600:>9.1f}"
-              f"  {', '.join(top)}")
+        rate = len(found) / seconds * 3600
+        print(f"{name:<12} {seconds / 60:>8.1f} {len(found):>10} {rate:>9.1f}  {', '.join(top)}")
         total_s, total_n = total_s + seconds, total_n + len(found)
     print(f"{'all':<12} {total_s / 60:>8.1f} {total_n:>10} {total_n / total_s * 3600:>9.1f}")
 
