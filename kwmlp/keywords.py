@@ -27,6 +27,7 @@ probability when they do not all overlap).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -62,10 +63,15 @@ def head_words(model: KWMLPEmbedder) -> Tuple[str, ...]:
 
 
 def hop_samples(hop_ms: float) -> int:
-    """``hop_ms`` as samples; it must be a multiple of 10 ms (the frame hop) in
-    10..1000 ms, so windows start on frame boundaries and leave no gaps."""
-    frames = hop_ms / HOP_MS
-    if isinstance(hop_ms, bool) or not (frames == round(frames) and 1 <= frames <= 100):
+    """``hop_ms`` as samples; it must be a real number, a multiple of 10 ms (the
+    frame hop) in 10..1000 ms, so windows start on frame boundaries and leave no
+    gaps. Anything else (inf, NaN, 1e400, a string) is a ``ValueError``: the one
+    check for the API, ``Stream`` and the CLI's ``--hop-ms``."""
+    # The range is compared first, before any rounding or int conversion, so
+    # NaN (false in every comparison), +-inf and huge ints never reach round().
+    in_range = (isinstance(hop_ms, numbers.Real) and not isinstance(hop_ms, bool)
+                and HOP_MS <= hop_ms <= WINDOW_MS)
+    if not (in_range and float(hop_ms / HOP_MS).is_integer()):
         raise ValueError(f"hop_ms must be a multiple of {HOP_MS:g} ms between {HOP_MS:g} "
                          f"and {WINDOW_MS:g}, got {hop_ms!r}")
     return int(round(hop_ms * SAMPLE_RATE / 1000))
