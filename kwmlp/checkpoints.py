@@ -131,6 +131,14 @@ def _entry(payload: dict, key: str, path: Path, default: Optional[dict] = None) 
         bad = sorted(str(k) for k, v in value.items() if not isinstance(v, torch.Tensor))
         if bad:
             raise KwmlpError(f"{path}: {key!r} holds entries that are not tensors: {bad[:10]}")
+        # Checked here, under the file's own key names: NaN/inf weights load and
+        # run silently, and every embedding and probability comes out NaN.
+        nonfinite = sorted(str(k) for k, v in value.items()
+                           if v.is_floating_point() and not torch.isfinite(v).all())
+        if nonfinite:
+            raise KwmlpError(f"{path}: NaN or inf values in {len(nonfinite)} tensor(s) of "
+                             f"{key!r}: {nonfinite[:10]}; the checkpoint is damaged (or its "
+                             f"training diverged), use another")
     return value
 
 

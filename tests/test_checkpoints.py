@@ -135,3 +135,23 @@ def test_folder_and_fifo_are_not_reported_missing(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(KwmlpError, match="not a regular file"):  # and does not block on it
         kwmlp.load_model(str(fifo))
+
+
+@pytest.mark.parametrize("key, value", [("blocks.3.proj_in.weight", float("nan")),
+                                        ("head.bias", float("inf")),
+                                        ("patch_embed.bias", float("-inf"))])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, key, value):
+    model = KWMLP(depth=4)
+    with torch.no_grad():
+        model.state_dict()[key].view(-1)[1] = value
+    save_checkpoint(tmp_path / "nan.pt", model)
+    with pytest.raises(KwmlpError, match=rf"nan.pt: .*NaN or inf.*\['{key}'\]"):
+        kwmlp.load_model(str(tmp_path / "nan.pt"))
+
+
+def test_non_finite_published_weights_name_the_published_key(tmp_path, published_params):
+    params = {k: torch.from_numpy(v.copy()) for k, v in published_params.items()}
+    params["layers.7.fn.fn.sgu.proj.weight"][0, 0] = float("nan")
+    torch.save({"model_state_dict": params}, tmp_path / "nan.pth")
+    with pytest.raises(KwmlpError, match=r"\['layers\.7\.fn\.fn\.sgu\.proj\.weight'\]"):
+        kwmlp.load_model(str(tmp_path / "nan.pth"))
