@@ -23,7 +23,9 @@ class SplitLinear(nn.Linear):
         weight = self.weight.view(2, -1, dim).transpose(1, 2)  # (2, dim, dim_ff // 2)
         bias = self.bias.view(2, 1, -1)
         halves = torch.baddbmm(bias, x.reshape(1, batch * frames, dim).expand(2, -1, -1), weight)
-        return halves.view(2, batch, frames, -1)
+        # The half width spelt out, not -1: a batch of 0 has no size to infer it
+        # from (in torch and in the exported ONNX Reshape alike).
+        return halves.view(2, batch, frames, self.out_features // 2)
 
 
 class FrameProjection(nn.Conv1d):

@@ -55,6 +55,8 @@ def test_batch_axis_is_dynamic(exported):
     one, _ = session.run(None, {"chunks": chunks[2:].numpy()})
     assert embeddings.shape == (3, 98, 64) and one.shape == (1, 98, 64)
     np.testing.assert_allclose(one[0], embeddings[2], atol=1e-5, rtol=0)
+    none, no_logits = session.run(None, {"chunks": np.zeros((0, 16000), np.float32)})
+    assert none.shape == (0, 98, 64) and no_logits.shape == (0, 35)
 
 
 def test_hear_outputs_rebuilt_from_the_graph_as_documented(exported):
