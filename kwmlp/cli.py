@@ -31,7 +31,7 @@ from .hear import load_model
 from .info import model_info
 from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD, Detection,
                        head_words, hop_samples, recognize, spot)
-from .onnx_export import OPSET, export_onnx, output_names
+from .onnx_export import OPSET, check_output_path, export_onnx, output_names, require_onnx
 from .streaming import Stream
 from .pooling import METHODS as POOLING_METHODS
 
@@ -377,6 +377,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             except (OSError, ValueError) as err:  # missing/bad checkpoint or option
                 logging.error("error: %s", err)
                 return EXIT_FAILED
+        if args.command == "export":  # say so before the model is loaded
+            require_onnx()
+            check_output_path(args.output)
         try:
             model = _load(args)
         except (KwmlpError, OSError, ValueError) as err:  # missing/bad checkpoint or option
