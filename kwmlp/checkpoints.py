@@ -69,14 +69,16 @@ def published_to_kwmlp(state_dict: Mapping[str, torch.Tensor]) -> dict:
 
 def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
     """Infer ``KWMLP`` constructor arguments from the shapes in a (renamed)
-    state dict, so published checkpoints of other depths load too."""
+    state dict, so published checkpoints of other depths load too. Without the
+    classifier (no ``head.weight``) it is ``n_classes=0``: embeddings only."""
     try:
         dim, n_mfcc = state_dict["patch_embed.weight"].shape
         dim_ff = state_dict["blocks.0.proj_in.weight"].shape[0]
         n_frames = state_dict["blocks.0.sgu.proj.weight"].shape[0]
-        n_classes = state_dict["head.weight"].shape[0]
     except KeyError as err:
         raise KwmlpError(f"checkpoint lacks the tensor {err.args[0]!r}") from None
+    head = state_dict.get("head.weight")
+    n_classes = 0 if head is None else head.shape[0]
     depth = len({k.split(".")[1] for k in state_dict if k.startswith("blocks.")})
     return dict(n_mfcc=n_mfcc, n_frames=n_frames, dim=dim, dim_ff=dim_ff, depth=depth,
                 n_classes=n_classes)

@@ -49,6 +49,9 @@ DEFAULT_REFRACTORY_MS = 500  # a word takes ~0.5 s; longer suppresses the next w
 def head_words(model: KWMLPEmbedder) -> Tuple[str, ...]:
     """The words the model's head scores, in logit order. Raises ``KwmlpError``
     for a checkpoint whose head is not a kwmlp-trained keyword head."""
+    if model.encoder.head is None:
+        raise KwmlpError(f"{model.weights_path}: the checkpoint has no keyword head (no "
+                         f"classifier tensors), so it gives embeddings only")
     if model.metadata.get("source") == PUBLISHED_SOURCE:
         raise KwmlpError(
             f"{model.weights_path}: a checkpoint in the published HEAR 2021 layout has no "
