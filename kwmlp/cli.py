@@ -23,7 +23,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from . import __version__
 from .audio import DEFAULT_RESAMPLER, RESAMPLERS, load_audio, read_pcm16
 from .corpus import CORPUS_FORMATS, DEFAULT_PART_SECONDS, ENGINES, embed_corpus
-from .embedder import KWMLPEmbedder
+from .embedder import KWMLPEmbedder, peak_warned_already
 from .errors import KwmlpError
 from .files import DEFAULT_BATCH_SECONDS, RunSummary, save_embeddings
 from .frontend import SAMPLE_RATE
@@ -323,7 +323,8 @@ def _spot(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
             logging.error("error: %s", err)
             status = EXIT_FAILED
             continue
-        recognition = recognize(torch.from_numpy(audio)[None], model, hop_ms=args.hop_ms)
+        with peak_warned_already():  # load_audio has warned about a loud file, naming it
+            recognition = recognize(torch.from_numpy(audio)[None], model, hop_ms=args.hop_ms)
         _print_detections(path, spot(recognition, duration_ms=1000 * len(audio) / SAMPLE_RATE,
                                      **options)[0])
     return status
