@@ -69,14 +69,16 @@ def published_to_kwmlp(state_dict: Mapping[str, torch.Tensor]) -> dict:
 
 def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
     """Infer ``KWMLP`` constructor arguments from the shapes in a (renamed)
-    state dict, so published checkpoints of other depths load too."""
+    state dict, so published checkpoints of other depths load too. Without the
+    classifier (no ``head.weight``) it is ``n_classes=0``: embeddings only."""
     try:
         dim, n_mfcc = state_dict["patch_embed.weight"].shape
         dim_ff = state_dict["blocks.0.proj_in.weight"].shape[0]
         n_frames = state_dict["blocks.0.sgu.proj.weight"].shape[0]
-        n_classes = state_dict["head.weight"].shape[0]
     except KeyError as err:
         raise KwmlpError(f"checkpoint lacks the tensor {err.args[0]!r}") from None
+    head = state_dict.get("head.weight")
+    n_classes = 0 if head is None else head.shape[0]
     depth = len({k.split(".")[1] for k in state_dict if k.startswith("blocks.")})
     return dict(n_mfcc=n_mfcc, n_frames=n_frames, dim=dim, dim_ff=dim_ff, depth=depth,
                 n_classes=n_classes)
@@ -131,6 +133,14 @@ def _entry(payload: dict, key: str, path: Path, default: Optional[dict] = None) 
         bad = sorted(str(k) for k, v in value.items() if not isinstance(v, torch.Tensor))
         if bad:
             raise KwmlpError(f"{path}: {key!r} holds entries that are not tensors: {bad[:10]}")
+        # Checked here, under the file's own key names: NaN/inf weights load and
+        # run silently, and every embedding and probability comes out NaN.
+        nonfinite = sorted(str(k) for k, v in value.items()
+                           if v.is_floating_point() and not torch.isfinite(v).all())
+        if nonfinite:
+            raise KwmlpError(f"{path}: NaN or inf values in {len(nonfinite)} tensor(s) of "
+                             f"{key!r}: {nonfinite[:10]}; the checkpoint is damaged (or its "
+                             f"training diverged), use another")
     return value
 
 

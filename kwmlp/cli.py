@@ -23,7 +23,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from . import __version__
 from .audio import DEFAULT_RESAMPLER, RESAMPLERS, load_audio, read_pcm16
 from .corpus import CORPUS_FORMATS, DEFAULT_PART_SECONDS, ENGINES, embed_corpus
-from .embedder import KWMLPEmbedder
+from .embedder import KWMLPEmbedder, peak_warned_already
 from .errors import KwmlpError
 from .files import DEFAULT_BATCH_SECONDS, RunSummary, save_embeddings
 from .frontend import SAMPLE_RATE
@@ -31,7 +31,7 @@ from .hear import load_model
 from .info import model_info
 from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD, Detection,
                        head_words, hop_samples, recognize, spot)
-from .onnx_export import OPSET, export_onnx, output_names
+from .onnx_export import OPSET, check_output_path, export_onnx, output_names, require_onnx
 from .streaming import Stream
 from .pooling import METHODS as POOLING_METHODS
 
@@ -323,7 +323,8 @@ def _spot(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
             logging.error("error: %s", err)
             status = EXIT_FAILED
             continue
-        recognition = recognize(torch.from_numpy(audio)[None], model, hop_ms=args.hop_ms)
+        with peak_warned_already():  # load_audio has warned about a loud file, naming it
+            recognition = recognize(torch.from_numpy(audio)[None], model, hop_ms=args.hop_ms)
         _print_detections(path, spot(recognition, duration_ms=1000 * len(audio) / SAMPLE_RATE,
                                      **options)[0])
     return status
@@ -377,6 +378,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             except (OSError, ValueError) as err:  # missing/bad checkpoint or option
                 logging.error("error: %s", err)
                 return EXIT_FAILED
+        if args.command == "export":  # say so before the model is loaded
+            require_onnx()
+            check_output_path(args.output)
         try:
             model = _load(args)
         except (KwmlpError, OSError, ValueError) as err:  # missing/bad checkpoint or option

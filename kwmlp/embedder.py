@@ -8,10 +8,11 @@ submission exactly (see ``KWMLPEmbedder.forward`` and ``n_timestamps``).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import warnings
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Iterator, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -33,6 +34,7 @@ MIN_TIMESTAMPED_SAMPLES = N_FFT - PAD_START_SAMPLES - PAD_END_SAMPLES
 DEFAULT_CHUNK_BATCH_SIZE = 64  # chunks per frontend+encoder pass; bounds memory
 SCENE_FRAMES = ("all", "audio")
 EMBEDDING_KINDS = ("both", "scene", "timestamp")
+PEAK_WARNING = "audio peak"  # how check_samples' warning starts
 
 
 def check_audio(audio: torch.Tensor) -> None:
@@ -45,24 +47,46 @@ def check_audio(audio: torch.Tensor) -> None:
         hint = " (for a single 1-D sound pass audio[None])" if audio.ndim == 1 else ""
         raise ValueError(f"audio must be 2-D (n_sounds, n_samples), got shape "
                          f"{tuple(audio.shape)}{hint}")
-    if not audio.is_floating_point():
-        raise TypeError(f"audio must be float in [-1, 1], got {audio.dtype}; scale integer PCM "
-                        f"first, e.g. audio.float() / 32768 for int16")
-    if audio.is_meta:
-        raise ValueError("audio is on the meta device, which holds shapes but no samples; "
-                         "pass a tensor with data (e.g. on 'cpu')")
+    # stacklevel: the caller of get_*_embeddings (here, _check_input, embed, get_*)
+    check_samples(audio, stacklevel=5)
     if audio.shape[0] == 0 or audio.shape[1] == 0:
         raise ValueError(f"audio is empty: shape {tuple(audio.shape)}")
+
+
+def check_samples(samples: torch.Tensor, *, name: str = "audio", stacklevel: int = 1) -> None:
+    """The checks of a tensor's samples (any shape) shared by ``check_audio``
+    and ``kwmlp.Stream.push``: float (``TypeError``), with data (not on the
+    meta device) and finite (``ValueError``); warns if the peak exceeds 1,
+    ``stacklevel`` frames above the caller (1: the caller itself), as
+    ``warnings.warn`` counts. An empty tensor passes: whether it may be is the
+    caller's rule."""
+    if not samples.is_floating_point():
+        raise TypeError(f"{name} must be float in [-1, 1], got {samples.dtype}; scale integer "
+                        f"PCM first, e.g. {name}.float() / 32768 for int16")
+    if samples.is_meta:
+        raise ValueError(f"{name} is on the meta device, which holds shapes but no samples; "
+                         f"pass a tensor with data (e.g. on 'cpu')")
+    if samples.numel() == 0:
+        return
     # One reduction, no audio-sized temporaries (isfinite/abs would each copy an
     # hour-long clip): NaN propagates into both extremes and inf shows in one.
-    low, high = (value.item() for value in torch.aminmax(audio))
+    low, high = (value.item() for value in torch.aminmax(samples))
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError("audio contains NaN or inf samples")
+        raise ValueError(f"{name} contains NaN or inf samples")
     peak = max(-low, high)
     if peak > 1.0:
-        # stacklevel: the caller of get_*_embeddings
-        warnings.warn(f"audio peak {peak:.3g} exceeds 1.0; kwmlp expects float audio in "
-                      f"[-1, 1] and does not clip or rescale it", stacklevel=5)
+        warnings.warn(f"{PEAK_WARNING} {peak:.3g} exceeds 1.0; kwmlp expects float audio in "
+                      f"[-1, 1] and does not clip or rescale it", stacklevel=stacklevel + 1)
+
+
+@contextlib.contextmanager
+def peak_warned_already() -> Iterator[None]:
+    """Silence ``check_samples``' peak warning inside: for audio from
+    ``load_audio``, which has warned about a loud file already, naming it (what
+    else exceeds 1 is resampling overshoot of full-scale audio)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=PEAK_WARNING)
+        yield
 
 
 def n_timestamps(n_padded_samples: int) -> int:

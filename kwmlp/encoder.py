@@ -23,7 +23,9 @@ class SplitLinear(nn.Linear):
         weight = self.weight.view(2, -1, dim).transpose(1, 2)  # (2, dim, dim_ff // 2)
         bias = self.bias.view(2, 1, -1)
         halves = torch.baddbmm(bias, x.reshape(1, batch * frames, dim).expand(2, -1, -1), weight)
-        return halves.view(2, batch, frames, -1)
+        # The half width spelt out, not -1: a batch of 0 has no size to infer it
+        # from (in torch and in the exported ONNX Reshape alike).
+        return halves.view(2, batch, frames, self.out_features // 2)
 
 
 class FrameProjection(nn.Conv1d):
@@ -97,9 +99,12 @@ class KWMLP(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in [("n_mfcc", n_mfcc), ("n_frames", n_frames), ("dim", dim),
-                            ("dim_ff", dim_ff), ("depth", depth), ("n_classes", n_classes)]:
+                            ("dim_ff", dim_ff), ("depth", depth)]:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(n_classes, int) or n_classes < 0:
+            raise ValueError(f"n_classes must be an int >= 0 (0: no classifier), got "
+                             f"{n_classes!r}")
         if dim_ff % 2:
             raise ValueError(f"dim_ff must be even (it is split into res and gate), got {dim_ff}")
         if not 0.0 < block_survival <= 1.0:
@@ -110,14 +115,17 @@ class KWMLP(nn.Module):
         self.blocks = nn.ModuleList(
             GatedMLPBlock(dim=dim, dim_ff=dim_ff, n_frames=n_frames) for _ in range(depth)
         )
-        self.head_norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, n_classes)
+        # n_classes=0: an encoder for embeddings only, without the classifier (a
+        # published checkpoint saved without its to_logits; the HEAR API needs none).
+        self.head_norm = nn.LayerNorm(dim) if n_classes else None
+        self.head = nn.Linear(dim, n_classes) if n_classes else None
 
     def config(self) -> dict:
         """Constructor arguments that rebuild this architecture."""
         return dict(n_mfcc=self.n_mfcc, n_frames=self.n_frames, dim=self.dim,
                     dim_ff=self.blocks[0].proj_in.out_features, depth=self.depth,
-                    n_classes=self.head.out_features, block_survival=self.block_survival)
+                    n_classes=self.head.out_features if self.head is not None else 0,
+                    block_survival=self.block_survival)
 
     def _active_blocks(self, layer: int) -> list:
         blocks = list(self.blocks[:layer])
@@ -152,6 +160,9 @@ class KWMLP(nn.Module):
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Hidden states after all blocks ``(batch, n_frames, dim)`` -> class
         logits ``(batch, n_classes)``: norm, mean over frames, linear head."""
+        if self.head is None:
+            raise ValueError("this KWMLP has no classifier (n_classes=0): it gives "
+                             "embeddings only")
         return self.head(self.head_norm(features).mean(dim=1))
 
     def embed_and_classify(self, mfcc: torch.Tensor,

@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections import defaultdict, deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,7 +49,8 @@ from ._types import PathLike
 from .atomic import remove_stale_temporaries, write_atomic
 from .audio import (AUDIO_EXTENSIONS, DEFAULT_RESAMPLER, audio_duration_s, check_resampler,
                     load_audio)
-from .embedder import EMBEDDING_KINDS, HOP_MS, MIN_TIMESTAMPED_SAMPLES, KWMLPEmbedder
+from .embedder import (EMBEDDING_KINDS, HOP_MS, MIN_TIMESTAMPED_SAMPLES, KWMLPEmbedder,
+                       peak_warned_already)
 from .errors import KwmlpError
 from .hear import load_model
 
@@ -137,10 +137,7 @@ def _check_fmt(fmt: str) -> None:
 def _embed_same_length(audio: np.ndarray, model: KWMLPEmbedder, kind: str) -> List[dict]:
     """``(n_clips, n_samples)`` 16 kHz audio -> per clip, the arrays ``kind``
     asks for (see ``FileEmbedding``), from one encoder pass."""
-    with warnings.catch_warnings():
-        # load_audio has warned about loud files, naming them; what remains is
-        # resampling overshoot of full-scale audio, no reason to warn.
-        warnings.filterwarnings("ignore", message="audio peak")
+    with peak_warned_already():  # load_audio has warned about loud files, naming them
         arrays = model.embed(torch.from_numpy(audio), kind)
     host = {name: tensor.cpu().numpy() for name, tensor in arrays.items()}
     return [{name: array[i] for name, array in host.items()} for i in range(len(audio))]

@@ -92,6 +92,8 @@ class MFCC(nn.Module):
             self.register_buffer("dct_t", mel_dct_t())
 
     def forward(self, chunks: torch.Tensor) -> torch.Tensor:
+        if len(chunks) == 0:  # both backends' FFTs (nnAudio's DCT too) refuse an empty batch
+            return chunks.new_zeros(0, N_MFCC, FRAMES_PER_CHUNK)
         if self.backend == "nnaudio":
             if len(chunks) == 1:
                 # PyTorch runs a batch of one through a different conv1d kernel

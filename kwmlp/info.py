@@ -14,12 +14,14 @@ def model_info(model: KWMLPEmbedder) -> Dict[str, str]:
     """Labelled lines: identity, sizes, where the weights came from, and the
     checkpoint's metadata (scalars, plus a training-data line)."""
     encoder = model.encoder
-    head = count_parameters(encoder.head) + count_parameters(encoder.head_norm)
+    head = sum(count_parameters(part) for part in (encoder.head, encoder.head_norm)
+               if part is not None)
     total = count_parameters(encoder)
+    head_line = f"{head:,} keyword head" if encoder.head is not None else "no keyword head"
     info = {
         "model id": model.model_id(),
         "weights": str(Path(model.weights_path).resolve()),
-        "parameters": f"{total:,} ({total - head:,} embedding, {head:,} keyword head)",
+        "parameters": f"{total:,} ({total - head:,} embedding, {head_line})",
         "sample rate": f"{model.sample_rate} Hz",
         "timestamp embedding": f"{model.timestamp_embedding_size} per {HOP_MS:g} ms",
         "scene embedding": str(model.scene_embedding_size),

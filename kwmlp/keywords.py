@@ -30,6 +30,7 @@ probability when they do not all overlap).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -52,6 +53,9 @@ def head_labels(model: KWMLPEmbedder) -> Tuple[str, ...]:
     """Every class the model's head scores, in logit order: its keywords and
     any no-keyword classes (``kwmlp.vocabulary``). Raises ``KwmlpError`` for a
     checkpoint whose head is not a kwmlp-trained keyword head."""
+    if model.encoder.head is None:
+        raise KwmlpError(f"{model.weights_path}: the checkpoint has no keyword head (no "
+                         f"classifier tensors), so it gives embeddings only")
     if model.metadata.get("source") == PUBLISHED_SOURCE:
         raise KwmlpError(
             f"{model.weights_path}: a checkpoint in the published HEAR 2021 layout has no "
@@ -83,10 +87,15 @@ def keyword_probabilities(logits: torch.Tensor,
 
 
 def hop_samples(hop_ms: float) -> int:
-    """``hop_ms`` as samples; it must be a multiple of 10 ms (the frame hop) in
-    10..1000 ms, so windows start on frame boundaries and leave no gaps."""
-    frames = hop_ms / HOP_MS
-    if isinstance(hop_ms, bool) or not (frames == round(frames) and 1 <= frames <= 100):
+    """``hop_ms`` as samples; it must be a real number, a multiple of 10 ms (the
+    frame hop) in 10..1000 ms, so windows start on frame boundaries and leave no
+    gaps. Anything else (inf, NaN, 1e400, a string) is a ``ValueError``: the one
+    check for the API, ``Stream`` and the CLI's ``--hop-ms``."""
+    # The range is compared first, before any rounding or int conversion, so
+    # NaN (false in every comparison), +-inf and huge ints never reach round().
+    in_range = (isinstance(hop_ms, numbers.Real) and not isinstance(hop_ms, bool)
+                and HOP_MS <= hop_ms <= WINDOW_MS)
+    if not (in_range and float(hop_ms / HOP_MS).is_integer()):
         raise ValueError(f"hop_ms must be a multiple of {HOP_MS:g} ms between {HOP_MS:g} "
                          f"and {WINDOW_MS:g}, got {hop_ms!r}")
     return int(round(hop_ms * SAMPLE_RATE / 1000))

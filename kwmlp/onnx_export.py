@@ -27,7 +27,9 @@ probabilities: softmax of ``logits`` over 1 s windows (``kwmlp.keywords``).
 """
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 from typing import Tuple
 
 import torch
@@ -53,6 +55,23 @@ def require_onnx() -> None:
                          f"({err.name} is missing): pip install 'kwmlp[onnx]'") from None
 
 
+def check_output_path(path: PathLike) -> None:
+    """Raise ``KwmlpError`` if ``path`` cannot be written as a file: it is a
+    folder, or its folder is missing, not a folder or not writable. Cheap, so
+    the CLI calls it before loading the model."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise KwmlpError(f"{path}: is a folder; name the .onnx file to write, e.g. "
+                         f"{path / 'kwmlp.onnx'}")
+    if not folder.exists():
+        raise KwmlpError(f"{path}: the folder {folder} does not exist; create it first")
+    if not folder.is_dir():
+        raise KwmlpError(f"{path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise KwmlpError(f"{path}: cannot write in {folder} (permission denied)")
+
+
 class ChunkGraph(nn.Module):
     """What the exported graph computes: ``(batch, CHUNK_SAMPLES)`` -> embeddings
     ``(batch, 98, dim)`` [and logits ``(batch, n_classes)`` with ``head``]."""
@@ -76,8 +95,10 @@ def output_names(head: bool) -> Tuple[str, ...]:
 
 def export_onnx(model: KWMLPEmbedder, path: PathLike, *, head: bool = False) -> None:
     """Write ``model``'s chunk graph (see the module docstring) to ``path``.
-    Needs the ``onnx`` extra."""
+    Needs the ``onnx`` extra. Raises ``KwmlpError`` for a path it cannot
+    write (``check_output_path``)."""
     require_onnx()
+    check_output_path(path)
     if head:
         from .keywords import head_words
 

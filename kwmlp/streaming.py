@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .embedder import (BLOCK_FRAMES, HOP_MS, PAD_END_SAMPLES, PAD_START_SAMPLES,
-                       KWMLPEmbedder, extend_chunk_frames, n_timestamps)
+                       KWMLPEmbedder, check_samples, extend_chunk_frames, n_timestamps)
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE, n_chunks
 from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD, Detection,
@@ -59,6 +59,18 @@ class StreamOutput:
     window_start_ms: torch.Tensor
     no_keyword: torch.Tensor
     detections: List[Detection] = field(default_factory=list)
+
+
+def _tensor_from_numpy(samples: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy``, also for what it refuses: a byte-swapped
+    (big-endian) or negative-stride array is copied to native order first, a
+    non-numeric one is a ``TypeError`` in kwmlp's words."""
+    if samples.dtype.kind not in "biuf":
+        raise TypeError(f"samples must be float in [-1, 1], got a numpy array of "
+                        f"{samples.dtype}")
+    if not samples.dtype.isnative or any(stride < 0 for stride in samples.strides):
+        samples = samples.astype(samples.dtype.newbyteorder("="), order="C")
+    return torch.from_numpy(samples)
 
 
 class Stream:
@@ -116,15 +128,12 @@ class Stream:
 
     def _check(self, samples) -> torch.Tensor:
         if isinstance(samples, np.ndarray):
-            samples = torch.from_numpy(samples)
+            samples = _tensor_from_numpy(samples)
         if not isinstance(samples, torch.Tensor) or samples.ndim != 1:
             raise ValueError(f"push takes 1-D samples (n,), got "
                              f"{getattr(samples, 'shape', type(samples).__name__)}")
-        if not samples.is_floating_point():
-            raise TypeError(f"samples must be float in [-1, 1], got {samples.dtype}; scale "
-                            f"integer PCM first, e.g. samples.float() / 32768 for int16")
-        if not torch.isfinite(samples).all():
-            raise ValueError("samples contain NaN or inf")
+        # the offline API's checks and peak warning; stacklevel: push's caller
+        check_samples(samples, name="samples", stacklevel=3)
         return samples.detach().float().cpu()
 
     def _span(self, start: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ import oracle
 from kwmlp.checkpoints import load_checkpoint, published_to_kwmlp, save_checkpoint
 from kwmlp.encoder import KWMLP
 from kwmlp.errors import KwmlpError
+from kwmlp.info import model_info
 
 
 def _mfcc():
@@ -135,3 +136,59 @@ def test_folder_and_fifo_are_not_reported_missing(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(KwmlpError, match="not a regular file"):  # and does not block on it
         kwmlp.load_model(str(fifo))
+
+
+@pytest.mark.parametrize("key, value", [("blocks.3.proj_in.weight", float("nan")),
+                                        ("head.bias", float("inf")),
+                                        ("patch_embed.bias", float("-inf"))])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, key, value):
+    model = KWMLP(depth=4)
+    with torch.no_grad():
+        model.state_dict()[key].view(-1)[1] = value
+    save_checkpoint(tmp_path / "nan.pt", model)
+    with pytest.raises(KwmlpError, match=rf"nan.pt: .*NaN or inf.*\['{key}'\]"):
+        kwmlp.load_model(str(tmp_path / "nan.pt"))
+
+
+def test_non_finite_published_weights_name_the_published_key(tmp_path, published_params):
+    params = {k: torch.from_numpy(v.copy()) for k, v in published_params.items()}
+    params["layers.7.fn.fn.sgu.proj.weight"][0, 0] = float("nan")
+    torch.save({"model_state_dict": params}, tmp_path / "nan.pth")
+    with pytest.raises(KwmlpError, match=r"\['layers\.7\.fn\.fn\.sgu\.proj\.weight'\]"):
+        kwmlp.load_model(str(tmp_path / "nan.pth"))
+
+
+def test_published_layout_without_its_classifier_loads_for_embeddings(tmp_path,
+                                                                      published_params):
+    """The HEAR API needs no head: a published checkpoint saved without to_logits
+    embeds as the full one does; everything that needs the head says it is not there."""
+    params = {k: torch.from_numpy(v) for k, v in published_params.items()
+              if not k.startswith("to_logits.")}
+    torch.save({"model_state_dict": params}, tmp_path / "headless.pth")
+    model = kwmlp.load_model(str(tmp_path / "headless.pth"), device="cpu")
+    with torch.no_grad():
+        got = model.encoder.embed(torch.from_numpy(_mfcc())).numpy()
+    np.testing.assert_allclose(got, oracle.encoder_embed(_mfcc(), published_params), atol=1e-5)
+    assert kwmlp.get_scene_embeddings(torch.zeros(1, 8000), model).shape == (1, 1024)
+    with pytest.raises(KwmlpError, match="no keyword head"):
+        kwmlp.recognize(torch.zeros(1, 16000), model)
+    with pytest.raises(KwmlpError, match="no keyword head"):
+        kwmlp.Stream(model)
+    kwmlp.Stream(model, keywords=False).push(torch.zeros(16000))
+    assert "no keyword head" in model_info(model)["parameters"]
+    # kept in kwmlp's own format, it is still an encoder without a head
+    save_checkpoint(tmp_path / "headless.pt", model.encoder)
+    again = kwmlp.load_model(str(tmp_path / "headless.pt"), device="cpu")
+    assert again.model_id() == model.model_id() and again.encoder.config()["n_classes"] == 0
+    with pytest.raises(KwmlpError, match="no keyword head"):
+        kwmlp.recognize(torch.zeros(1, 16000), again)
+    with pytest.raises(ValueError, match="no classifier"):
+        again.encoder(torch.zeros(1, 40, 98))
+
+
+def test_half_a_published_classifier_is_refused(tmp_path, published_params):
+    params = {k: torch.from_numpy(v) for k, v in published_params.items()
+              if not k.startswith("to_logits.2.")}
+    torch.save({"model_state_dict": params}, tmp_path / "half.pth")
+    with pytest.raises(KwmlpError, match=r"half.pth.*head_norm"):
+        kwmlp.load_model(str(tmp_path / "half.pth"))

@@ -51,6 +51,10 @@ def test_embed_options():
     (["embed", "a.wav", "--resampler", "sinc"], "invalid choice"),
     (["spot"], "required: FILE"),
     (["spot", "a.wav", "--hop-ms", "15"], "multiple of 10 ms"),
+    (["spot", "a.wav", "--hop-ms", "inf"], "multiple of 10 ms"),
+    (["spot", "a.wav", "--hop-ms", "1e400"], "multiple of 10 ms"),
+    (["spot", "a.wav", "--hop-ms", "nan"], "multiple of 10 ms"),
+    (["spot", "a.wav", "--hop-ms=-inf"], "multiple of 10 ms"),
     (["spot", "a.wav", "--threshold", "0"], "must be in (0, 1]"),
     (["spot", "a.wav", "--refractory-ms", "-1"], "must be >= 0"),
     (["export"], "required: OUT.onnx"),
@@ -281,3 +285,13 @@ def test_the_progress_bar_is_drawn_on_a_terminal(tmp_path, published_checkpoint)
             os.close(terminal)
     assert run.returncode == 0
     assert b"\r" in output and b"file/s" in output
+
+
+def test_spot_warns_once_about_a_loud_file(tmp_path):
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "loud.wav", (rng.standard_normal(24_000) * 0.5).astype(np.float32),
+             16000, subtype="FLOAT")  # peaks near 2.5
+    result = kwmlp("spot", tmp_path / "loud.wav")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("exceeds 1.0") == 1, result.stderr
+    assert "loud.wav" in result.stderr  # the warning that names the file is the one kept

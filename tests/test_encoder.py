@@ -96,3 +96,10 @@ def test_bad_config_raises(kwargs):
 def test_bad_layer_raises():
     with pytest.raises(ValueError, match="layer"):
         KWMLP(depth=4).forward_features(torch.zeros(1, 40, 98), layer=5)
+
+
+def test_a_batch_of_no_chunks_gives_empty_outputs(model_and_params):
+    model, _ = model_and_params
+    with torch.no_grad():
+        assert model.embed(torch.zeros(0, 40, 98), 4).shape == (0, 98, 64)
+        assert model(torch.zeros(0, 40, 98)).shape == (0, 35)

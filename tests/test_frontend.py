@@ -81,3 +81,9 @@ def test_fft_backend_embeddings_match_nnaudio(published_checkpoint):
     reference = kwmlp.load_model(str(published_checkpoint), frontend="nnaudio")
     for fn in (kwmlp.get_scene_embeddings, lambda a, m: kwmlp.get_timestamp_embeddings(a, m)[0]):
         torch.testing.assert_close(fn(audio, fast), fn(audio, reference), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["nnaudio", "fft"])
+def test_a_batch_of_no_chunks_is_an_empty_mfcc(backend):
+    mfcc = MFCC(backend=backend)(torch.zeros(0, CHUNK_SAMPLES))
+    assert mfcc.shape == (0, 40, FRAMES_PER_CHUNK) and mfcc.dtype == torch.float32

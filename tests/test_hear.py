@@ -256,3 +256,8 @@ def test_the_embedder_owns_the_pipeline(published_checkpoint, published_params):
     np.testing.assert_allclose(frames[1].numpy(), want, atol=1e-5)
     emb, _ = kwmlp.get_timestamp_embeddings(audio, m)
     assert torch.equal(emb, frames[:, :count])
+
+
+def test_a_batch_of_no_chunks_gives_empty_outputs(model):
+    assert model.embed_chunks(torch.zeros(0, 16000)).shape == (0, 98, 64)
+    assert model.classify_chunks(torch.zeros(0, 16000)).shape == (0, 35)

@@ -63,10 +63,24 @@ def test_a_published_layout_checkpoint_has_no_keyword_head(published_checkpoint)
     kwmlp.Stream(model, keywords=False)  # embeddings alone need no head
 
 
-@pytest.mark.parametrize("hop_ms", [0, 5, 15, 1010, -10, True])
+@pytest.mark.parametrize("hop_ms", [0, 5, 15, 1010, -10, True, float("inf"), float("-inf"),
+                                    float("nan"), pytest.param(10 ** 400, id="10**400"), 1e300, "100", None])
 def test_hop_must_be_a_multiple_of_the_frame_hop(hop_ms):
     with pytest.raises(ValueError, match="multiple of 10 ms"):
         hop_samples(hop_ms)
+
+
+@pytest.mark.parametrize("hop_ms", [10, 10.0, 1000, np.float32(250), np.int64(30)])
+def test_hop_in_range_is_samples(hop_ms):
+    assert hop_samples(hop_ms) == 16 * int(hop_ms)
+
+
+@pytest.mark.parametrize("hop_ms", [float("inf"), float("nan")])
+def test_recognize_and_stream_refuse_a_non_finite_hop(model, hop_ms):
+    with pytest.raises(ValueError, match="multiple of 10 ms"):
+        kwmlp.recognize(torch.zeros(1, 16000), model, hop_ms=hop_ms)
+    with pytest.raises(ValueError, match="multiple of 10 ms"):
+        kwmlp.Stream(model, hop_ms=hop_ms)
 
 
 # the spotting rules, on hand-made probabilities (3 words, 100 ms hop, 3-window smoothing)

@@ -55,6 +55,8 @@ def test_batch_axis_is_dynamic(exported):
     one, _ = session.run(None, {"chunks": chunks[2:].numpy()})
     assert embeddings.shape == (3, 98, 64) and one.shape == (1, 98, 64)
     np.testing.assert_allclose(one[0], embeddings[2], atol=1e-5, rtol=0)
+    none, no_logits = session.run(None, {"chunks": np.zeros((0, 16000), np.float32)})
+    assert none.shape == (0, 98, 64) and no_logits.shape == (0, 35)
 
 
 def test_hear_outputs_rebuilt_from_the_graph_as_documented(exported):
@@ -90,3 +92,27 @@ def test_missing_onnx_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if absent
     with pytest.raises(KwmlpError, match=r"pip install 'kwmlp\[onnx\]'"):
         require_onnx()
+
+
+@pytest.mark.parametrize("where, message", [("nodir/x.onnx", "does not exist"),
+                                            (".", "is a folder"),
+                                            ("file.txt/x.onnx", "is not a folder")])
+def test_export_to_a_bad_path_fails_before_loading_the_model(tmp_path, where, message):
+    (tmp_path / "file.txt").write_text("not a folder")
+    # A missing --model: the output path is checked first, so its error is the one seen.
+    result = subprocess.run([sys.executable, "-m", "kwmlp", "export", str(tmp_path / where),
+                             "--model", str(tmp_path / "no-such-model.pt")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr and "no-such-model" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_export_onnx_checks_its_path_too(published_checkpoint, tmp_path):
+    from kwmlp.onnx_export import export_onnx
+
+    model = kwmlp.load_model(str(published_checkpoint), device="cpu")
+    with pytest.raises(KwmlpError, match="is a folder"):
+        export_onnx(model, tmp_path)
+    with pytest.raises(KwmlpError, match="does not exist"):
+        export_onnx(model, tmp_path / "nodir" / "x.onnx")

@@ -142,3 +142,27 @@ def test_stream_benchmark_runs(tmp_path):
     assert figures["hops"] == 30 and len(figures["push_ms_all"]) == 30
     assert 0 < figures["push_ms_p50"] <= figures["push_ms_p99"]
     assert "p50" in result.stdout and "latency" in result.stdout
+
+
+def test_push_takes_numpy_arrays_of_any_layout_and_refuses_meta(model, audio):
+    samples = audio[:20_000].numpy()
+    expected = kwmlp.Stream(model).push(samples)
+    reversed_view = np.ascontiguousarray(samples[::-1])[::-1]  # negative stride, same values
+    big_endian = samples.astype(">f4")
+    for layout in (reversed_view, big_endian):
+        out = kwmlp.Stream(model).push(layout)
+        assert torch.equal(out.embedding, expected.embedding)
+        assert torch.equal(out.probabilities, expected.probabilities)
+    with pytest.raises(ValueError, match="meta device"):
+        kwmlp.Stream(model).push(torch.zeros(100, device="meta"))
+    with pytest.raises(TypeError, match="float"):
+        kwmlp.Stream(model).push(np.array(["a", "b"], dtype=object))
+
+
+def test_loud_push_warns_as_the_offline_api_and_is_not_clipped(model, audio):
+    loud = audio[:16_000] / audio[:16_000].abs().max() * 2  # peak 2
+    with pytest.warns(UserWarning, match="audio peak 2 exceeds 1.0") as caught:
+        out = kwmlp.Stream(model, keywords=False).push(loud)
+    assert len(caught) == 1 and caught[0].filename == __file__  # points at the caller
+    quiet = kwmlp.Stream(model, keywords=False).push(loud.clamp(-1, 1))
+    assert not torch.allclose(out.embedding, quiet.embedding)
