@@ -40,7 +40,7 @@ from .checkpoints import PUBLISHED_SOURCE
 from .embedder import HOP_MS, KWMLPEmbedder
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE
-from .vocabulary import WORDS, is_keyword
+from .vocabulary import WORDS, is_keyword, keywords_of
 
 WINDOW_MS = 1000 * CHUNK_SAMPLES / SAMPLE_RATE  # the head sees 1 s
 DEFAULT_HOP_MS = 100
@@ -72,7 +72,7 @@ def head_labels(model: KWMLPEmbedder) -> Tuple[str, ...]:
 def head_words(model: KWMLPEmbedder) -> Tuple[str, ...]:
     """The keywords the model's head scores (its classes less the no-keyword
     ones), in logit order; see ``head_labels``."""
-    return tuple(label for label in head_labels(model) if is_keyword(label))
+    return keywords_of(head_labels(model))
 
 
 def keyword_probabilities(logits: torch.Tensor,
@@ -140,7 +140,7 @@ def recognize(audio: torch.Tensor, model: KWMLPEmbedder,
     if not isinstance(model, KWMLPEmbedder):
         raise TypeError(f"model must come from kwmlp.load_model(), got {type(model).__name__}")
     labels = head_labels(model)
-    words = tuple(label for label in labels if is_keyword(label))
+    words = keywords_of(labels)
     hop = hop_samples(hop_ms)
     model._check_input(audio)
     device = model.encoder.patch_embed.weight.device

@@ -41,7 +41,7 @@ from .frontend import CHUNK_SAMPLES, SAMPLE_RATE, n_chunks
 from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD, Detection,
                        Spotter, clip_detection, head_labels, hop_samples,
                        keyword_probabilities, n_windows)
-from .vocabulary import is_keyword
+from .vocabulary import keywords_of
 
 
 @dataclass
@@ -91,7 +91,7 @@ class Stream:
         self.model, self.embeddings, self.keywords = model, embeddings, keywords
         self.hop = hop_samples(hop_ms)
         self.labels = head_labels(model) if keywords else ()
-        self.words = tuple(label for label in self.labels if is_keyword(label))
+        self.words = keywords_of(self.labels)
         self.spotter = Spotter(self.words, hop_ms=hop_ms, threshold=threshold,
                                refractory_ms=refractory_ms) if keywords else None
         self.reset()

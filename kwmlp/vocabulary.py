@@ -25,3 +25,8 @@ LABELS: Tuple[str, ...] = WORDS + NO_KEYWORD  # the shipped head's classes
 def is_keyword(label: str) -> bool:
     """Whether a head class is a word (not one of ``NO_KEYWORD``)."""
     return label not in NO_KEYWORD
+
+
+def keywords_of(labels: Tuple[str, ...]) -> Tuple[str, ...]:
+    """The keyword classes of ``labels``, in their order."""
+    return tuple(label for label in labels if is_keyword(label))

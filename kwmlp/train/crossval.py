@@ -45,10 +45,9 @@ def fold_evaluation(run_dir: PathLike) -> Evaluation:
 def summarize(evaluations: Sequence[Evaluation]) -> Dict[str, object]:
     """Per-fold top-1 (35 words, command words), their mean and standard
     deviation, and the figures pooled over every fold's clips."""
-    pooled = Evaluation("pooled", 0.0, torch.stack([e.confusion for e in evaluations]).sum(0))
-    total = pooled.confusion.sum().item()
-    pooled = Evaluation("pooled", pooled.confusion.diagonal().sum().item() / total,
-                        pooled.confusion)
+    confusion = torch.stack([e.confusion for e in evaluations]).sum(0)
+    pooled = Evaluation("pooled", confusion.diagonal().sum().item() / confusion.sum().item(),
+                        confusion)
     per_fold = [{"fold": e.split, "clips": int(e.confusion.sum()),
                  "accuracy": round(e.accuracy, 4),
                  "command_words_accuracy": round(e.accuracy_on(COMMAND_WORDS), 4)}
