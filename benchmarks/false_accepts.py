@@ -5,7 +5,7 @@ that holds none of the 35 keywords, the way wake-word systems are judged.
     PYTHONPATH=. python benchmarks/false_accepts.py --model runs/x.pt --cache runs/fa
 
 The hour is built here from sources that no kwmlp training recipe may use
-(a rejection recipe must draw its non-keyword audio from others; see
+(``kwmlp.train.negatives`` draws the head's non-keyword audio from others; see
 ``SOURCES``), each rendered or decoded once into ``--cache`` (16 kHz mono
 FLAC) and spotted as one long recording:
 
@@ -14,7 +14,8 @@ FLAC) and spotted as one long recording:
 - ``music_moh``: the five music-on-hold tracks of ``asterisk-moh-opsound-wav``
   (CC-BY-SA 3.0), ~18 min;
 - ``music_midi``: random notes on random General MIDI programs, rendered by
-  fluidsynth with ``timgm6mb-soundfont`` (GPL-2), 5 min;
+  fluidsynth with ``musescore-general-soundfont`` (MIT; ``kwmlp.train.negatives``
+  trains on another soundfont, TimGM6mb), 5 min;
 - ``speech_tts``: ``SENTENCES`` (no keyword, no homophone of one) spoken by the
   synthetic corpus' held-out *test* voices (espeak-ng en-gb-scotland variants,
   flite rms, festival ked);
@@ -23,16 +24,12 @@ FLAC) and spotted as one long recording:
   2 min each.
 
 Needs Debian's espeak-ng, flite, festival (``kwmlp/train/install_tts.sh``), fluidsynth
-and the packages named above: ``apt-get install fluidsynth timgm6mb-soundfont
+and the packages named above: ``apt-get install fluidsynth musescore-general-soundfont
 asterisk-core-sounds-ru-wav asterisk-moh-opsound-wav sound-theme-freedesktop``.
 """
 from __future__ import annotations
 
 import argparse
-import re
-import struct
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
@@ -42,7 +39,7 @@ import torch
 
 import kwmlp
 from kwmlp.keywords import DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD
-from kwmlp.vocabulary import WORDS
+from kwmlp.train.negatives import check_keyword_free, render_midi
 from spotting import _noise_dbfs  # benchmarks/ is on the path of a script run from it
 
 SAMPLE_RATE = 16_000
@@ -50,8 +47,8 @@ GAP_S = 0.3  # between the files of one source
 ASTERISK_RU = Path("/usr/share/asterisk/sounds/ru_RU_f_IvrvoiceRU")
 MOH = Path("/usr/share/asterisk/moh")
 FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")
-SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
-# Sentences without any of the 35 words or a homophone of one (checked by BANNED).
+SOUNDFONT = Path("/usr/share/sounds/sf3/MuseScore_General_Full.sf3")
+# Sentences without any of the 35 words or a homophone of one (check_keyword_free).
 SENTENCES = (
     "The weather was cold and grey all morning.",
     "Please pass the salt and the pepper.",
@@ -99,17 +96,6 @@ SINGLE_WORDS = (
     "lights", "water", "pencil", "yellow", "kitchen", "monday", "hello", "thanks",
     "please", "maybe", "later", "coffee", "paper", "silver", "winter", "summer",
 )
-BANNED = set(WORDS) | {"to", "too", "for", "fore", "won", "know", "write", "rite", "bye",
-                       "buy", "sex", "ate", "tree", "free", "three", "tu", "dough"}
-
-
-def _check_texts() -> None:
-    for text in SENTENCES + SINGLE_WORDS:
-        bad = set(re.findall(r"[a-z]+", text.lower())) & BANNED
-        if bad:
-            raise ValueError(f"{text!r} holds keywords or homophones {sorted(bad)}")
-
-
 def _resampled(paths: Sequence[Path]) -> np.ndarray:
     pieces = []
     for path in paths:
@@ -125,50 +111,12 @@ def _noise(seconds: float, dbfs: float, pink: bool, seed: int) -> np.ndarray:
     return _noise_dbfs(rng, int(seconds * SAMPLE_RATE), dbfs, pink)
 
 
-def _midi_file(rng: np.random.Generator, seconds: float) -> bytes:
-    """A one-track Standard MIDI File: random programs, notes and chords."""
-    ticks_per_beat, events, t = 480, bytearray(), 0.0  # 120 bpm: 960 ticks a second
-
-    def delta(value: int) -> bytes:
-        out = [value & 0x7F]
-        while value > 0x7F:
-            value >>= 7
-            out.insert(0, (value & 0x7F) | 0x80)
-        return bytes(out)
-
-    while t < seconds:
-        channel = int(rng.integers(0, 16))
-        if channel != 9:
-            events += delta(0) + bytes([0xC0 | channel, int(rng.integers(0, 128))])
-        notes = rng.integers(40, 90, size=int(rng.integers(1, 4)))
-        for note in notes:
-            events += delta(0) + bytes([0x90 | channel, int(note), int(rng.integers(50, 120))])
-        length = float(rng.uniform(0.1, 1.2))
-        for k, note in enumerate(notes):
-            events += delta(int(length * 960) if k == 0 else 0) + bytes([0x80 | channel,
-                                                                         int(note), 0])
-        t += length
-    events += delta(0) + b"\xff\x2f\x00"
-    header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, ticks_per_beat)
-    return header + b"MTrk" + struct.pack(">I", len(events)) + bytes(events)
-
-
-def _midi_music(seconds: float, seed: int) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as tmp:
-        midi, wav = Path(tmp) / "x.mid", Path(tmp) / "x.wav"
-        midi.write_bytes(_midi_file(np.random.default_rng(seed), seconds))
-        subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", str(SAMPLE_RATE), "-F", str(wav),
-                        str(SOUNDFONT), str(midi)], check=True, capture_output=True)
-        audio, _ = kwmlp.load_audio(wav)
-    return audio.astype(np.float32)
-
-
 def _tts_speech(seed: int) -> np.ndarray:
     from kwmlp.train.synth.dsp import resample_to_16k
     from kwmlp.train.synth.engines import Renderer
     from kwmlp.train.synth.voices import build_voice_inventory
 
-    _check_texts()
+    check_keyword_free(SENTENCES + SINGLE_WORDS)
     voices = [v for v in build_voice_inventory() if v.split == "test"]
     rng = np.random.default_rng(seed)
     renderer, pieces = Renderer(), []
@@ -189,7 +137,7 @@ def _tts_speech(seed: int) -> np.ndarray:
 SOURCES: Dict[str, Callable[[], np.ndarray]] = {
     "speech_ru": lambda: _resampled(sorted(ASTERISK_RU.rglob("*.wav"))),
     "music_moh": lambda: _resampled(sorted(MOH.glob("*.wav"))),
-    "music_midi": lambda: _midi_music(300.0, seed=0),
+    "music_midi": lambda: render_midi(SOUNDFONT, 300.0, seed=0),
     "speech_tts": lambda: _tts_speech(seed=0),
     "sounds": lambda: _resampled(sorted(FREEDESKTOP.rglob("*.oga"))),
     "silence": lambda: np.zeros(120 * SAMPLE_RATE, np.float32),

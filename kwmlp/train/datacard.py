@@ -10,7 +10,8 @@ two cannot disagree.
      "real"?: {"path", "split_rule", "licences": {source: text},
                "training": {source: {"clips", "speakers", "repeat"}},
                "validation": {source: {"clips", "speakers"}},
-               "background_noise": bool}}
+               "background_noise": bool},
+     "negatives"?: {"path", "repeat", "seed", "sources": {name: {"label", "clips", "licence"}}}}
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Mapping, Optional
 
+from .negatives import SOURCES_NAME
 from .real_speech import ALL_FOLDS, VALIDATION_PERCENT, run_splits
 from .._types import PathLike
 from .speech_commands import SPLITS, list_clips
@@ -83,6 +85,13 @@ def describe_real_data(real_dir: PathLike, repeats: Mapping[str, int],
     }
 
 
+def describe_negatives(negatives_dir: PathLike, repeat: int) -> dict:
+    """The non-keyword audio a run used (``negatives.build_negatives``' summary):
+    clips per source and split, each source's label and licence, the repeat."""
+    summary = json.loads((Path(negatives_dir) / SOURCES_NAME).read_text())
+    return {"path": str(Path(negatives_dir).resolve()), "repeat": repeat, **summary}
+
+
 def _count_voices(by_engine: object) -> int:
     if isinstance(by_engine, Mapping):  # engine -> voice ids, as describe_corpus writes
         return sum(len(ids) for ids in by_engine.values())
@@ -114,4 +123,13 @@ def summarize_training_data(data: object) -> str:
         held = [f"{n['clips']:,} {SOURCE_NAMES.get(s, s)} clips of {n['speakers']} other speakers"
                 for s, n in real.get("validation", {}).items()]
         parts.append("real-voice validation: " + ", ".join(held))
+    negatives = data.get("negatives")
+    if isinstance(negatives, Mapping):
+        counts = {}
+        for entry in negatives.get("sources", {}).values():
+            label = entry.get("label", "?")
+            counts[label] = counts.get(label, 0) + entry.get("clips", {}).get("training", 0)
+        parts.append("no-keyword audio: " + ", ".join(f"{n:,} {label} clips"
+                                                      for label, n in counts.items())
+                     + f" (x{negatives.get('repeat', 1)} per epoch)")
     return "; ".join(parts)

@@ -1,4 +1,4 @@
-"""Top-1 accuracy and the 35 x 35 confusion matrix of a classifier checkpoint on
+"""Top-1 accuracy and the 35-row confusion matrix of a classifier checkpoint on
 one split of a Speech Commands-layout corpus and, with ``--real-data``, on the
 real-voice validation speakers (``real_speech``): the figure that says whether
 the model learned speech or only the synthesisers."""
@@ -21,6 +21,7 @@ from .augment import reverberate
 from .real_speech import list_real_clips, load_real_clips, run_splits
 from .rooms import measured_rirs
 from .speech_commands import INT16_SCALE, SPLITS, WORDS, list_clips, load_clips
+from ..vocabulary import LABELS
 
 EVAL_BATCH = 512  # clips per forward pass; bounds memory only
 # The ten command words of Speech Commands' 12-class task (HEAR's speech_commands).
@@ -29,19 +30,20 @@ COMMAND_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop"
 
 @dataclass(frozen=True)
 class Evaluation:
-    """``confusion[i, j]``: clips of word ``i`` predicted as word ``j``."""
+    """``confusion[i, j]``: clips of word ``i`` predicted as class ``j`` (``LABELS``:
+    the 35 words, then the no-keyword classes when the head has them)."""
 
     split: str
     accuracy: float
-    confusion: torch.Tensor  # (35, 35) int64
+    confusion: torch.Tensor  # (35, n_classes) int64
 
     def most_confused(self, k: int = 10) -> List[Tuple[str, str, int]]:
-        """The ``k`` largest off-diagonal cells as ``(true word, predicted word, count)``."""
+        """The ``k`` largest off-diagonal cells as ``(true word, predicted class, count)``."""
         off_diagonal = self.confusion.clone()
         off_diagonal.fill_diagonal_(0)
         counts, flat = off_diagonal.flatten().topk(k)
-        n = self.confusion.shape[0]
-        return [(WORDS[i // n], WORDS[i % n], c) for i, c in zip(flat.tolist(), counts.tolist())
+        n = self.confusion.shape[1]
+        return [(WORDS[i // n], LABELS[i % n], c) for i, c in zip(flat.tolist(), counts.tolist())
                 if c > 0]
 
     def word_accuracy(self) -> Dict[str, float]:
@@ -51,7 +53,7 @@ class Evaluation:
                 for i, word in enumerate(WORDS) if totals[i] > 0}
 
     def accuracy_on(self, words: Sequence[str]) -> float:
-        """Share of the clips of ``words`` predicted correctly (still a 35-way choice)."""
+        """Share of the clips of ``words`` predicted correctly (a choice among every class)."""
         index = [WORDS.index(word) for word in words]
         rows = self.confusion[index]
         return rows[:, index].diagonal().sum().item() / max(1, rows.sum().item())
@@ -82,10 +84,12 @@ def predict(model: KWMLP, frontend: MFCC, audio: torch.Tensor,
 
 
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor,
-                     n_classes: int = len(WORDS)) -> torch.Tensor:
-    """``(n_classes, n_classes)`` counts, rows = true label, columns = prediction."""
-    flat = labels * n_classes + predictions
-    return torch.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+                     n_classes: int = len(WORDS), n_predicted: int = 0) -> torch.Tensor:
+    """``(n_classes, n_predicted or n_classes)`` counts, rows = true label, columns =
+    prediction (a head may predict classes no clip has: the no-keyword ones)."""
+    n_predicted = n_predicted or n_classes
+    flat = labels * n_predicted + predictions
+    return torch.bincount(flat, minlength=n_classes * n_predicted).reshape(n_classes, n_predicted)
 
 
 def evaluate_model(model: KWMLP, audio: torch.Tensor, labels: torch.Tensor,
@@ -93,7 +97,8 @@ def evaluate_model(model: KWMLP, audio: torch.Tensor, labels: torch.Tensor,
     """Evaluate on clips already in RAM (see ``speech_commands.load_clips``)."""
     predictions = predict(model, MFCC(backend="fft"), audio)
     accuracy = (predictions == labels).float().mean().item()
-    return Evaluation(split, accuracy, confusion_matrix(labels, predictions))
+    return Evaluation(split, accuracy,
+                      confusion_matrix(labels, predictions, len(WORDS), model.head.out_features))
 
 
 def evaluate_checkpoint(checkpoint: PathLike, data_dir: PathLike,
@@ -139,12 +144,13 @@ def write_evaluation(evaluation: Evaluation, out_prefix: PathLike) -> Tuple[Path
         "accuracy": evaluation.accuracy,
         "n_clips": int(evaluation.confusion.sum()),
         "words": list(WORDS),
+        "predicted_classes": list(LABELS[:evaluation.confusion.shape[1]]),
         "confusion": evaluation.confusion.tolist(),
         "most_confused": evaluation.most_confused(),
     }, indent=1))
     with csv_path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["true\\predicted", *WORDS])
+        writer.writerow(["true\\predicted", *LABELS[:evaluation.confusion.shape[1]]])
         for word, row in zip(WORDS, evaluation.confusion.tolist()):
             writer.writerow([word, *row])
     return json_path, csv_path

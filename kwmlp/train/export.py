@@ -14,12 +14,13 @@ import torch
 
 from .. import __version__
 from ..checkpoints import load_checkpoint, save_checkpoint
-from .datacard import describe_corpus, describe_real_data, summarize_training_data
+from .datacard import (describe_corpus, describe_negatives, describe_real_data,
+                       summarize_training_data)
 from .evaluate import Evaluation, evaluate_model, evaluate_real
 from .._types import PathLike
 from ..encoder import KWMLP
 from .speech_commands import WORDS, list_clips, load_clips
-from .train import BEST_NAME, EMA_PREFIX, LAST_NAME, read_log
+from .train import BEST_NAME, EMA_PREFIX, LAST_NAME, TrainConfig, read_log
 
 LICENCE = "MIT"
 SELECTIONS = {  # --weights: how the exported epoch was chosen
@@ -87,7 +88,8 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
     metadata = {
         "description": "KW-MLP trained on a 35-word Speech Commands-layout corpus; the "
                        "encoder is the embedding model, the head the keyword classifier",
-        "keywords": list(WORDS),  # the head's classes in logit order (kwmlp.keywords)
+        "labels": list(TrainConfig.from_json(run).labels),  # the head's classes, logit order
+        "keywords": list(WORDS),
         "training_data": training_data,
         "recipe": run,
         "earlier_stages": stages,
@@ -112,6 +114,9 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
         if "speech_commands" in real:  # none when the run trained on every fold
             metadata["real_voice_accuracy"] = real["speech_commands"]["accuracy"]
         metadata["real_voice"] = real
+    if run.get("negatives"):
+        training_data["negatives"] = describe_negatives(run["negatives"],
+                                                        run.get("negatives_repeat", 1))
     metadata["trained_on"] = summarize_training_data(training_data)
     save_checkpoint(out, model, metadata)
     return evaluation

@@ -136,7 +136,8 @@ def list_real_clips(real_dir: PathLike) -> Dict[str, Dict[str, Tuple[ClipList, T
             split = split_of_speaker(row["speaker"], source)
             found[source][split].append((real_dir / row["relpath"], WORDS.index(word),
                                          row["speaker"]))
-    return {source: {split: (ClipList(tuple(p for p, _, _ in items), tuple(l for _, l, _ in items)),
+    return {source: {split: (ClipList(tuple(p for p, _, _ in items),
+                                      tuple(label for _, label, _ in items)),
                              tuple(s for _, _, s in items))
                      for split, items in ((k, sorted(v)) for k, v in splits.items())}
             for source, splits in found.items()}

@@ -71,7 +71,7 @@ def list_clips(data_dir: PathLike) -> Dict[str, ClipList]:
             relative = f"{word}/{path.name}"
             split = next((s for s, names in held_out.items() if relative in names), "training")
             found[split].append((path, label))
-    return {split: ClipList(tuple(p for p, _ in items), tuple(l for _, l in items))
+    return {split: ClipList(tuple(p for p, _ in items), tuple(label for _, label in items))
             for split, items in found.items()}
 
 

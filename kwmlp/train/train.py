@@ -6,8 +6,10 @@ stochastic depth (the model's ``block_survival``), Table 5 masks on the MFCC,
 codec / speed / reverberation / shift / noise / gain on the waveform, warping and
 colouration on the spectrum (``augment``). Optionally: real recordings
 (``--real-data``, see ``real_speech``) repeated into every epoch, their real
-background noise added to the corpus', and a checkpoint to start from
-(``--init``, fine-tuning). A run directory holds::
+background noise added to the corpus', non-keyword audio (``--negatives``, see
+``negatives``) that gives the head the no-keyword classes of ``vocabulary.LABELS``,
+and a checkpoint to start from (``--init``, fine-tuning; a 35-word head gains the
+no-keyword rows). A run directory holds::
 
     config.json   the run's TrainConfig (a rerun must match it)
     log.jsonl     one line per epoch
@@ -53,9 +55,11 @@ from ..errors import KwmlpError
 from ..frontend import MFCC
 from .augment import AugmentConfig, augment_waveform, augmented_mfcc, codec_copies
 from .evaluate import predict
+from .negatives import load_negatives
 from .real_speech import load_real_clips, load_real_noise, run_splits
 from .rooms import rir_bank
 from .speech_commands import INT16_SCALE, list_clips, load_background_noise, load_clips
+from ..vocabulary import LABELS, WORDS
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +97,13 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: also validate (and select from) a moving average of weights
     cv_folds: int = 0  # > 0: real Speech Commands speakers in folds (real_speech.cv_split)
     cv_fold: int = 0  # the fold validated on; real_speech.ALL_FOLDS trains on every fold
+    negatives: str = ""  # negatives.build_negatives folder; "" = a 35-word head only
+    negatives_repeat: int = 1  # copies of its training clips per epoch
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        """The head's classes, in logit order."""
+        return LABELS if self.negatives else WORDS
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -183,7 +194,8 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
     voices) and, with ``real_data``, ``real_val_acc`` (real Speech Commands speakers
     never trained on, the selection figure: the fixed validation half, or with
     ``cv_folds`` the speakers of fold ``cv_fold``, none with ``ALL_FOLDS``) and
-    ``fsdd_val_acc``. Noise: the corpus'
+    ``fsdd_val_acc``; with ``negatives``, ``negatives_val_acc`` (its held-out items,
+    right when the head names their no-keyword class). Noise: the corpus'
     ``_background_noise_`` plus, with ``real_noise``, the real recordings. Audio is
     int16 ``(n, CHUNK_SAMPLES)``."""
     clips = list_clips(config.data)
@@ -204,7 +216,26 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
         validation["fsdd_val_acc"] = load_real_clips(real["fsdd"]["validation"][0])
         if config.real_noise:
             noise = noise + load_real_noise(config.real_data)
+    if config.negatives:
+        negatives = load_negatives(config.negatives)
+        audio, labels = negatives["training"]
+        train_audio.append(audio.repeat(config.negatives_repeat, 1))
+        train_labels.append(labels.repeat(config.negatives_repeat))
+        validation["negatives_val_acc"] = negatives["validation"]
     return torch.cat(train_audio), torch.cat(train_labels), validation, noise
+
+
+def init_from(model: KWMLP, checkpoint: PathLike) -> None:
+    """Load ``checkpoint``'s weights into ``model``. A head with fewer classes (a
+    35-word head into one with the no-keyword classes too) fills the first rows;
+    the new rows keep their initialisation."""
+    state = load_checkpoint(checkpoint)[0].state_dict()
+    own = model.state_dict()
+    for name in ("head.weight", "head.bias"):
+        if name in state and len(state[name]) < len(own[name]):
+            own[name][:len(state[name])] = state[name]
+            state[name] = own[name]
+    model.load_state_dict(state)
 
 
 def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch.Tensor,
@@ -274,9 +305,9 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
                 len(rirs) if rirs is not None else 0)
 
     model = KWMLP(dim=config.dim, dim_ff=config.dim_ff, depth=config.depth,
-                  block_survival=config.block_survival)
+                  n_classes=len(config.labels), block_survival=config.block_survival)
     if config.init:
-        model.load_state_dict(load_checkpoint(config.init)[0].state_dict())
+        init_from(model, config.init)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay > 0 else None
     frontend = MFCC(backend="fft")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
@@ -354,8 +385,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
     parser.add_argument("--real-data", default="",
                         help="real-speech folder with MANIFEST.tsv (real clips, real noise, "
                              "real-voice validation)")
+    parser.add_argument("--negatives", default="",
+                        help="non-keyword audio (python -m kwmlp.train.negatives): the head "
+                             "learns the no-keyword classes")
     for name in ("epochs", "warmup_epochs", "batch_size", "seed", "dim", "dim_ff", "depth",
-                 "real_repeat", "fsdd_repeat", "rir_rooms", "cv_folds", "cv_fold"):
+                 "real_repeat", "fsdd_repeat", "rir_rooms", "cv_folds", "cv_fold",
+                 "negatives_repeat"):
         parser.add_argument("--" + name.replace("_", "-"), type=int,
                             default=getattr(defaults, name))
     for name in ("lr", "weight_decay", "label_smoothing", "block_survival", "ema_decay"):
@@ -370,7 +405,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
     args = vars(parser.parse_args(argv))
     out, threads = Path(args.pop("out")), args.pop("threads")
     augment = AugmentConfig(**{name: args.pop(name) for name in AUGMENT_PROBS})
-    for name in ("data", "real_data", "init"):
+    for name in ("data", "real_data", "init", "negatives"):
         if args[name]:
             args[name] = str(Path(args[name]).resolve())
     return TrainConfig(**args, augment=augment), out, threads

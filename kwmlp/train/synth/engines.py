@@ -56,9 +56,10 @@ class FestivalSession:
     """One long-lived ``festival --pipe`` process.
 
     ``text2wave`` reloads festival on every call, which costs far more than rendering
-    a word (``benchmarks/README.md``); one process per worker is reused. Every call re-selects the voice and sets every parameter it
-    varies, so no setting leaks from one clip to the next (output depends only on the
-    arguments, which keeps the corpus independent of scheduling order).
+    a word (``benchmarks/README.md``); one process per worker is reused. Every call
+    re-selects the voice and sets every parameter it varies, so no setting leaks from
+    one clip to the next (output depends only on the arguments, which keeps the corpus
+    independent of scheduling order).
     """
 
     def __init__(self) -> None:

@@ -131,7 +131,8 @@ def build_voice_inventory(engines: Sequence[str] = ENGINES) -> List[Voice]:
                 params={"voice": name, "f0_mean_hz": f0_mean, "f0_std_hz": f0_std}))
     ids = [v.voice_id for v in voices]
     if len(set(ids)) != len(ids):  # two variants that differ only in case or punctuation
-        raise KwmlpError("voice ids collide after sanitising; rename a variant in kwmlp/train/synth/voices.py")
+        raise KwmlpError("voice ids collide after sanitising; rename a variant in "
+                         "kwmlp/train/synth/voices.py")
     return voices
 
 
