@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import signal
 import sys
 import warnings
@@ -36,6 +37,7 @@ from .streaming import Stream
 from .pooling import METHODS as POOLING_METHODS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CLOSED_PIPE = 128 + signal.SIGPIPE  # as a shell reports a tool ended by SIGPIPE: 141
 
 EMBED_EXAMPLES = """\
 examples:
@@ -350,9 +352,56 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _stdout_closed() -> bool:
+    """Whether standard output's reader has gone (``kwmlp spot x.wav | head -1``),
+    so a broken pipe elsewhere (a worker's) is told apart from ours: the write end
+    of a pipe (or socket) nobody reads polls as an error or hang-up."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a file
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)):
+        return False
+    # Point fd 1 at /dev/null: the interpreter's last flush would fail once more.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return True
+
+
 def _formatwarning(message: Warning, category: type, filename: str, lineno: int,
                    line: Optional[str] = None) -> str:
     return f"warning: {message}"
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Carry out the parsed command; returns its exit status."""
+    if args.command == "embed" and uses_corpus_pipeline(args):
+        try:
+            with logging_redirect_tqdm():
+                return _embed_corpus(args)
+        except BrokenPipeError:  # stdout's reader left: main's policy, not a bad option
+            raise
+        except (OSError, ValueError) as err:  # missing/bad checkpoint or option
+            logging.error("error: %s", err)
+            return EXIT_FAILED
+    if args.command == "export":  # say so before the model is loaded
+        require_onnx()
+        check_output_path(args.output)
+    try:
+        model = _load(args)
+    except (KwmlpError, OSError, ValueError) as err:  # missing/bad checkpoint or option
+        logging.error("error: %s", err)
+        return EXIT_FAILED
+    if args.command == "info":
+        return _info(model)
+    if args.command == "spot":
+        head_words(model)  # a checkpoint without a keyword head fails before any input
+        return _spot(args, model)
+    if args.command == "export":
+        return _export(args, model)
+    with logging_redirect_tqdm():
+        return _embed(args, model)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -371,33 +420,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.error("error: --device cuda, but torch sees no CUDA device")
         return EXIT_FAILED
     try:
-        if args.command == "embed" and uses_corpus_pipeline(args):
-            try:
-                with logging_redirect_tqdm():
-                    return _embed_corpus(args)
-            except (OSError, ValueError) as err:  # missing/bad checkpoint or option
-                logging.error("error: %s", err)
-                return EXIT_FAILED
-        if args.command == "export":  # say so before the model is loaded
-            require_onnx()
-            check_output_path(args.output)
-        try:
-            model = _load(args)
-        except (KwmlpError, OSError, ValueError) as err:  # missing/bad checkpoint or option
-            logging.error("error: %s", err)
-            return EXIT_FAILED
-        if args.command == "info":
-            return _info(model)
-        if args.command == "spot":
-            head_words(model)  # a checkpoint without a keyword head fails before any input
-            return _spot(args, model)
-        if args.command == "export":
-            return _export(args, model)
-        with logging_redirect_tqdm():
-            return _embed(args, model)
+        status = _run(args)
+        sys.stdout.flush()  # here, so a reader that left is seen before exit
+        return status
     except KwmlpError as err:  # a run that cannot start, e.g. -o names a file
         logging.error("error: %s", err)
         return EXIT_FAILED
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return EXIT_CLOSED_PIPE  # quietly, as Unix tools do when their reader stops
     except KeyboardInterrupt:
         if args.command == "embed":
             logging.error("interrupted; outputs written so far are complete, and rerunning "

@@ -295,3 +295,40 @@ def test_spot_warns_once_about_a_loud_file(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("exceeds 1.0") == 1, result.stderr
     assert "loud.wav" in result.stderr  # the warning that names the file is the one kept
+
+
+def test_a_reader_that_leaves_ends_spot_quietly(tmp_path):
+    """``kwmlp spot - | head -1``: once stdout's reader is gone, exit 141 (what a shell
+    reports for a tool ended by SIGPIPE) with nothing on stderr, as Unix tools do."""
+    noise = (np.random.default_rng(0).uniform(-0.3, 0.3, 16000 * 30) * 32767).astype("<i2")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kwmlp", "spot", "-", "--threshold", "0.01",
+         "--refractory-ms", "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    process.stdin.write(noise[:16000 * 5].tobytes())
+    process.stdin.flush()
+    assert process.stdout.readline().startswith(b"-\t")  # a detection: the stream runs
+    process.stdout.close()  # the reader leaves; later detections meet a closed pipe
+    try:
+        process.stdin.write(noise[16000 * 5:].tobytes())
+        process.stdin.close()
+    except BrokenPipeError:  # it may already have gone
+        pass
+    assert process.wait(timeout=300) == 141
+    assert process.stderr.read() == b""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_not_swallowed(monkeypatch):
+    from kwmlp import cli
+
+    read_end, write_end = os.pipe()  # a reader is there: stdout is not the broken pipe
+    try:
+        monkeypatch.setattr(sys, "stdout", os.fdopen(write_end, "w", closefd=False))
+        assert not cli._stdout_closed()
+        os.close(read_end)
+        read_end = None
+        assert cli._stdout_closed()
+    finally:
+        if read_end is not None:
+            os.close(read_end)
+        os.close(write_end)
