@@ -61,6 +61,16 @@ class StreamOutput:
     detections: List[Detection] = field(default_factory=list)
 
 
+def _joined(outputs: List[StreamOutput]) -> StreamOutput:
+    """One ``StreamOutput`` of consecutive ones, in order."""
+    if len(outputs) == 1:
+        return outputs[0]
+    tensors = {name: torch.cat([getattr(o, name) for o in outputs])
+               for name in ("embedding", "timestamps", "probabilities", "window_start_ms",
+                            "no_keyword")}
+    return StreamOutput(**tensors, detections=[d for o in outputs for d in o.detections])
+
+
 def _tensor_from_numpy(samples: np.ndarray) -> torch.Tensor:
     """``torch.from_numpy``, also for what it refuses: a byte-swapped
     (big-endian) or negative-stride array is copied to native order first, a
@@ -113,9 +123,11 @@ class Stream:
         if self._flushed:
             raise KwmlpError("the stream was flushed; call reset() to start a new one")
         samples = self._check(samples)
-        self._buffer = torch.cat([self._buffer, samples])
-        self._received += len(samples)
-        return self._emit(final=False)
+        # A long push is taken a batch of windows at a time, so its memory is bounded by
+        # the model's chunk_batch_size, not by its length; the outputs are the same.
+        piece = self.hop * self.model.chunk_batch_size
+        return _joined([self._append(samples[i:i + piece])
+                        for i in range(0, max(1, len(samples)), piece)])
 
     def flush(self) -> StreamOutput:
         """End the stream: the rest, as the offline API computes the end."""
@@ -125,6 +137,11 @@ class Stream:
         return self._emit(final=True)
 
     # internals
+
+    def _append(self, samples: torch.Tensor) -> StreamOutput:
+        self._buffer = torch.cat([self._buffer, samples])
+        self._received += len(samples)
+        return self._emit(final=False)
 
     def _check(self, samples) -> torch.Tensor:
         if isinstance(samples, np.ndarray):

@@ -117,6 +117,30 @@ def test_memory_stays_bounded(model):
     assert len(stream._buffer) <= 16_000 + 8_000  # one window and one hop, not 10 s
 
 
+def test_a_long_push_is_computed_a_batch_at_a_time(audio, monkeypatch):
+    """One push of 2.37 s at 10 ms hops is 138 windows and 3 chunks: no more than
+    chunk_batch_size of them are ever stacked at once (memory bounded by the batch,
+    not by the push), and the outputs are still the offline ones."""
+    small = kwmlp.load_model(device="cpu", chunk_batch_size=8)
+    stacked = []
+    real_run = kwmlp.Stream._run
+
+    def spy(self, stage, chunks):
+        stacked.append(len(chunks))
+        return real_run(self, stage, chunks)
+
+    monkeypatch.setattr(kwmlp.Stream, "_run", spy)
+    stream = kwmlp.Stream(small, hop_ms=10)
+    outputs = [stream.push(audio), stream.flush()]
+    assert stacked and max(stacked) <= 8
+    recognition = kwmlp.recognize(audio[None], small, hop_ms=10)
+    probabilities = _cat(outputs, "probabilities")
+    assert probabilities.shape == recognition.probabilities[0].shape
+    torch.testing.assert_close(probabilities, recognition.probabilities[0], atol=1e-5, rtol=0)
+    embedding, _ = kwmlp.get_timestamp_embeddings(audio[None], small)
+    torch.testing.assert_close(_cat(outputs, "embedding"), embedding[0], atol=1e-5, rtol=0)
+
+
 def test_layer_option_and_bad_input(model, audio):
     layered = kwmlp.load_model(device="cpu", layer=4)
     out = kwmlp.Stream(layered, keywords=False).push(audio[:15_920])
@@ -142,6 +166,14 @@ def test_stream_benchmark_runs(tmp_path):
     assert figures["hops"] == 30 and len(figures["push_ms_all"]) == 30
     assert 0 < figures["push_ms_p50"] <= figures["push_ms_p99"]
     assert "p50" in result.stdout and "latency" in result.stdout
+    result = subprocess.run([sys.executable, str(BENCH_DIR / "stream.py"), "--memory",
+                             "--seconds", "3", "--hop-ms", "100", "--json", str(out_json)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(BENCH_DIR.parent)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(out_json.read_text())
+    assert set(figures["peak_rss_growth_mb"]) == {"push", "recognize"}
+    assert "peak RSS growth" in result.stdout
 
 
 def test_push_takes_numpy_arrays_of_any_layout_and_refuses_meta(model, audio):
