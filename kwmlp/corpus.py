@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -84,6 +85,21 @@ def _decode_items(items: Sequence[Tuple[int, Path]], resampler: str
     return _decode_batch([path for _, path in items], resampler)
 
 
+PARENT_CHECK_S = 0.5  # how often a worker checks that the process that started it lives
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """In a worker: exit as soon as ``parent_pid`` is no longer our parent (it was
+    killed, even by SIGKILL, and we were handed to init), instead of living on as
+    an orphan holding its memory."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="kwmlp-parent-watch", daemon=True).start()
+
+
 def _local_parallel(paths: Sequence[Path], model: KWMLPEmbedder, kind: str,
                     batch_seconds: float, resampler: str, workers: int) -> Iterator[Result]:
     """``files._embed_indexed`` with decoding and resampling in ``workers``
@@ -93,7 +109,8 @@ def _local_parallel(paths: Sequence[Path], model: KWMLPEmbedder, kind: str,
     yield from failures
     work = ([(i, paths[i]) for i in batch] for batch in batches(durations_s, batch_seconds))
     # spawn: a forked copy of a process running torch's thread pools can hang.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                             initializer=_watch_parent, initargs=(os.getpid(),)) as pool:
         decode = functools.partial(_decode_items, resampler=resampler)
         try:
             for items, decoded in prefetched(pool, work, decode,

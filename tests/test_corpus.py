@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -414,3 +415,58 @@ def test_ray_that_cannot_start_is_a_clear_error(data, published_checkpoint, tmp_
                                          r"current node timed out"):
         kwmlp.embed_corpus([data / "a.wav"], tmp_path / "out", engine="ray",
                            model_file_path=str(published_checkpoint), device="cpu")
+
+
+def _children(pid):
+    """PIDs whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_die_with_a_sigkilled_parent(data, published_checkpoint, tmp_path):
+    """``kill -9`` of ``kwmlp embed --workers 2`` leaves no orphaned worker or
+    resource tracker behind (each worker watches its parent)."""
+    command = ["embed", str(data), "-r", "-o", str(tmp_path / "out"), "--format", "parquet",
+               "--part-seconds", "1", "--model", str(published_checkpoint), "--workers", "2",
+               "--threads", "1"]
+    process = subprocess.Popen([sys.executable, "-c", STALL_SECOND_WRITE, *command],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        line = ""
+        while "STALLED" not in line and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                pytest.fail(f"the run ended before stalling: {process.stderr.read()}")
+        helpers = _children(process.pid)
+        assert len(helpers) >= 2  # two workers (and the resource tracker)
+        process.kill()  # the parent only: its helpers get no signal
+        process.wait(timeout=60)
+        deadline = time.monotonic() + 20
+        while any(map(_alive, helpers)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in helpers if _alive(pid)], "helpers outlived their parent"
+    finally:
+        try:  # whatever is left of the run's process group
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.stdout.close()
+        process.stderr.close()
