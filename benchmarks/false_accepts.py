@@ -83,7 +83,7 @@ SENTENCES = (
     "The phone rang while she was cooking.",
     "He carried the heavy boxes inside.",
     "The soup was warm and full of flavour.",
-    "Birds sang in the early light.",
+    "Sparrows sang in the early light.",  # was "Birds ...", which holds the keyword
     "The shop sells candles and soap.",
     "Every spring the flowers return.",
     "Pilots checked the weather report.",
@@ -116,7 +116,8 @@ def _tts_speech(seed: int) -> np.ndarray:
     from kwmlp.train.synth.engines import Renderer
     from kwmlp.train.synth.voices import build_voice_inventory
 
-    check_keyword_free(SENTENCES + SINGLE_WORDS)
+    # Words merely spelt with a keyword inside ("phone", "coffee") are fair here.
+    check_keyword_free(SENTENCES + SINGLE_WORDS, inside_words=False)
     voices = [v for v in build_voice_inventory() if v.split == "test"]
     rng = np.random.default_rng(seed)
     renderer, pieces = Renderer(), []

@@ -20,9 +20,12 @@ A bad file becomes a failure in every engine and the rest carry on.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -173,6 +176,55 @@ class _RayEmbedder:
                 "warnings": batch["warnings"], "duration_s": durations_s, **out}
 
 
+# Ray's own loggers: the driver's Python ones (ray.init's, Ray Data's), and the C++
+# core worker's, which reads this variable when ray.init starts it.
+RAY_LOGGERS = ("ray", "ray.data")
+RAY_BACKEND_LOG_LEVEL = "RAY_BACKEND_LOG_LEVEL"
+
+
+@contextlib.contextmanager
+def _ray_logs(verbose: bool) -> Iterator[None]:
+    """Keep Ray's log lines (token-auth notices, executor INFO, core-worker
+    warnings) off the user's terminal unless ``verbose`` (``kwmlp -v``: the
+    ``kwmlp`` logger at DEBUG); Ray's own log files still get them."""
+    if verbose:
+        yield
+        return
+    importlib.import_module("ray.data")  # it sets its loggers' levels when imported
+    levels = {name: logging.getLogger(name).level for name in RAY_LOGGERS}
+    backend = os.environ.get(RAY_BACKEND_LOG_LEVEL)
+    os.environ.setdefault(RAY_BACKEND_LOG_LEVEL, "fatal")  # a user's own choice stands
+    for name in RAY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        if backend is None:
+            os.environ.pop(RAY_BACKEND_LOG_LEVEL, None)
+
+
+@contextlib.contextmanager
+def _stderr_muted(muted: bool) -> Iterator[None]:
+    """File descriptor 2 to /dev/null while ``muted``: what ray.init's C++ side
+    prints on start (even the notice that it was told to be quiet). An init that
+    fails still raises, and kwmlp reports it."""
+    if not muted:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _ray_results(paths: Sequence[Path], model_file_path: str, options: Dict[str, object],
                  kind: str, batch_seconds: float, resampler: str, workers: Optional[int],
                  address: Optional[str]) -> Iterator[Result]:
@@ -184,10 +236,22 @@ def _ray_results(paths: Sequence[Path], model_file_path: str, options: Dict[str,
     yield from failures
     if not durations_s:
         return
+    verbose = logger.isEnabledFor(logging.DEBUG)
+    with _ray_logs(verbose):
+        yield from _ray_pipeline(ray, paths, durations_s, model_file_path, options, kind,
+                                 batch_seconds, resampler, workers, address, verbose)
+
+
+def _ray_pipeline(ray, paths: Sequence[Path], durations_s: Dict[int, float],
+                  model_file_path: str, options: Dict[str, object], kind: str,
+                  batch_seconds: float, resampler: str, workers: Optional[int],
+                  address: Optional[str], verbose: bool) -> Iterator[Result]:
     started = not ray.is_initialized()
     if started:
         try:
-            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+            with _stderr_muted(not verbose):
+                ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+                         logging_level=logging.INFO if verbose else logging.ERROR)
         except Exception as err:  # Ray raises plain Exception/ConnectionError for these
             where = address or os.environ.get("RAY_ADDRESS") or "a local Ray instance"
             raise KwmlpError(f"cannot start or reach {where} ({err}); the files done so far "

@@ -78,7 +78,7 @@ LICENCES = {
 # Words that sound like a keyword, refused in any non-keyword text (with WORDS).
 HOMOPHONES = frozenset({
     "to", "too", "for", "fore", "won", "know", "write", "rite", "wright", "sex", "ate", "free",
-    "tu", "dough", "doe", "bedd", "knot", "of", "upon", "onto", "into", "nein", "sicks",
+    "tu", "dough", "doe", "bedd", "knot", "upon", "onto", "into", "nein", "sicks",
 })
 TEXT_SENTENCES = (  # the training side; false_accepts.py speaks its own
     "A quiet morning began with grey skies.",
@@ -154,13 +154,16 @@ NON_KEYWORDS = (  # ordinary words, none a keyword or a homophone of one, none o
 LONG_WORDS = frozenset(w for w in WORDS if len(w) >= 3)  # short ones hide in many words
 
 
-def check_keyword_free(texts: Sequence[str]) -> None:
-    """Raise ``ValueError`` when a text holds a keyword, a homophone of one, or a
-    keyword of three letters or more inside a longer word ("downtown")."""
+def check_keyword_free(texts: Sequence[str], inside_words: bool = True) -> None:
+    """Raise ``ValueError`` when a text holds a keyword, its plural, a homophone of one, or
+    (``inside_words``) a keyword of three letters or more inside a longer word
+    ("downtown", "birds"; spelling, so also "phone")."""
     for text in texts:
         tokens = set(re.findall(r"[a-z]+", text.lower()))
         bad = tokens & (set(WORDS) | HOMOPHONES)
-        bad |= {t for t in tokens for w in LONG_WORDS if w in t}
+        bad |= {t for t in tokens if t[-1:] == "s" and t[:-1] in WORDS}  # plurals
+        if inside_words:
+            bad |= {t for t in tokens for w in LONG_WORDS if w in t}
         if bad:
             raise ValueError(f"{text!r} holds keywords or homophones {sorted(bad)}")
 
