@@ -266,33 +266,30 @@ def _voices() -> List[Voice]:
     return [v for v in build_voice_inventory() if v.split == "train"]
 
 
-def _sentences(seed: int) -> Iterator[Item]:
-    check_keyword_free(TEXT_SENTENCES)
+def _spoken(texts: Sequence[str], kind: str, seed: int,
+            clips_of: Callable[[np.ndarray, np.random.Generator], List[np.ndarray]]
+            ) -> Iterator[Item]:
+    """Each text by ``VOICE_TAKES`` training voices, cut into clips by ``clips_of``.
+    A text is the one name of its clips: all its voices land on one side of the split."""
+    check_keyword_free(texts)
     voices, renderer = _voices(), Renderer()
     try:
-        for text in TEXT_SENTENCES:
-            rng = clip_rng(seed, "sentence", text)
+        for text in texts:
+            rng = clip_rng(seed, kind, text)
             for voice in rng.choice(len(voices), VOICE_TAKES, replace=False):
-                speech = _at_peak(speak(renderer, text, voices[voice], rng), rng)
-                # A sentence is the one name of its clips: all its voices on one side.
-                yield text, windows(speech, SAMPLE_RATE // 2)
+                yield text, clips_of(speak(renderer, text, voices[voice], rng), rng)
     finally:
         renderer.close()
 
 
-def _words(seed: int) -> Iterator[Item]:
-    check_keyword_free(NON_KEYWORDS)
-    voices, renderer = _voices(), Renderer()
-    try:
-        for word in NON_KEYWORDS:
-            rng = clip_rng(seed, "word", word)
-            for voice in rng.choice(len(voices), VOICE_TAKES, replace=False):
-                speech = speak(renderer, word, voices[voice], rng)[:CHUNK_SAMPLES]
-                window, _ = place_in_window(speech, peak_dbfs=float(rng.uniform(-30, -1)),
-                                            position=float(rng.uniform()))
-                yield word, [window.astype(np.float64) / INT16_SCALE]
-    finally:
-        renderer.close()
+def _sentence_windows(speech: np.ndarray, rng: np.random.Generator) -> List[np.ndarray]:
+    return windows(_at_peak(speech, rng), SAMPLE_RATE // 2)
+
+
+def _word_window(speech: np.ndarray, rng: np.random.Generator) -> List[np.ndarray]:
+    window, _ = place_in_window(speech[:CHUNK_SAMPLES], peak_dbfs=float(rng.uniform(-30, -1)),
+                                position=float(rng.uniform()))
+    return [window.astype(np.float64) / INT16_SCALE]
 
 
 def _music(seed: int) -> Iterator[Item]:
@@ -329,8 +326,9 @@ def _sources(seed: int, real_dir: PathLike) -> Dict[str, Tuple[str, Callable[[],
     effects = sorted(p for p in EFFECTS.rglob("*") if p.suffix in (".wav", ".ogg"))
     return {
         "fr_prompts": (UNKNOWN, lambda: _files(fr, seed)),
-        "tts_sentence": (UNKNOWN, lambda: _sentences(seed)),
-        "tts_word": (UNKNOWN, lambda: _words(seed)),
+        "tts_sentence": (UNKNOWN, lambda: _spoken(TEXT_SENTENCES, "sentence", seed,
+                                                  _sentence_windows)),
+        "tts_word": (UNKNOWN, lambda: _spoken(NON_KEYWORDS, "word", seed, _word_window)),
         "music_midi": (UNKNOWN, lambda: _music(seed)),
         "effects": (UNKNOWN, lambda: _files(effects, seed)),
         "noise": (SILENCE, lambda: _silence(seed, real_dir)),
