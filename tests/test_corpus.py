@@ -1,6 +1,7 @@
 """embed_corpus: every engine and format against the HEAR API on the same
 audio, the same failure report as save_embeddings, Parquet round trip,
 resume by manifest (incl. after SIGKILL mid-write), refusing to mix options."""
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import torch
 import kwmlp
 from kwmlp import corpus, extras
 from kwmlp.errors import KwmlpError
-from kwmlp.manifest import MANIFEST_DIR, Manifest, read_records
+from kwmlp.manifest import Manifest, read_records
 
 GOOD = ["a.wav", "b.flac", "c.ogg", "sub/d.wav", "sub/e.flac", "f.wav"]
 BAD = {"bad.wav": "cannot read audio", "tiny.wav": "too short to embed"}
@@ -312,18 +313,11 @@ STALL_SECOND_WRITE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("engine, workers", [("local", 1), ("local", 2), ("ray", 2)])
-def test_sigkill_mid_write_leaves_nothing_partial_counted(data, published_checkpoint,
-                                                          references, tmp_path, engine,
-                                                          workers):
-    if engine == "ray":
-        pytest.importorskip("ray")
-    out = tmp_path / "out"
-    command = ["embed", str(data), "-r", "-o", str(out), "--format", "parquet",
-               "--part-seconds", "1", "--model", str(published_checkpoint), "--engine",
-               engine, "--workers", str(workers), "--threads", "1"]
-    # Its own session, so the killed run's helpers (workers, Ray) can be ended with it.
-    process = subprocess.Popen([sys.executable, "-c", STALL_SECOND_WRITE, *command],
+@contextlib.contextmanager
+def stalled_run(command, env=None):
+    """``kwmlp <command>`` under ``STALL_SECOND_WRITE``, in its own session, yielded
+    once it is stuck in its second part; its whole process group is killed after."""
+    process = subprocess.Popen([sys.executable, "-c", STALL_SECOND_WRITE, *command], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
@@ -334,13 +328,30 @@ def test_sigkill_mid_write_leaves_nothing_partial_counted(data, published_checkp
             if not line and process.poll() is not None:
                 pytest.fail(f"the run ended before stalling: {process.stderr.read()}")
         assert "STALLED" in line
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
+        yield process
     finally:
-        if process.poll() is None:
+        try:
             os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the group is gone already
+            pass
         process.stdout.close()
         process.stderr.close()
+
+
+@pytest.mark.parametrize("engine, workers", [("local", 1), ("local", 2), ("ray", 2)])
+def test_sigkill_mid_write_leaves_nothing_partial_counted(data, published_checkpoint,
+                                                          references, tmp_path, engine,
+                                                          workers):
+    if engine == "ray":
+        pytest.importorskip("ray")
+    out = tmp_path / "out"
+    command = ["embed", str(data), "-r", "-o", str(out), "--format", "parquet",
+               "--part-seconds", "1", "--model", str(published_checkpoint), "--engine",
+               engine, "--workers", str(workers), "--threads", "1"]
+    # Its own session, so the killed run's helpers (workers, Ray) are ended with it.
+    with stalled_run(command) as process:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
     recorded = read_records(out)
     parts = {entry["outputs"][0] for entry in recorded.values()}
     assert len(parts) == 1 and 0 < len(recorded) < len(GOOD)
@@ -375,8 +386,8 @@ def test_workers_decode_ahead_boundedly_and_their_warnings_reach_the_caller(
             return super().result(timeout)
 
     class InlineExecutor:  # runs each job at once, counts jobs submitted but not taken
-        def __init__(self, workers, mp_context):
-            pass
+        def __init__(self, workers, mp_context, initializer=None, initargs=()):
+            pass  # no worker processes, so no parent to watch
 
         def __enter__(self):
             return self
@@ -395,7 +406,8 @@ def test_workers_decode_ahead_boundedly_and_their_warnings_reach_the_caller(
     with pytest.warns(UserWarning, match=r"loud\.wav: peak 2 exceeds 1\.0"):
         results = dict(corpus._local_parallel(paths, model, "both", 0.5, "soxr", workers=2))
     assert most[0] == 2 * corpus.QUEUED_BATCHES_PER_WORKER  # never more decoded ahead
-    assert len(results) == len(paths) and isinstance(results[len(paths) - 1], kwmlp.files.FileFailure)
+    assert len(results) == len(paths)
+    assert isinstance(results[len(paths) - 1], kwmlp.files.FileFailure)
     for index, name in enumerate(GOOD):
         np.testing.assert_allclose(results[index].scene, kwmlp.embed_file(data / name, model).scene,
                                    atol=1e-6, rtol=0)
@@ -445,16 +457,7 @@ def test_workers_die_with_a_sigkilled_parent(data, published_checkpoint, tmp_pat
     command = ["embed", str(data), "-r", "-o", str(tmp_path / "out"), "--format", "parquet",
                "--part-seconds", "1", "--model", str(published_checkpoint), "--workers", "2",
                "--threads", "1"]
-    process = subprocess.Popen([sys.executable, "-c", STALL_SECOND_WRITE, *command],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        line = ""
-        while "STALLED" not in line and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line and process.poll() is not None:
-                pytest.fail(f"the run ended before stalling: {process.stderr.read()}")
+    with stalled_run(command) as process:
         helpers = _children(process.pid)
         assert len(helpers) >= 2  # two workers (and the resource tracker)
         process.kill()  # the parent only: its helpers get no signal
@@ -463,10 +466,3 @@ def test_workers_die_with_a_sigkilled_parent(data, published_checkpoint, tmp_pat
         while any(map(_alive, helpers)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not [pid for pid in helpers if _alive(pid)], "helpers outlived their parent"
-    finally:
-        try:  # whatever is left of the run's process group
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.stdout.close()
-        process.stderr.close()

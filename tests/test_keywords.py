@@ -4,6 +4,7 @@ on hand-cut windows, the ``Spotter`` rules on hand-made probabilities, and
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -40,7 +41,8 @@ def test_recognize_scores_every_hop_window_like_the_head_on_that_window(model):
     for k in (0, 3, 6):
         window = padded[:, 4000 * k:4000 * k + 16_000]
         with torch.no_grad():
-            expected = model.encoder(model.mfcc(window)).softmax(dim=-1)
+            # one softmax over every class the head has; recognize keeps the 35 word columns
+            expected = model.encoder(model.mfcc(window)).softmax(dim=-1)[:, :35]
         torch.testing.assert_close(out.probabilities[:, k], expected, atol=1e-5, rtol=0)
 
 
@@ -49,7 +51,7 @@ def test_recognize_a_short_sound_is_one_zero_padded_window(model):
     out = kwmlp.recognize(audio, model)
     padded = torch.nn.functional.pad(audio, (0, 11_000)).expand(2, -1)
     with torch.no_grad():
-        expected = model.encoder(model.mfcc(padded))[:1].softmax(dim=-1)
+        expected = model.encoder(model.mfcc(padded))[:1].softmax(dim=-1)[:, :35]
     assert out.start_ms.tolist() == [0.0]
     torch.testing.assert_close(out.probabilities[:, 0], expected, atol=1e-5, rtol=0)
 
@@ -172,33 +174,39 @@ def test_kwmlp_spot_on_a_file_and_on_stdin(model, confident_clips, tmp_path):
 
 # the no-keyword classes
 
-def _with_no_keyword_head(tmp_path: Path, model, bias: float) -> kwmlp.KWMLPEmbedder:
-    """The shipped encoder and head plus the two no-keyword classes, whose logit
-    is ``bias`` whatever the audio (zero weights)."""
+def _with_head_rows(tmp_path: Path, model, extra_bias: Optional[float]) -> kwmlp.KWMLPEmbedder:
+    """The shipped encoder with its 35 word rows of the head only, plus (unless
+    ``extra_bias`` is None) the two no-keyword classes, whose logit is
+    ``extra_bias`` whatever the audio (zero weights)."""
     from kwmlp.checkpoints import save_checkpoint
     from kwmlp.encoder import KWMLP
-    from kwmlp.vocabulary import LABELS
+    from kwmlp.vocabulary import LABELS, WORDS
 
-    encoder = KWMLP(**{**model.encoder.config(), "n_classes": len(LABELS)})
+    labels = WORDS if extra_bias is None else LABELS
+    encoder = KWMLP(**{**model.encoder.config(), "n_classes": len(labels)})
     state = model.encoder.state_dict()
-    state["head.weight"] = torch.cat([state["head.weight"], torch.zeros(2, 64)])
-    state["head.bias"] = torch.cat([state["head.bias"], torch.full((2,), bias)])
+    state["head.weight"], state["head.bias"] = state["head.weight"][:35], state["head.bias"][:35]
+    if extra_bias is not None:
+        state["head.weight"] = torch.cat([state["head.weight"], torch.zeros(2, 64)])
+        state["head.bias"] = torch.cat([state["head.bias"], torch.full((2,), extra_bias)])
     encoder.load_state_dict(state)
-    path = tmp_path / f"rejecting{bias:g}.pt"
-    save_checkpoint(path, encoder, {"labels": list(LABELS), "keywords": list(LABELS[:35])})
+    path = tmp_path / f"rows{extra_bias}.pt"
+    save_checkpoint(path, encoder, {"labels": list(labels), "keywords": list(WORDS)})
     return kwmlp.load_model(str(path), device="cpu")
 
 
 def test_no_keyword_probability_is_the_softmax_share_of_the_extra_classes(tmp_path, model):
-    rejecting = _with_no_keyword_head(tmp_path, model, bias=1.5)
+    words_only = _with_head_rows(tmp_path, model, None)
+    rejecting = _with_head_rows(tmp_path, model, 1.5)
     audio = torch.rand(1, 24_000) - 0.5
-    plain, out = kwmlp.recognize(audio, model), kwmlp.recognize(audio, rejecting)
+    plain, out = kwmlp.recognize(audio, words_only), kwmlp.recognize(audio, rejecting)
     assert out.words == plain.words and out.probabilities.shape == plain.probabilities.shape
     assert torch.equal(plain.no_keyword, torch.zeros_like(plain.no_keyword))
     # softmax over (z_1..z_35, b, b): the two extra classes take 2 e^b / (sum e^z + 2 e^b)
     # and the words keep their ratios to each other
     with torch.no_grad():
-        logits = model.encoder(model.mfcc(torch.nn.functional.pad(audio, (0, 8000))[:, :16000]))
+        logits = words_only.encoder(words_only.mfcc(
+            torch.nn.functional.pad(audio, (0, 8000))[:, :16000]))
     share = 2 * np.exp(1.5) / (torch.exp(logits).sum().item() + 2 * np.exp(1.5))
     assert out.no_keyword[0, 0].item() == pytest.approx(share, abs=1e-5)
     torch.testing.assert_close(out.probabilities,
@@ -207,7 +215,7 @@ def test_no_keyword_probability_is_the_softmax_share_of_the_extra_classes(tmp_pa
 
 
 def test_a_dominant_no_keyword_class_never_fires_offline_or_streaming(tmp_path, model):
-    rejecting = _with_no_keyword_head(tmp_path, model, bias=50.0)
+    rejecting = _with_head_rows(tmp_path, model, 50.0)
     audio, _ = spotting.make_recording(CLIPS[:6], seed=0)
     assert kwmlp.spot(kwmlp.recognize(torch.from_numpy(audio)[None], model))[0]  # words fire...
     recognition = kwmlp.recognize(torch.from_numpy(audio)[None], rejecting)
@@ -226,5 +234,5 @@ def test_labels_that_do_not_match_the_head_are_refused(tmp_path, model):
 
     path = tmp_path / "mislabelled.pt"
     save_checkpoint(path, model.encoder, {"labels": ["yes", "no"]})
-    with pytest.raises(KwmlpError, match="scores 35 classes but the checkpoint names 2"):
+    with pytest.raises(KwmlpError, match="scores 37 classes but the checkpoint names 2"):
         kwmlp.recognize(torch.zeros(1, 16000), kwmlp.load_model(str(path), device="cpu"))

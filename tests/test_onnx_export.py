@@ -12,6 +12,7 @@ import torch
 import kwmlp
 from kwmlp.embedder import extend_chunk_frames, n_timestamps
 from kwmlp.errors import KwmlpError
+from kwmlp.vocabulary import LABELS
 
 ort = pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install 'kwmlp[onnx]'")
 HELDOUT = Path(__file__).resolve().parent / "data" / "heldout"
@@ -40,7 +41,8 @@ def test_graph_matches_torch_on_heldout_clips(exported):
     session, model = exported
     chunks, _ = _heldout_chunks()
     embeddings, logits = session.run(None, {"chunks": chunks.numpy()})
-    assert embeddings.shape == (105, 98, 64) and logits.shape == (105, 35)
+    # the 35 words, then the no-keyword classes
+    assert embeddings.shape == (105, 98, 64) and logits.shape == (105, len(LABELS))
     with torch.no_grad():
         expected_embeddings = model.embed_chunks(chunks)
         expected_logits = model.classify_chunks(chunks)
@@ -56,7 +58,7 @@ def test_batch_axis_is_dynamic(exported):
     assert embeddings.shape == (3, 98, 64) and one.shape == (1, 98, 64)
     np.testing.assert_allclose(one[0], embeddings[2], atol=1e-5, rtol=0)
     none, no_logits = session.run(None, {"chunks": np.zeros((0, 16000), np.float32)})
-    assert none.shape == (0, 98, 64) and no_logits.shape == (0, 35)
+    assert none.shape == (0, 98, 64) and no_logits.shape == (0, len(LABELS))
 
 
 def test_hear_outputs_rebuilt_from_the_graph_as_documented(exported):

@@ -18,12 +18,12 @@ from kwmlp.train.speech_commands import WORDS
 
 HELDOUT = Path(__file__).resolve().parent / "data" / "heldout"
 REAL = Path(__file__).resolve().parent / "data" / "real"
-# Just under what the shipped weights reach on tests/data/real (head 0.800, command words
-# 0.867, leave-one-speaker-out nearest mean 0.467); the synthetic-only weights before
-# them reached 0.667, 0.633 and 0.381, under every floor.
-REAL_HEAD_FLOOR = 0.78
+# Just under what the shipped weights (stage 7, kwmlp-673e1bd83924) reach on tests/data/real:
+# head 0.810, command words 0.833, leave-one-speaker-out nearest mean 0.543. Stage 6 before
+# them reached 0.800, 0.867, 0.467; the synthetic-only weights 0.667, 0.633 and 0.381.
+REAL_HEAD_FLOOR = 0.79
 REAL_COMMAND_FLOOR = 0.83
-REAL_SCENE_FLOOR = 0.45
+REAL_SCENE_FLOOR = 0.52
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +111,18 @@ def test_scene_embeddings_separate_words_across_real_speakers(model, real_clips)
     audio, labels, speakers = real_clips
     accuracy = leave_one_group_out(kwmlp.get_scene_embeddings(audio, model), labels, speakers)
     assert accuracy >= REAL_SCENE_FLOOR, f"leave-one-speaker-out nearest-mean {accuracy:.3f}"
+
+
+def test_head_says_no_keyword_to_silence_noise_and_a_single_sample(model):
+    """Issue #21: digital silence, white noise and a 1-sample sound give no detection
+    at the defaults (stage 6 named "up" at 0.607 in silence), because the head's own
+    no-keyword classes take the probability, not because the threshold is high."""
+    assert model.metadata["labels"][-2:] == ["_silence_", "_unknown_"]
+    sounds = {"silence": torch.zeros(48_000),
+              "white noise": 0.0316 * torch.from_numpy(
+                  np.random.default_rng(1).standard_normal(48_000).astype(np.float32)),
+              "one sample": torch.full((1,), 0.5)}
+    for name, sound in sounds.items():
+        recognition = kwmlp.recognize(sound[None], model)
+        assert recognition.no_keyword.min() > 0.8, name
+        assert kwmlp.spot(recognition, duration_ms=len(sound) / 16)[0] == [], name

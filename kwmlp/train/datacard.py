@@ -121,7 +121,7 @@ def summarize_training_data(data: object) -> str:
         parts.append("real speech: " + (", ".join(used) if used else "none in training")
                      + ("; real background noise" if real.get("background_noise") else ""))
         held = [f"{n['clips']:,} {SOURCE_NAMES.get(s, s)} clips of {n['speakers']} other speakers"
-                for s, n in real.get("validation", {}).items()]
+                for s, n in real.get("validation", {}).items() if n.get("clips", 1)]
         parts.append("real-voice validation: " + ", ".join(held))
     negatives = data.get("negatives")
     if isinstance(negatives, Mapping):
