@@ -23,10 +23,13 @@ its first and last; concatenate a sound's chunks and drop the first and last
 frame; keep the first ``int((1000 * N / 16000 - 30) / 10 + 1)`` frames (``N`` =
 padded length before whole seconds) at 10, 20, ... ms; scene embedding:
 ``kwmlp.pooling.scene_embedding`` over all stitched frames. Keyword
-probabilities: softmax of ``logits`` over 1 s windows (``kwmlp.keywords``).
+probabilities: softmax of ``logits`` over 1 s windows (``kwmlp.keywords``); the
+graph's ``metadata_props`` name the model (``kwmlp_model_id``) and the ``logits``
+columns (``kwmlp_labels``, JSON).
 """
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -89,6 +92,9 @@ class ChunkGraph(nn.Module):
         return (self.encoder.embed(mfcc, self.layer),)
 
 
+MODEL_ID_KEY, LABELS_KEY = "kwmlp_model_id", "kwmlp_labels"  # keys of metadata_props
+
+
 def output_names(head: bool) -> Tuple[str, ...]:
     return ("embeddings", "logits") if head else ("embeddings",)
 
@@ -113,3 +119,21 @@ def export_onnx(model: KWMLPEmbedder, path: PathLike, *, head: bool = False) -> 
         torch.onnx.export(graph, (example,), str(path), input_names=[INPUT_NAME],
                           output_names=list(names), dynamic_axes=axes, opset_version=OPSET,
                           dynamo=False)
+    _record_metadata(path, model, head)
+
+
+def _record_metadata(path: PathLike, model: KWMLPEmbedder, head: bool) -> None:
+    """Name the model and, with the head, the ``logits`` columns (``LABELS_KEY``: a
+    JSON list, the no-keyword classes included) in the graph's metadata_props, so
+    a user of the file alone knows which column is which."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    entries = {MODEL_ID_KEY: model.model_id()}
+    if head:
+        from .keywords import head_labels
+
+        entries[LABELS_KEY] = json.dumps(list(head_labels(model)))
+    for key, value in entries.items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(path))

@@ -1,6 +1,7 @@
 """ONNX export: the graph run by onnxruntime gives the torch path's chunk
 embeddings (<= 1e-4) and keyword decisions, and the HEAR outputs rebuilt from
 it with the documented Python steps match ``get_timestamp_embeddings``."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,13 @@ def test_graph_matches_torch_on_heldout_clips(exported):
         expected_logits = model.classify_chunks(chunks)
     assert np.abs(embeddings - expected_embeddings.numpy()).max() <= 1e-4
     assert np.array_equal(logits.argmax(axis=1), expected_logits.argmax(dim=1).numpy())
+
+
+def test_graph_names_its_model_and_logit_columns(exported):
+    session, model = exported
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["kwmlp_model_id"] == model.model_id()
+    assert json.loads(meta["kwmlp_labels"]) == list(model.metadata["labels"])
 
 
 def test_batch_axis_is_dynamic(exported):
