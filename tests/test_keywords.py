@@ -66,7 +66,8 @@ def test_a_published_layout_checkpoint_has_no_keyword_head(published_checkpoint)
 
 
 @pytest.mark.parametrize("hop_ms", [0, 5, 15, 1010, -10, True, float("inf"), float("-inf"),
-                                    float("nan"), pytest.param(10 ** 400, id="10**400"), 1e300, "100", None])
+                                    float("nan"), pytest.param(10 ** 400, id="10**400"), 1e300,
+                                    "100", None])
 def test_hop_must_be_a_multiple_of_the_frame_hop(hop_ms):
     with pytest.raises(ValueError, match="multiple of 10 ms"):
         hop_samples(hop_ms)
