@@ -3,11 +3,56 @@ weights came from, and its checkpoint's metadata."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Mapping
 
 from .embedder import HOP_MS, KWMLPEmbedder
 from .encoder import count_parameters
-from .train.datacard import summarize_training_data
+
+# How the training-data line names the real-speech sources of kwmlp.train.real_speech.
+SOURCE_NAMES = {"speech_commands": "Speech Commands", "fsdd": "spoken-digit (FSDD)"}
+
+
+def _count_voices(by_engine: object) -> int:
+    if isinstance(by_engine, Mapping):  # engine -> voice ids, as describe_corpus writes
+        return sum(len(ids) for ids in by_engine.values())
+    return len(by_engine)  # a flat list of ids
+
+
+def summarize_training_data(data: object) -> str:
+    """One line for people from ``metadata["training_data"]`` (module docstring)."""
+    if not isinstance(data, Mapping):
+        return str(data)
+    # Checkpoints exported before the flag existed were all made from TTS voices.
+    synthetic = data.get("synthetic", "voices" in data or "engine_versions" in data)
+    kind = "synthetic TTS speech" if synthetic else "recorded speech"
+    parts = [f"{kind}, {data.get('layout', 'unknown layout')}"]
+    if isinstance(data.get("clips"), Mapping):
+        parts.append(", ".join(f"{n:,} {split}" for split, n in data["clips"].items()) + " clips")
+    if isinstance(data.get("voices"), Mapping):
+        parts.append(", ".join(f"{_count_voices(v):,} {split}"
+                               for split, v in data["voices"].items()) + " voices")
+    if data.get("generator"):
+        parts.append(f"made by: {data['generator']}")
+    real = data.get("real")
+    if isinstance(real, Mapping):
+        used = [f"{n['clips']:,} {SOURCE_NAMES.get(s, s)} clips of {n['speakers']} speakers "
+                f"(x{n['repeat']} per epoch)"
+                for s, n in real.get("training", {}).items() if n.get("repeat", 0) > 0]
+        parts.append("real speech: " + (", ".join(used) if used else "none in training")
+                     + ("; real background noise" if real.get("background_noise") else ""))
+        held = [f"{n['clips']:,} {SOURCE_NAMES.get(s, s)} clips of {n['speakers']} other speakers"
+                for s, n in real.get("validation", {}).items() if n.get("clips", 1)]
+        parts.append("real-voice validation: " + ", ".join(held))
+    negatives = data.get("negatives")
+    if isinstance(negatives, Mapping):
+        counts = {}
+        for entry in negatives.get("sources", {}).values():
+            label = entry.get("label", "?")
+            counts[label] = counts.get(label, 0) + entry.get("clips", {}).get("training", 0)
+        parts.append("no-keyword audio: " + ", ".join(f"{n:,} {label} clips"
+                                                      for label, n in counts.items())
+                     + f" (x{negatives.get('repeat', 1)} per epoch)")
+    return "; ".join(parts)
 
 
 def model_info(model: KWMLPEmbedder) -> Dict[str, str]:

@@ -174,8 +174,8 @@ def test_time_shift_moves_content_and_zero_fills():
         first = int(row[row != 0][0])
         shift = int((row != 0).nonzero()[0]) - (first - 1)
         shifts.add(shift)
-        np.testing.assert_array_equal(row.numpy(), np.roll(audio[0].numpy(), shift) *
-                                      ((np.arange(100) - shift >= 0) & (np.arange(100) - shift < 100)))
+        inside = (np.arange(100) - shift >= 0) & (np.arange(100) - shift < 100)
+        np.testing.assert_array_equal(row.numpy(), np.roll(audio[0].numpy(), shift) * inside)
     assert len(shifts) > 5 and max(abs(s) for s in shifts) <= 10
 
 
@@ -495,8 +495,9 @@ def test_training_with_real_speech_selects_on_real_voices(corpus, tmp_path):
     export_run(run_dir, out)
     _, meta = load_checkpoint(out)
     real = meta["training_data"]["real"]
-    n_val = len([p for p in (real_dir / "speech_commands").glob("*/*.wav")
-                 if p.parent.name != "_background_noise_"]) - real["training"]["speech_commands"]["clips"]
+    n_clips = len([p for p in (real_dir / "speech_commands").glob("*/*.wav")
+                   if p.parent.name != "_background_noise_"])
+    n_val = n_clips - real["training"]["speech_commands"]["clips"]
     assert real["validation"]["speech_commands"]["clips"] == n_val
     assert real["training"]["speech_commands"]["repeat"] == 2 and real["background_noise"]
     assert meta["real_voice"]["speech_commands"]["n_clips"] == n_val
@@ -505,7 +506,7 @@ def test_training_with_real_speech_selects_on_real_voices(corpus, tmp_path):
 
 
 def test_summary_counts_voices_not_engines():
-    from kwmlp.train.datacard import summarize_training_data
+    from kwmlp.info import summarize_training_data
 
     data = {"layout": "Speech Commands V2 (35 words)", "synthetic": True,
             "clips": {"training": 12, "validation": 4, "testing": 4},
@@ -575,3 +576,22 @@ def test_cross_validation_folds_train_and_score_on_disjoint_speakers(corpus, tmp
     assert summary["folds"][0]["accuracy"] == round(expected, 4)
     mean = (summary["folds"][0]["accuracy"] + summary["folds"][1]["accuracy"]) / 2
     assert summary["accuracy"]["mean"] == pytest.approx(mean, abs=1e-4)
+
+
+def test_the_runtime_never_imports_the_training_package():
+    """Layers point one way: embedding, keywords, streaming and ``kwmlp info`` run
+    without ``kwmlp.train`` (which needs the ``train`` extra)."""
+    code = ("import sys, torch, kwmlp\n"
+            "from kwmlp.cli import main\n"
+            "from kwmlp.info import model_info\n"
+            "m = kwmlp.load_model(device='cpu')\n"
+            "model_info(m)\n"
+            "kwmlp.Stream(m).push(torch.zeros(16000))\n"
+            "print([name for name in sys.modules if name.startswith('kwmlp.train')])")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -1,6 +1,7 @@
 """What a checkpoint was trained on: written once at export (``describe_*``), read
-back by ``kwmlp info`` and the model card (``summarize_training_data``), so the
-two cannot disagree.
+back by ``kwmlp info`` and the model card (``kwmlp.info.summarize_training_data``,
+a runtime module, so ``import kwmlp`` never loads ``kwmlp.train``), so the two
+cannot disagree.
 
 ``metadata["training_data"]`` as ``kwmlp.train.export`` writes it::
 
@@ -30,7 +31,6 @@ REAL_SPEECH_LICENCES = {
     "fsdd": "CC-BY-SA-4.0: Z. Jackson et al., Free Spoken Digit Dataset, "
             "github.com/Jakobovski/free-spoken-digit-dataset",
 }
-SOURCE_NAMES = {"speech_commands": "Speech Commands", "fsdd": "spoken-digit (FSDD)"}
 
 
 def describe_corpus(data_dir: PathLike, generator: Optional[str] = None) -> dict:
@@ -90,46 +90,3 @@ def describe_negatives(negatives_dir: PathLike, repeat: int) -> dict:
     clips per source and split, each source's label and licence, the repeat."""
     summary = json.loads((Path(negatives_dir) / SOURCES_NAME).read_text())
     return {"path": str(Path(negatives_dir).resolve()), "repeat": repeat, **summary}
-
-
-def _count_voices(by_engine: object) -> int:
-    if isinstance(by_engine, Mapping):  # engine -> voice ids, as describe_corpus writes
-        return sum(len(ids) for ids in by_engine.values())
-    return len(by_engine)  # a flat list of ids
-
-
-def summarize_training_data(data: object) -> str:
-    """One line for people from ``metadata["training_data"]`` (module docstring)."""
-    if not isinstance(data, Mapping):
-        return str(data)
-    # Checkpoints exported before the flag existed were all made from TTS voices.
-    synthetic = data.get("synthetic", "voices" in data or "engine_versions" in data)
-    kind = "synthetic TTS speech" if synthetic else "recorded speech"
-    parts = [f"{kind}, {data.get('layout', 'unknown layout')}"]
-    if isinstance(data.get("clips"), Mapping):
-        parts.append(", ".join(f"{n:,} {split}" for split, n in data["clips"].items()) + " clips")
-    if isinstance(data.get("voices"), Mapping):
-        parts.append(", ".join(f"{_count_voices(v):,} {split}"
-                               for split, v in data["voices"].items()) + " voices")
-    if data.get("generator"):
-        parts.append(f"made by: {data['generator']}")
-    real = data.get("real")
-    if isinstance(real, Mapping):
-        used = [f"{n['clips']:,} {SOURCE_NAMES.get(s, s)} clips of {n['speakers']} speakers "
-                f"(x{n['repeat']} per epoch)"
-                for s, n in real.get("training", {}).items() if n.get("repeat", 0) > 0]
-        parts.append("real speech: " + (", ".join(used) if used else "none in training")
-                     + ("; real background noise" if real.get("background_noise") else ""))
-        held = [f"{n['clips']:,} {SOURCE_NAMES.get(s, s)} clips of {n['speakers']} other speakers"
-                for s, n in real.get("validation", {}).items() if n.get("clips", 1)]
-        parts.append("real-voice validation: " + ", ".join(held))
-    negatives = data.get("negatives")
-    if isinstance(negatives, Mapping):
-        counts = {}
-        for entry in negatives.get("sources", {}).values():
-            label = entry.get("label", "?")
-            counts[label] = counts.get(label, 0) + entry.get("clips", {}).get("training", 0)
-        parts.append("no-keyword audio: " + ", ".join(f"{n:,} {label} clips"
-                                                      for label, n in counts.items())
-                     + f" (x{negatives.get('repeat', 1)} per epoch)")
-    return "; ".join(parts)

@@ -14,8 +14,8 @@ import torch
 
 from .. import __version__
 from ..checkpoints import load_checkpoint, save_checkpoint
-from .datacard import (describe_corpus, describe_negatives, describe_real_data,
-                       summarize_training_data)
+from ..info import summarize_training_data
+from .datacard import describe_corpus, describe_negatives, describe_real_data
 from .evaluate import Evaluation, evaluate_model, evaluate_real
 from .._types import PathLike
 from ..encoder import KWMLP
