@@ -365,7 +365,9 @@ def _stdout_closed() -> bool:
     if not any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)):
         return False
     # Point fd 1 at /dev/null: the interpreter's last flush would fail once more.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
     return True
 
 
