@@ -342,6 +342,22 @@ def test_training_writes_checkpoints_and_resumes_after_a_kill(corpus, tmp_path, 
         train_module.main(_argv(corpus, run_dir, epochs=3))
 
 
+def test_epoch_order_draws_a_fresh_corpus_share_and_keeps_every_other_clip():
+    n_corpus, n_clips = 1000, 1300
+    generator = torch.Generator().manual_seed(0)
+    epochs = [train_module.epoch_order(n_clips, n_corpus, 0.25, generator) for _ in range(2)]
+    for order in epochs:
+        assert len(set(order.tolist())) == len(order) == 250 + 300  # no clip twice
+        assert set(range(n_corpus, n_clips)) <= set(order.tolist())
+        assert not (order[:300] >= n_corpus).all()  # shuffled together, not appended
+    corpus_sets = [set(o[o < n_corpus].tolist()) for o in epochs]
+    assert len(corpus_sets[0] & corpus_sets[1]) < 150  # ~62 expected for independent draws
+    whole = train_module.epoch_order(n_clips, n_corpus, 1.0, generator)
+    assert sorted(whole.tolist()) == list(range(n_clips))
+    with pytest.raises(ValueError, match="corpus_fraction"):
+        train_module.TrainConfig(data="x", corpus_fraction=0.0)
+
+
 def test_update_ema_follows_the_closed_form_average():
     """After n updates from a0 with weights p1..pn: d^n a0 + sum_k (1 - d) d^(n-k) pk."""
     decay, generator = 0.9, torch.Generator().manual_seed(0)
@@ -558,7 +574,7 @@ def test_cross_validation_folds_train_and_score_on_disjoint_speakers(corpus, tmp
             "--cv-fold", str(fold)])
     config = train_module.TrainConfig.from_json(
         json.loads((tmp_path / "cv" / "fold0" / "config.json").read_text()))
-    train_audio, _, validation, _ = train_module.load_training_data(config)
+    train_audio, _, validation, _, _ = train_module.load_training_data(config)
     n_corpus = len(load_clips(list_clips(corpus)["training"])[0])
     fold_of = {f"spk{i:02d}": real_speech.speaker_fold(f"spk{i:02d}", 2) for i in range(1, 12)}
     n_fold0 = 2 * sum(f == 0 for f in fold_of.values())  # two words a speaker

@@ -99,6 +99,11 @@ class TrainConfig:
     cv_fold: int = 0  # the fold validated on; real_speech.ALL_FOLDS trains on every fold
     negatives: str = ""  # negatives.build_negatives folder; "" = a 35-word head only
     negatives_repeat: int = 1  # copies of its training clips per epoch
+    corpus_fraction: float = 1.0  # share of the corpus' training clips drawn afresh each epoch
+
+    def __post_init__(self) -> None:
+        if not 0 < self.corpus_fraction <= 1:
+            raise ValueError(f"corpus_fraction must be in (0, 1], got {self.corpus_fraction}")
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -185,10 +190,11 @@ def update_ema(average: nn.Module, model: nn.Module, decay: float) -> None:
 
 def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
                                                       Dict[str, Tuple[torch.Tensor, torch.Tensor]],
-                                                      List[torch.Tensor]]:
-    """``(training audio, training labels, validation sets, noise recordings)``.
+                                                      List[torch.Tensor], int]:
+    """``(training audio, training labels, validation sets, noise recordings, number
+    of corpus clips)``.
 
-    Training: the corpus' training split, then ``real_repeat`` copies of the real
+    Training: the corpus' training split (the first clips), then ``real_repeat`` copies of the real
     Speech Commands training speakers' clips and ``fsdd_repeat`` of the real digit
     speakers'. Validation, keyed as in the log: ``val_acc`` (the corpus' held-out
     voices) and, with ``real_data``, ``real_val_acc`` (real Speech Commands speakers
@@ -222,7 +228,7 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
         train_audio.append(audio.repeat(config.negatives_repeat, 1))
         train_labels.append(labels.repeat(config.negatives_repeat))
         validation["negatives_val_acc"] = negatives["validation"]
-    return torch.cat(train_audio), torch.cat(train_labels), validation, noise
+    return torch.cat(train_audio), torch.cat(train_labels), validation, noise, len(train_audio[0])
 
 
 def init_from(model: KWMLP, checkpoint: PathLike) -> None:
@@ -238,19 +244,40 @@ def init_from(model: KWMLP, checkpoint: PathLike) -> None:
     model.load_state_dict(state)
 
 
+def epoch_order(n_clips: int, n_corpus: int, corpus_fraction: float,
+                generator: torch.Generator) -> torch.Tensor:
+    """One epoch's clip indices in a random order: every clip, except that of the
+    first ``n_corpus`` (the synthetic corpus) only a fresh random ``corpus_fraction``
+    share, so a fine-tune spends its steps on the real clips and negatives without
+    dropping the corpus' voices altogether."""
+    if corpus_fraction >= 1.0:
+        return torch.randperm(n_clips, generator=generator)
+    corpus = torch.randperm(n_corpus, generator=generator)[:epoch_corpus_clips(n_corpus,
+                                                                                corpus_fraction)]
+    chosen = torch.cat([corpus, torch.arange(n_corpus, n_clips)])
+    return chosen[torch.randperm(len(chosen), generator=generator)]
+
+
+def epoch_corpus_clips(n_corpus: int, corpus_fraction: float) -> int:
+    """How many corpus clips an epoch draws."""
+    return min(n_corpus, round(n_corpus * corpus_fraction))
+
+
 def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch.Tensor,
                 noise: List[torch.Tensor], optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
                 config: TrainConfig, shuffle: torch.Generator, augment: torch.Generator,
-                rirs: Optional[torch.Tensor] = None,
+                n_corpus: int, rirs: Optional[torch.Tensor] = None,
                 coded: Optional[torch.Tensor] = None,
                 ema: Optional[nn.Module] = None) -> Tuple[float, float]:
     """One pass over int16 clips ``(n, CHUNK_SAMPLES)`` in a random order, one optimiser
-    and scheduler step per batch; ``rirs`` ``(n_rooms, rir_samples)`` for reverberation,
+    and scheduler step per batch, the first ``n_corpus`` clips sampled per
+    ``config.corpus_fraction`` (``epoch_order``); ``rirs`` ``(n_rooms, rir_samples)``
+    for reverberation,
     ``coded`` the clips' codec copies (``codec_copies``) for the codec lever, ``ema`` a
     copy of the model that follows it by ``update_ema`` after every step.
     Returns (mean train loss, train accuracy)."""
     model.train()
-    order = torch.randperm(len(audio), generator=shuffle)
+    order = epoch_order(len(audio), n_corpus, config.corpus_fraction, shuffle)
     total_loss, correct = 0.0, 0
     for start in range(0, len(order), config.batch_size):
         index = order[start:start + config.batch_size]
@@ -294,7 +321,7 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     shuffle = torch.Generator().manual_seed(config.seed + 1)
     augment = torch.Generator().manual_seed(config.seed + 2)
 
-    train_audio, train_labels, validation, noise = load_training_data(config)
+    train_audio, train_labels, validation, noise, n_corpus = load_training_data(config)
     rirs = (torch.from_numpy(rir_bank(run_dir / RIR_NAME, config.rir_rooms, config.seed))
             if config.augment.reverb_prob > 0 else None)
     # Rebuilt on resume rather than cached: as large as the corpus, and the seed fixes it.
@@ -312,7 +339,9 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     frontend = MFCC(backend="fft")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_audio) / config.batch_size)
+    epoch_clips = (len(train_audio) - n_corpus
+                   + epoch_corpus_clips(n_corpus, config.corpus_fraction))
+    steps_per_epoch = math.ceil(epoch_clips / config.batch_size)
     scheduler = make_scheduler(optimizer, warmup_steps=config.warmup_epochs * steps_per_epoch,
                                total_steps=config.epochs * steps_per_epoch)
 
@@ -336,8 +365,8 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()
         train_loss, train_acc = train_epoch(model, frontend, train_audio, train_labels, noise,
-                                            optimizer, scheduler, config, shuffle, augment, rirs,
-                                            coded, ema)
+                                            optimizer, scheduler, config, shuffle, augment,
+                                            n_corpus, rirs, coded, ema)
         train_seconds = time.perf_counter() - started
         accuracies = validate(model, frontend, validation)
         # The weights best.pt would hold this epoch, and their figures under the plain keys.
@@ -349,7 +378,7 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
                                        else "val_acc"]
         record = dict(epoch=epoch, train_loss=round(train_loss, 5), train_acc=round(train_acc, 5),
                       **accuracies, lr=scheduler.get_last_lr()[0],
-                      samples_per_s=round(len(train_audio) / train_seconds, 1),
+                      samples_per_s=round(epoch_clips / train_seconds, 1),
                       epoch_time_s=round(time.perf_counter() - started, 2))
         with log_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -393,7 +422,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
                  "negatives_repeat"):
         parser.add_argument("--" + name.replace("_", "-"), type=int,
                             default=getattr(defaults, name))
-    for name in ("lr", "weight_decay", "label_smoothing", "block_survival", "ema_decay"):
+    for name in ("lr", "weight_decay", "label_smoothing", "block_survival", "ema_decay",
+                 "corpus_fraction"):
         parser.add_argument("--" + name.replace("_", "-"), type=float,
                             default=getattr(defaults, name))
     for name in AUGMENT_PROBS:
