@@ -290,7 +290,8 @@ def main(argv=None) -> None:
         return
 
     runs = [("this", REPO, {})]
-    runs += [(name, REPO, json.loads(opts)) for name, opts in parse_named(args.variant, "variant").items()]
+    variants = parse_named(args.variant, "variant")
+    runs += [(name, REPO, json.loads(opts)) for name, opts in variants.items()]
     runs += [(name, REPO, {"path": kind})
              for name, kind in parse_named(args.path, "path").items()]
     runs += [(name, Path(path).resolve(), json.loads(args.checkout_options))

@@ -36,7 +36,8 @@ def retain_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if os.environ.get(OPT_OUT_VARIABLE, "1") == "0" or any(v in os.environ for v in _USER_VARIABLES):
+    if (os.environ.get(OPT_OUT_VARIABLE, "1") == "0"
+            or any(v in os.environ for v in _USER_VARIABLES)):
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

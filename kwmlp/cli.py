@@ -3,9 +3,11 @@
 
 Parsing and reporting only: ``embed`` runs ``kwmlp.files.save_embeddings``
 (or, with ``--engine``, ``--workers`` or ``--format parquet``,
-``kwmlp.corpus.embed_corpus``), ``spot`` ``kwmlp.keywords`` on files and
-``kwmlp.Stream`` on stdin, ``export`` ``kwmlp.onnx_export.export_onnx``, ``info``
-shows ``kwmlp.info.model_info``.
+``kwmlp.corpus.embed_corpus``), ``spot`` ``kwmlp.keywords.spot_file`` on files
+and ``kwmlp.streaming.spot_pcm`` on stdin, ``export``
+``kwmlp.onnx_export.export_onnx``, ``info`` shows ``kwmlp.info.model_info``.
+Over 300 lines because four commands' options, help texts and exit-status
+policy (interrupts, closed pipes) live here and nowhere else.
 """
 from __future__ import annotations
 
@@ -22,24 +24,27 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
-from .audio import DEFAULT_RESAMPLER, RESAMPLERS, load_audio, read_pcm16
-from .corpus import CORPUS_FORMATS, DEFAULT_PART_SECONDS, ENGINES, embed_corpus
-from .embedder import KWMLPEmbedder, peak_warned_already
+from .audio import DEFAULT_RESAMPLER, RESAMPLERS
+from .corpus import DEFAULT_PART_SECONDS, ENGINES, FORMATS, embed_corpus
+from .decoding import DEFAULT_BATCH_SECONDS
+from .embedder import KWMLPEmbedder
 from .errors import KwmlpError
-from .files import DEFAULT_BATCH_SECONDS, RunSummary, save_embeddings
-from .frontend import SAMPLE_RATE
+from .files import RunSummary, save_embeddings
 from .hear import load_model
 from .info import model_info
-from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD, Detection,
-                       head_words, hop_samples, recognize, spot)
+from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD, SMOOTH_MS,
+                       Detection, head_words, hop_samples, spot_file)
+from .manifest import MANIFEST_DIR
 from .onnx_export import OPSET, check_output_path, export_onnx, output_names, require_onnx
-from .streaming import Stream
 from .pooling import METHODS as POOLING_METHODS
+from .run import PROGRESS_LINE_S
+from .streaming import spot_pcm
+from .vocabulary import LABELS, WORDS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CLOSED_PIPE = 128 + signal.SIGPIPE  # as a shell reports a tool ended by SIGPIPE: 141
 
-EMBED_EXAMPLES = """\
+EMBED_EXAMPLES = f"""\
 examples:
   kwmlp embed clip.wav                      # writes clip.npz next to clip.wav
   kwmlp embed data/ -o emb/ --recursive     # data/a/b.flac -> emb/a/b.npz
@@ -52,22 +57,23 @@ examples:
 
 Each .npz holds embedding (T, 64) float32, timestamps (T,) in ms, scene (1024,)
 float32, model_id, model_options and sample_rate. Without -o, outputs go next
-to their inputs. Inputs whose outputs exist, complete and made with the same
-model, options and arrays, are skipped, so rerunning an interrupted command
-finishes the rest; other existing outputs are embedded again; --overwrite
-recomputes everything. The progress bar shows only on a terminal; otherwise a
-progress line is logged every 30 s.
+to their inputs. With -o, the output folder keeps a manifest ({MANIFEST_DIR}/)
+of which file each output came from. Inputs whose outputs exist, complete,
+made from this very file as it is now with the same model, options and
+arrays, are skipped, so rerunning an interrupted command finishes the rest;
+other existing outputs are embedded again; --overwrite recomputes everything.
+A folder of another format, or a Parquet folder of another model, options,
+resampler or kind, is refused unless --overwrite (which replaces it). The
+progress bar shows only on a terminal; otherwise a progress line is logged
+every {PROGRESS_LINE_S:g} s.
 
---engine, --workers or --format parquet run the corpus pipeline (needs -o):
-the output folder keeps a manifest (_kwmlp-manifest/) of what is done, a rerun
-does only the rest, and a folder holding outputs of another model, options,
-resampler, format or kind is refused unless --overwrite (which replaces them).
+--engine, --workers and --format parquet need -o.
 
 exit status: 0 all files embedded or skipped; 1 a file failed, no audio was
 found, or the model could not be loaded; 2 bad arguments; 130 interrupted.
 """
 
-SPOT_EXAMPLES = """\
+SPOT_EXAMPLES = f"""\
 examples:
   kwmlp spot rec.wav                         # word, start s, end s, score per line
   kwmlp spot a.wav b.flac --threshold 0.8    # fewer, surer detections
@@ -76,9 +82,9 @@ examples:
   ffmpeg -loglevel quiet -i talk.mp3 -f s16le -ac 1 -ar 16000 - | kwmlp spot -
 
 Prints one line per detected keyword: FILE, WORD, START_S, END_S, SCORE, tab-
-separated (FILE is - for stdin). The 35-word head scores a 1 s window every
---hop-ms; each word's probability is averaged over the last 300 ms of windows
-(posterior smoothing), a word is detected while its smoothed probability is
+separated (FILE is - for stdin). The {len(WORDS)}-word head scores a 1 s window
+every --hop-ms; each word's probability is averaged over the last {SMOOTH_MS:g} ms of
+windows (posterior smoothing), a word is detected while its smoothed probability is
 the highest and at least --threshold, and no new detection starts within
 --refractory-ms of the last window of the previous one. START_S..END_S is
 where the word lies: the overlap of the windows in which it reached the
@@ -88,14 +94,14 @@ exit status: 0 all inputs spotted (with or without detections); 1 an input
 failed or the checkpoint has no keyword head; 2 bad arguments; 130 interrupted.
 """
 
-EXPORT_EXAMPLES = """\
+EXPORT_EXAMPLES = f"""\
 examples:
   kwmlp export kwmlp.onnx                   # chunks (batch, 16000) -> embeddings (batch, 98, 64)
-  kwmlp export kwmlp.onnx --head            # ... and keyword logits (batch, 35)
+  kwmlp export kwmlp.onnx --head            # ... and logits (batch, {len(LABELS)} classes shipped)
   kwmlp export l8.onnx --layer 8 --model my.pt
 
 The graph is the MFCC and encoder for a batch of 1 s chunks at 16 kHz (dynamic
-batch axis), ONNX opset 17. Padding, chunking, stitching and pooling stay in
+batch axis), ONNX opset {OPSET}. Padding, chunking, stitching and pooling stay in
 Python: see the README's "ONNX export" section. Needs the onnx extra:
 pip install 'kwmlp[onnx]'.
 """
@@ -177,12 +183,12 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--model", metavar="FILE", help="checkpoint (default: shipped weights)")
     embed.add_argument("-r", "--recursive", action="store_true",
                        help="search input folders recursively")
-    embed.add_argument("--format", choices=CORPUS_FORMATS, default="npz", dest="fmt",
+    embed.add_argument("--format", choices=FORMATS, default="npz",
                        help="npz: one file per input (default); npy: one file per array; "
                             "parquet: part files, one row per input (needs -o)")
     embed.add_argument("--engine", choices=ENGINES,
-                       help="corpus pipeline: local processes or Ray Data (needs -o; "
-                            "default: the single-process run without a manifest)")
+                       help="local processes or Ray Data (needs -o; default: local, "
+                            "decoding in a thread of this process)")
     embed.add_argument("--workers", type=_positive_int, metavar="N",
                        help="local: decoding processes; ray: model actors (implies "
                             "--engine local)")
@@ -252,7 +258,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def uses_corpus_pipeline(args: argparse.Namespace) -> bool:
     """Whether ``embed`` runs ``embed_corpus`` rather than ``save_embeddings``."""
-    return bool(args.engine or args.workers or args.ray_address or args.fmt == "parquet")
+    return bool(args.engine or args.workers or args.ray_address or args.format == "parquet")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -289,7 +295,7 @@ def _report(summary: RunSummary) -> int:
 
 def _embed(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
     return _report(save_embeddings(args.paths, args.output_dir, model, kind=args.kind,
-                                   fmt=args.fmt, recursive=args.recursive,
+                                   format=args.format, recursive=args.recursive,
                                    overwrite=args.overwrite, batch_seconds=args.batch_seconds,
                                    resampler=args.resampler, progress=not args.quiet))
 
@@ -297,7 +303,7 @@ def _embed(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
 def _embed_corpus(args: argparse.Namespace) -> int:
     return _report(embed_corpus(
         args.paths, args.output_dir, engine=args.engine or "local", workers=args.workers,
-        format=args.fmt, recursive=args.recursive, overwrite=args.overwrite, kind=args.kind,
+        format=args.format, recursive=args.recursive, overwrite=args.overwrite, kind=args.kind,
         batch_seconds=args.batch_seconds, resampler=args.resampler,
         part_seconds=args.part_seconds, ray_address=args.ray_address, progress=not args.quiet,
         model_file_path=args.model or "", **_model_options(args)))
@@ -310,25 +316,21 @@ def _print_detections(name: str, detections: Sequence[Detection]) -> None:
 
 
 def _spot(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
-    options = dict(threshold=args.threshold, refractory_ms=args.refractory_ms)
+    options = dict(hop_ms=args.hop_ms, threshold=args.threshold,
+                   refractory_ms=args.refractory_ms)
     status = EXIT_OK
     for path in args.paths:
         if path == "-":
-            stream = Stream(model, hop_ms=args.hop_ms, embeddings=False, **options)
-            for block in read_pcm16(sys.stdin.buffer, stream.hop):
-                _print_detections(path, stream.push(block).detections)
-            _print_detections(path, stream.flush().detections)
+            for detection in spot_pcm(sys.stdin.buffer, model, **options):
+                _print_detections(path, [detection])
             continue
         try:
-            audio, _ = load_audio(path)
+            detections = spot_file(path, model, **options)
         except KwmlpError as err:
             logging.error("error: %s", err)
             status = EXIT_FAILED
             continue
-        with peak_warned_already():  # load_audio has warned about a loud file, naming it
-            recognition = recognize(torch.from_numpy(audio)[None], model, hop_ms=args.hop_ms)
-        _print_detections(path, spot(recognition, duration_ms=1000 * len(audio) / SAMPLE_RATE,
-                                     **options)[0])
+        _print_detections(path, detections)
     return status
 
 

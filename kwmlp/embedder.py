@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import math
 import warnings
-from typing import Dict, Iterator, Mapping, Optional, Tuple
+from typing import Callable, Dict, Iterator, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -47,7 +47,7 @@ def check_audio(audio: torch.Tensor) -> None:
         hint = " (for a single 1-D sound pass audio[None])" if audio.ndim == 1 else ""
         raise ValueError(f"audio must be 2-D (n_sounds, n_samples), got shape "
                          f"{tuple(audio.shape)}{hint}")
-    # stacklevel: the caller of get_*_embeddings (here, _check_input, embed, get_*)
+    # stacklevel: the caller of get_*_embeddings (here, check_input, embed, get_*)
     check_samples(audio, stacklevel=5)
     if audio.shape[0] == 0 or audio.shape[1] == 0:
         raise ValueError(f"audio is empty: shape {tuple(audio.shape)}")
@@ -161,11 +161,21 @@ class KWMLPEmbedder(nn.Module):
         features = self.encoder.forward_features(self.mfcc(chunks), stochastic_depth=False)
         return self.encoder.classify(features)
 
+    def map_chunks(self, stage: Callable[[torch.Tensor], torch.Tensor], chunks: torch.Tensor
+                   ) -> Iterator[Tuple[int, torch.Tensor]]:
+        """``stage`` (``embed_chunks``, ``classify_chunks``) over ``(n,
+        CHUNK_SAMPLES)`` chunks (a view is fine), ``chunk_batch_size`` at a time
+        on the model's device: ``(first row, stage's output)`` per batch, so
+        memory is bounded however many chunks."""
+        for first in range(0, len(chunks), self.chunk_batch_size):
+            batch = chunks[first:first + self.chunk_batch_size]
+            yield first, stage(batch.to(self.device).contiguous())
+
     def forward(self, audio: torch.Tensor) -> Tuple[torch.Tensor, int]:
         """``(n_sounds, n_samples)`` 16 kHz float audio -> all stitched frames
         ``(n_sounds, 100 * n_chunks - 2, dim)`` on the model's device, and how
         many of them (from the first) carry timestamps."""
-        self._check_input(audio)
+        self.check_input(audio)
         return self._frames(audio)
 
     def embed(self, audio: torch.Tensor, kind: str = "both") -> Dict[str, torch.Tensor]:
@@ -176,7 +186,7 @@ class KWMLPEmbedder(nn.Module):
         on ``audio``'s device."""
         if kind not in EMBEDDING_KINDS:
             raise ValueError(f"kind must be one of {EMBEDDING_KINDS}, got {kind!r}")
-        self._check_input(audio)
+        self.check_input(audio)
         if kind != "timestamp" and self.scene_frames == "audio" \
                 and audio.shape[1] < MIN_TIMESTAMPED_SAMPLES:
             raise ValueError(
@@ -195,7 +205,14 @@ class KWMLPEmbedder(nn.Module):
             out["scene"] = scene_embedding(pooled, self.pooling)
         return {name: tensor.to(audio.device) for name, tensor in out.items()}
 
-    def _check_input(self, audio: torch.Tensor) -> None:
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are, and so where it computes."""
+        return self.encoder.patch_embed.weight.device
+
+    def check_input(self, audio: torch.Tensor) -> None:
+        """Raise (``TypeError``/``ValueError``) unless ``audio`` is ``(n_sounds,
+        n_samples)`` finite float audio this model can take."""
         check_audio(audio)
         dtype = self.encoder.patch_embed.weight.dtype
         if dtype != torch.float32:
@@ -207,7 +224,7 @@ class KWMLPEmbedder(nn.Module):
         # Chunks are embedded chunk_batch_size at a time and written straight
         # into one buffer: the extended 100-frame blocks laid end to end, minus
         # the first and last frame of the whole sequence.
-        device = self.encoder.patch_embed.weight.device
+        device = self.device
         n_padded = PAD_START_SAMPLES + audio.shape[1] + PAD_END_SAMPLES
         blocks = torch.empty(audio.shape[0] * n_chunks(n_padded), BLOCK_FRAMES,
                              self.timestamp_embedding_size, device=device)

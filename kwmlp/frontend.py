@@ -32,7 +32,8 @@ def n_chunks(n_samples: int) -> int:
 
 
 def chunk_batches(audio: torch.Tensor, *, batch_size: int, pad_start: int = 0,
-                  pad_end: int = 0, device: Optional[torch.device] = None) -> Iterator[torch.Tensor]:
+                  pad_end: int = 0, device: Optional[torch.device] = None
+                  ) -> Iterator[torch.Tensor]:
     """The 1 s chunks of every sound, ``batch_size`` at a time, in (sound,
     chunk) order, as float32 ``(<= batch_size, CHUNK_SAMPLES)`` on ``device``.
 
@@ -56,7 +57,10 @@ def chunk_batches(audio: torch.Tensor, *, batch_size: int, pad_start: int = 0,
         yield batch
 
 
-def _nnaudio_mfcc() -> nn.Module:
+def nnaudio_mfcc() -> nn.Module:
+    """nnAudio's MFCC layer with the paper's settings (40 coefficients, 40 mel
+    bands, 30 ms windows every 10 ms): the reference the ``fft`` backend and the
+    ONNX export reproduce."""
     from nnAudio.features import MFCC as NNAudioMFCC
 
     return NNAudioMFCC(
@@ -82,7 +86,7 @@ class MFCC(nn.Module):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
-        reference = _nnaudio_mfcc()
+        reference = nnaudio_mfcc()
         if backend == "nnaudio":
             self.nnaudio = reference
         else:

@@ -7,6 +7,7 @@ from typing import Dict, Mapping
 
 from .embedder import HOP_MS, KWMLPEmbedder
 from .encoder import count_parameters
+from .vocabulary import split_name
 
 # How the training-data line names the real-speech sources of kwmlp.train.real_speech.
 SOURCE_NAMES = {"speech_commands": "Speech Commands", "fsdd": "spoken-digit (FSDD)"}
@@ -29,7 +30,7 @@ def summarize_training_data(data: object) -> str:
     if isinstance(data.get("clips"), Mapping):
         parts.append(", ".join(f"{n:,} {split}" for split, n in data["clips"].items()) + " clips")
     if isinstance(data.get("voices"), Mapping):
-        parts.append(", ".join(f"{_count_voices(v):,} {split}"
+        parts.append(", ".join(f"{_count_voices(v):,} {split_name(split)}"
                                for split, v in data["voices"].items()) + " voices")
     if data.get("generator"):
         parts.append(f"made by: {data['generator']}")

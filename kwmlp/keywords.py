@@ -36,8 +36,10 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from ._types import PathLike
+from .audio import DEFAULT_RESAMPLER, load_audio
 from .checkpoints import PUBLISHED_SOURCE
-from .embedder import HOP_MS, KWMLPEmbedder
+from .embedder import HOP_MS, KWMLPEmbedder, peak_warned_already
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE
 from .vocabulary import WORDS, is_keyword, keywords_of
@@ -142,18 +144,15 @@ def recognize(audio: torch.Tensor, model: KWMLPEmbedder,
     labels = head_labels(model)
     words = keywords_of(labels)
     hop = hop_samples(hop_ms)
-    model._check_input(audio)
-    device = model.encoder.patch_embed.weight.device
+    model.check_input(audio)
     count = n_windows(audio.shape[1], hop)
     probabilities = torch.empty(audio.shape[0], count, len(words))
     no_keyword = torch.empty(audio.shape[0], count)
     for sound, samples in enumerate(audio):
-        windows = _windows(samples, hop)
-        for first in range(0, count, model.chunk_batch_size):
-            batch = windows[first:first + model.chunk_batch_size].to(device).contiguous()
-            word_p, none_p = keyword_probabilities(model.classify_chunks(batch), labels)
-            probabilities[sound, first:first + len(batch)] = word_p.cpu()
-            no_keyword[sound, first:first + len(batch)] = none_p.cpu()
+        for first, logits in model.map_chunks(model.classify_chunks, _windows(samples, hop)):
+            word_p, none_p = keyword_probabilities(logits, labels)
+            probabilities[sound, first:first + len(logits)] = word_p.cpu()
+            no_keyword[sound, first:first + len(logits)] = none_p.cpu()
     start_ms = torch.arange(count, dtype=torch.float32) * hop * 1000 / SAMPLE_RATE
     return Recognition(probabilities.to(audio.device), start_ms.to(audio.device), words,
                        no_keyword.to(audio.device))
@@ -255,3 +254,17 @@ def clip_detection(detection: Detection, duration_ms: float) -> Detection:
         return detection
     return Detection(detection.word, detection.start_ms, max(detection.start_ms, duration_ms),
                      detection.score)
+
+
+def spot_file(path: PathLike, model: KWMLPEmbedder, *, hop_ms: float = DEFAULT_HOP_MS,
+              threshold: float = DEFAULT_THRESHOLD,
+              refractory_ms: float = DEFAULT_REFRACTORY_MS,
+              resampler: str = DEFAULT_RESAMPLER) -> List[Detection]:
+    """The keywords in an audio file (any format ``load_audio`` reads), in time
+    order, ends clipped to the file's length: what ``kwmlp spot FILE`` prints.
+    Raises ``KwmlpError`` for a file that cannot be read."""
+    audio, _ = load_audio(path, resampler)
+    with peak_warned_already():  # load_audio has warned about a loud file, naming it
+        recognition = recognize(torch.from_numpy(audio)[None], model, hop_ms=hop_ms)
+    return spot(recognition, threshold=threshold, refractory_ms=refractory_ms,
+                duration_ms=1000 * len(audio) / SAMPLE_RATE)[0]

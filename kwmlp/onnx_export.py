@@ -41,7 +41,7 @@ from torch import nn
 from ._types import PathLike
 from .embedder import KWMLPEmbedder
 from .errors import KwmlpError
-from .frontend import CHUNK_SAMPLES, _nnaudio_mfcc, mel_dct_t, mfcc_from_mel
+from .frontend import CHUNK_SAMPLES, nnaudio_mfcc, mel_dct_t, mfcc_from_mel
 
 OPSET = 17
 EXAMPLE_BATCH = 2
@@ -81,7 +81,7 @@ class ChunkGraph(nn.Module):
 
     def __init__(self, model: KWMLPEmbedder, *, head: bool = False) -> None:
         super().__init__()
-        self.mel = _nnaudio_mfcc().melspec_layer
+        self.mel = nnaudio_mfcc().melspec_layer
         self.register_buffer("dct_t", mel_dct_t())
         self.encoder, self.layer, self.head = model.encoder, model.layer, head
 

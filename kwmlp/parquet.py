@@ -1,6 +1,6 @@
 """Parquet output of a corpus run (``embed_corpus(format="parquet")``), and its reader.
 
-A run writes part files ``part-<time ns>-<pid>-<seq>.parquet`` directly under
+A run writes part files ``kwmlp-part-<time ns>-<pid>-<seq>.parquet`` directly under
 the output folder, each atomically (a temporary of its own, fsync, rename),
 each holding one row per input with the columns
 
@@ -39,9 +39,9 @@ from ._types import PathLike
 from .atomic import write_atomic
 from .errors import KwmlpError
 from .extras import require
-from .manifest import MANIFEST_DIR, read_records
+from .manifest import MANIFEST_DIR, read_records, read_settings
 
-PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
+PART_PREFIX, PART_SUFFIX = "kwmlp-part-", ".parquet"
 FORMAT_VERSION = b"1"  # schema metadata ``kwmlp_parquet_version``
 
 
@@ -76,7 +76,7 @@ def rows_table(rows: List[Tuple[str, float, Mapping[str, np.ndarray]]],
                metadata: Mapping[str, object], scene_size: int, embedding_size: int):
     """A ``pyarrow.Table`` of ``(key, duration_s, arrays)`` rows (``arrays`` as
     ``FileEmbedding.arrays()`` gives them) made as ``metadata``
-    (``files.run_metadata``) says."""
+    (``sinks.run_metadata``) says."""
     pa, _ = _pyarrow()
     schema = _schema(pa, scene_size, embedding_size)
     n = len(rows)
@@ -120,27 +120,38 @@ class PartWriter:
         self.output_dir = output_dir
         self._seq = count()
 
-    def write(self, table) -> str:
-        """Write ``table`` as a new part; returns its name."""
+    def new_name(self) -> str:
+        """A part name no other part, run or process has."""
+        return (f"{PART_PREFIX}{time.time_ns():020d}-{os.getpid()}-{next(self._seq):06d}"
+                f"{PART_SUFFIX}")
+
+    def write(self, name: str, table) -> None:
+        """Write ``table`` as the part ``name`` (from ``new_name``)."""
         _, pq = _pyarrow()
-        name = f"{PART_PREFIX}{time.time_ns():020d}-{os.getpid()}-{next(self._seq):06d}{PART_SUFFIX}"
         write_atomic(self.output_dir / name, lambda file: pq.write_table(table, file))
-        return name
 
 
-def remove_unrecorded_parts(output_dir: Path, recorded: Mapping[str, Mapping]) -> int:
-    """Delete the part files, and part temporaries, that no manifest record
-    lists: a run killed after writing a part, before recording it, leaves
-    one. Call it only holding the manifest lock. Returns how many."""
+def foreign_parquet_files(output_dir: Path, recorded: Mapping[str, Mapping]) -> List[Path]:
+    """The ``.parquet`` files in ``output_dir`` that no record lists: a reader
+    of the whole folder (pandas, pyarrow) would read them with the parts."""
     listed = {name for entry in recorded.values() for name in entry["outputs"]}
-    removed = 0
-    for path in output_dir.glob(f"*{PART_PREFIX}*"):
-        is_part = path.name.startswith(PART_PREFIX) and path.name.endswith(PART_SUFFIX)
-        is_temporary = path.name.startswith(f".{PART_PREFIX}") and path.name.endswith(".tmp")
-        if (is_part and path.name not in listed) or is_temporary:
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    return sorted(path for path in output_dir.glob(f"*{PART_SUFFIX}")
+                  if path.name not in listed)
+
+
+def _read_part(pq, path: Path):
+    """A part's table, or ``KwmlpError`` for a file that is no kwmlp part."""
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise KwmlpError(f"{path}: missing; the manifest lists it as holding embeddings "
+                         f"(deleted since?). Rerun the embedding to redo its rows") from None
+    except OSError as err:  # pyarrow's ArrowInvalid is an OSError too
+        raise KwmlpError(f"{path}: cannot read it as Parquet ({err})") from None
+    if (table.schema.metadata or {}).get(b"kwmlp_parquet_version") is None:
+        raise KwmlpError(f"{path}: not a kwmlp part (no kwmlp_parquet_version in its schema "
+                         f"metadata); read it with pyarrow or pandas")
+    return table
 
 
 def _table_rows(table) -> Iterator[Tuple[str, Dict[str, object]]]:
@@ -184,19 +195,25 @@ def read_parquet_embeddings(path: PathLike) -> Dict[str, Dict[str, object]]:
     ``embedding`` ``(T, 64)`` float32, ``timestamps`` ``(T,)`` float32 in ms,
     ``scene`` ``(1024,)`` float32 (those the run computed), ``model_id``,
     ``model_options`` (dict), ``sample_rate``, ``resampler`` and
-    ``duration_s``. Raises ``KwmlpError`` for a folder without a manifest."""
+    ``duration_s``. Only recorded parts are read. Raises ``KwmlpError`` for a
+    folder without a manifest or of another format, a recorded part that is
+    missing, and a file that is no kwmlp part."""
     _, pq = _pyarrow()
     path = Path(path)
     if not path.is_dir():
-        return dict(_table_rows(pq.read_table(path)))
-    if not (path / MANIFEST_DIR).is_dir():
+        return dict(_table_rows(_read_part(pq, path)))
+    settings = read_settings(path)
+    if settings is None:
         raise KwmlpError(f"{path}: no {MANIFEST_DIR}/ here, so not the output folder of "
                          f"embed_corpus(format='parquet'); name the folder or a part file")
+    if settings["outputs"] != "parquet":
+        raise KwmlpError(f"{path}: holds npz/npy outputs, not Parquet parts; read them with "
+                         f"numpy")
     keys_by_part: Dict[str, set] = defaultdict(set)
     for key, entry in read_records(path).items():
         keys_by_part[entry["outputs"][0]].add(key)
     result = {}
     for part, keys in sorted(keys_by_part.items()):
-        result.update((key, record) for key, record in _table_rows(pq.read_table(path / part))
+        result.update((key, record) for key, record in _table_rows(_read_part(pq, path / part))
                       if key in keys)
     return result

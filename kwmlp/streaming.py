@@ -29,11 +29,12 @@ returned. ``reset`` starts a new stream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import BinaryIO, Iterator, List
 
 import numpy as np
 import torch
 
+from .audio import read_pcm16
 from .embedder import (BLOCK_FRAMES, HOP_MS, PAD_END_SAMPLES, PAD_START_SAMPLES,
                        KWMLPEmbedder, check_samples, extend_chunk_frames, n_timestamps)
 from .errors import KwmlpError
@@ -227,9 +228,20 @@ class Stream:
         return probabilities, no_keyword, starts, detections
 
     def _run(self, stage, chunks: torch.Tensor) -> torch.Tensor:
-        """``stage`` over ``chunks`` in batches of the model's chunk_batch_size, on its device."""
-        device = self.model.encoder.patch_embed.weight.device
-        size = self.model.chunk_batch_size
-        return torch.cat([stage(chunks[i:i + size].to(device)).cpu()
-                          for i in range(0, len(chunks), size)])
+        """``stage`` over ``chunks`` (``KWMLPEmbedder.map_chunks``), on the CPU."""
+        return torch.cat([out.cpu() for _, out in self.model.map_chunks(stage, chunks)])
 
+
+def spot_pcm(reader: BinaryIO, model: KWMLPEmbedder, *, hop_ms: float = DEFAULT_HOP_MS,
+             threshold: float = DEFAULT_THRESHOLD,
+             refractory_ms: float = DEFAULT_REFRACTORY_MS) -> Iterator[Detection]:
+    """The keywords in raw 16 kHz mono s16le PCM read from ``reader`` (e.g.
+    ``sys.stdin.buffer`` behind ``arecord -f S16_LE -r 16000 -c 1``), each
+    yielded as soon as it ends, the last when the input ends: what ``kwmlp spot
+    -`` prints. Reads ``hop_ms`` of audio at a time, so a live microphone is
+    answered within about a window (1 s) of each word."""
+    stream = Stream(model, hop_ms=hop_ms, threshold=threshold, refractory_ms=refractory_ms,
+                    embeddings=False)
+    for block in read_pcm16(reader, stream.hop):
+        yield from stream.push(block).detections
+    yield from stream.flush().detections

@@ -30,7 +30,8 @@ def random_published_params(rng: np.random.Generator, *, n_mfcc=40, n_frames=98,
         p[f"{pre}.fn.proj_in.0.bias"] = normal(dim_ff, scale=0.1)
         p[f"{pre}.fn.sgu.norm.weight"] = 1 + normal(dim_ff // 2, scale=0.2)
         p[f"{pre}.fn.sgu.norm.bias"] = normal(dim_ff // 2, scale=0.1)
-        p[f"{pre}.fn.sgu.proj.weight"] = normal(n_frames, n_frames, 1, scale=1 / math.sqrt(n_frames))
+        p[f"{pre}.fn.sgu.proj.weight"] = normal(n_frames, n_frames, 1,
+                                                scale=1 / math.sqrt(n_frames))
         p[f"{pre}.fn.sgu.proj.bias"] = 1 + normal(n_frames, scale=0.1)
         p[f"{pre}.fn.proj_out.weight"] = normal(dim, dim_ff // 2, scale=1 / math.sqrt(dim_ff // 2))
         p[f"{pre}.fn.proj_out.bias"] = normal(dim, scale=0.1)

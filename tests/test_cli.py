@@ -13,6 +13,7 @@ import torch
 
 from kwmlp import get_scene_embeddings, load_audio, load_model
 from kwmlp.cli import parse_args
+from kwmlp.manifest import MANIFEST_DIR
 
 
 # parse_args
@@ -20,7 +21,7 @@ from kwmlp.cli import parse_args
 def test_embed_defaults():
     args = parse_args(["embed", "/does/not/need/to/exist"])
     assert args.command == "embed" and args.paths == ["/does/not/need/to/exist"]
-    assert (args.kind, args.fmt, args.output_dir, args.model) == ("both", "npz", None, None)
+    assert (args.kind, args.format, args.output_dir, args.model) == ("both", "npz", None, None)
     assert not (args.recursive or args.overwrite or args.quiet)
     assert (args.device, args.threads, args.layer, args.pooling) == (None, None, None, None)
     assert args.batch_seconds == 60.0 and args.resampler == "soxr"
@@ -32,7 +33,7 @@ def test_embed_options():
                        "--threads", "2", "--layer", "4", "--pooling", "mean",
                        "--batch-seconds", "5", "--resampler", "resampy", "-q"])
     assert args.paths == ["a.wav", "dir"] and args.output_dir == "out"
-    assert (args.kind, args.model, args.fmt, args.device) == ("scene", "m.pt", "npy", "cpu")
+    assert (args.kind, args.model, args.format, args.device) == ("scene", "m.pt", "npy", "cpu")
     assert args.recursive and args.overwrite and args.quiet
     assert (args.threads, args.layer, args.pooling, args.batch_seconds) == (2, 4, "mean", 5.0)
     assert args.resampler == "resampy"
@@ -114,9 +115,14 @@ def write_clips(folder, n, seconds=1.0):
 
 
 def _state(folder):
-    """Every file below ``folder`` (hidden ones too): its mtime and bytes."""
+    """Every file below ``folder`` (hidden ones too) but its manifest: mtime and bytes."""
     return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and MANIFEST_DIR not in p.parts}
+
+
+def _outputs(folder):
+    """The names in ``folder`` but its manifest's."""
+    return sorted(name for name in os.listdir(folder) if name != MANIFEST_DIR)
 
 
 def test_embed_reports_bad_files_continues_and_resumes(tmp_path, published_checkpoint):
@@ -132,8 +138,8 @@ def test_embed_reports_bad_files_continues_and_resumes(tmp_path, published_check
     assert f"{data / 'broken.wav'}: cannot read audio" in first.stderr
     assert "\r" not in first.stderr  # no progress-bar frames: stderr is not a terminal
     assert "4 files embedded, 0 skipped (outputs exist), 1 failed" in first.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["clip00.npz", "clip01.npz", "clip02.npz",
-                                                     "sub"]
+    assert sorted(p.name for p in out.iterdir() if p.name != MANIFEST_DIR) == [
+        "clip00.npz", "clip01.npz", "clip02.npz", "sub"]
     saved = np.load(out / "sub" / "deep.npz")
     assert saved["embedding"].shape == (50, 64) and saved["scene"].shape == (1024,)
     np.testing.assert_array_equal(saved["timestamps"], 10.0 * np.arange(1, 51))
@@ -210,6 +216,7 @@ def test_interrupt_then_resume(tmp_path, published_checkpoint):
     done = _state(out)
     assert 0 < len(done) < len(inputs)
     assert not [name for name in done if not name.endswith(".npz")]  # no temporaries
+    assert not list((out / MANIFEST_DIR).rglob("*.tmp"))
     for name in done:
         assert np.load(out / name)["embedding"].shape[1] == 64
 
@@ -235,13 +242,13 @@ def test_bad_names_short_and_corrupt_files_fail_alone_and_reruns_never_mix(
     assert "4 files embedded, 0 skipped (outputs exist), 2 failed" in first.stderr
     assert f"{data / 'one-sample.wav'}: too short to embed" in first.stderr
     assert f"{data / 'corrupt.wav'}: cannot read audio" in first.stderr
-    assert sorted(os.listdir(out)) == sorted(["clip00.npz", "clip01.npz", "clip02.npz",
-                                              os.fsdecode(b"\xff\xfe.npz")])
+    assert _outputs(out) == sorted(["clip00.npz", "clip01.npz", "clip02.npz",
+                                    os.fsdecode(b"\xff\xfe.npz")])
     second = kwmlp("embed", data, "-o", out, "--model", published_checkpoint, "--threads", "1",
                    "--layer", "4", "--pooling", "mean")
     assert second.returncode == 1, second.stderr
     assert "4 files embedded (4 replacing stale or incomplete outputs)" in second.stderr
-    for name in os.listdir(out):
+    for name in _outputs(out):
         assert str(np.load(out / name)["model_options"]).startswith("layer=4 pooling=mean")
 
 

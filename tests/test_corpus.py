@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 
 import kwmlp
-from kwmlp import corpus, extras
+from kwmlp import engines, extras
 from kwmlp.errors import KwmlpError
 from kwmlp.manifest import Manifest, read_records
 
@@ -122,7 +122,7 @@ def test_local_engine_gives_the_hear_api_embeddings_and_the_same_report(
                                  part_seconds=2.0)
     check_run(out, fmt, summary, model, references, single_process_failures)
     if fmt == "parquet":  # 6.1 s of audio, parts of >= 2 s: several parts
-        assert 2 <= len(list(out.glob("part-*.parquet"))) <= 4
+        assert 2 <= len(list(out.glob("kwmlp-part-*.parquet"))) <= 4
 
 
 def test_local_one_worker_writes_the_files_save_embeddings_writes(data, model,
@@ -157,7 +157,7 @@ def test_parquet_reads_back_with_pyarrow_and_pandas(data, published_checkpoint, 
     out = tmp_path / "out"
     kwmlp.embed_corpus([data], out, format="parquet", recursive=True,
                        model_file_path=str(published_checkpoint), device="cpu")
-    (part,) = out.glob("part-*.parquet")
+    (part,) = out.glob("kwmlp-part-*.parquet")
     table = pq.read_table(part)
     assert table.column_names == ["path", "model_id", "model_options", "sample_rate",
                                   "resampler", "duration_s", "scene", "embedding", "timestamps"]
@@ -206,19 +206,19 @@ def test_other_options_are_refused_and_overwrite_replaces(data, published_checkp
     out = tmp_path / "out"
     options = dict(format="parquet", model_file_path=str(published_checkpoint), device="cpu")
     kwmlp.embed_corpus([data / "a.wav"], out, **options)
-    before = sorted(out.glob("part-*"))
+    before = sorted(out.glob("kwmlp-part-*"))
     with pytest.raises(KwmlpError, match=r"model_options layer=12 .*this run would make "
                                          r"model_options layer=4 .*another output folder"):
         kwmlp.embed_corpus([data / "a.wav", data / "f.wav"], out, layer=4, **options)
     with pytest.raises(KwmlpError, match="format parquet"):
         kwmlp.embed_corpus([data / "a.wav"], out, format="npz",
                            model_file_path=str(published_checkpoint))
-    assert sorted(out.glob("part-*")) == before and not list(out.glob("*.npz"))
+    assert sorted(out.glob("kwmlp-part-*")) == before and not list(out.glob("*.npz"))
     replaced = kwmlp.embed_corpus([data / "f.wav"], out, layer=4, overwrite=True, **options)
     assert replaced.done == 1
     rows = kwmlp.read_parquet_embeddings(out)
     assert list(rows) == ["f.wav"] and rows["f.wav"]["model_options"]["layer"] == "4"
-    assert not set(before) & set(out.glob("part-*"))  # the old parts are gone
+    assert not set(before) & set(out.glob("kwmlp-part-*"))  # the old parts are gone
 
 
 def test_a_folder_in_use_is_refused(tmp_path):
@@ -355,7 +355,7 @@ def test_sigkill_mid_write_leaves_nothing_partial_counted(data, published_checkp
     recorded = read_records(out)
     parts = {entry["outputs"][0] for entry in recorded.values()}
     assert len(parts) == 1 and 0 < len(recorded) < len(GOOD)
-    assert [p.name for p in out.glob(".part-*.tmp")]  # the half-written part, not counted
+    assert [p.name for p in out.glob(".kwmlp-part-*.tmp")]  # the half-written part, not counted
     assert kwmlp.read_parquet_embeddings(out).keys() == recorded.keys()
 
     rerun = kwmlp_cli(*command)
@@ -368,7 +368,7 @@ def test_sigkill_mid_write_leaves_nothing_partial_counted(data, published_checkp
         assert_matches(row, references[name])
     assert not list(out.glob(".*.tmp"))
     listed = {entry["outputs"][0] for entry in read_records(out).values()}
-    assert {p.name for p in out.glob("part-*.parquet")} == listed  # no orphan part
+    assert {p.name for p in out.glob("kwmlp-part-*.parquet")} == listed  # no orphan part
 
 
 def test_workers_decode_ahead_boundedly_and_their_warnings_reach_the_caller(
@@ -402,10 +402,10 @@ def test_workers_decode_ahead_boundedly_and_their_warnings_reach_the_caller(
             most[0] = max(most[0], in_flight[0])
             return future
 
-    monkeypatch.setattr(corpus, "ProcessPoolExecutor", InlineExecutor)
+    monkeypatch.setattr(engines, "ProcessPoolExecutor", InlineExecutor)
     with pytest.warns(UserWarning, match=r"loud\.wav: peak 2 exceeds 1\.0"):
-        results = dict(corpus._local_parallel(paths, model, "both", 0.5, "soxr", workers=2))
-    assert most[0] == 2 * corpus.QUEUED_BATCHES_PER_WORKER  # never more decoded ahead
+        results = dict(engines.embed_indexed(paths, model, "both", 0.5, "soxr", workers=2))
+    assert most[0] == 2 * engines.QUEUED_BATCHES_PER_WORKER  # never more decoded ahead
     assert len(results) == len(paths)
     assert isinstance(results[len(paths) - 1], kwmlp.files.FileFailure)
     for index, name in enumerate(GOOD):

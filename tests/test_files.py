@@ -13,11 +13,14 @@ import soundfile as sf
 import torch
 
 import kwmlp
-from kwmlp import files
+from kwmlp import decoding
+from kwmlp import run as run_module
 from kwmlp.errors import KwmlpError
 from kwmlp.atomic import write_atomic
-from kwmlp.files import (FileEmbedding, find_audio_files, output_paths, prefetched,
-                         save_embeddings)
+from kwmlp.decoding import prefetched
+from kwmlp.files import FileEmbedding, find_audio_files, save_embeddings
+from kwmlp.manifest import MANIFEST_DIR
+from kwmlp.sinks import output_paths
 from kwmlp.embedder import KWMLPEmbedder
 from kwmlp.info import model_info
 
@@ -88,8 +91,8 @@ def test_batch_equals_single_file(clips, model, references, batch_seconds):
 
 def test_batches_sort_by_duration_within_budget():
     durations_s = {0: 5.0, 1: 1.0, 2: 2.0, 3: 30.0, 4: 1.5}
-    assert list(files.batches(durations_s, 4.0)) == [[1, 4], [2], [0], [3]]
-    assert list(files.batches(durations_s, 100.0)) == [[1, 4, 2, 0, 3]]
+    assert list(decoding.batches(durations_s, 4.0)) == [[1, 4], [2], [0], [3]]
+    assert list(decoding.batches(durations_s, 100.0)) == [[1, 4, 2, 0, 3]]
 
 
 def test_kinds(clips, model):
@@ -130,7 +133,7 @@ def test_output_paths(tmp_path):
         ["embedding", "timestamps", "scene"], src.with_name("x.y.npz"))
     assert output_paths(src, rel, tmp_path / "out", kind="scene") == {
         "scene": tmp_path / "out" / "sub" / "x.y.npz"}
-    assert output_paths(src, rel, tmp_path / "out", fmt="npy", kind="timestamp") == {
+    assert output_paths(src, rel, tmp_path / "out", format="npy", kind="timestamp") == {
         "embedding": tmp_path / "out" / "sub" / "x.y_embedding.npy",
         "timestamps": tmp_path / "out" / "sub" / "x.y_timestamps.npy",
         "metadata": tmp_path / "out" / "sub" / "x.y_metadata.json"}
@@ -150,7 +153,7 @@ def test_save_embeddings_writes_what_the_hear_api_gives(clips, model, references
         np.testing.assert_allclose(saved["scene"], scene, atol=1e-6, rtol=0)
         assert str(saved["model_id"]) == model.model_id()
         assert int(saved["sample_rate"]) == 16000 and str(saved["resampler"]) == "soxr"
-    npy = save_embeddings([clips[3]], out, model, fmt="npy", kind="scene")
+    npy = save_embeddings([clips[3]], out, model, format="npy", kind="scene")
     assert npy.done == 1 and np.load(out / "d_scene.npy").shape == (1024,)
 
 
@@ -167,8 +170,9 @@ def test_model_id_names_the_weights_not_the_file(tmp_path, published_checkpoint,
 
 
 def _state(folder):
+    """The outputs in ``folder`` (its manifest aside): mtime and bytes by path."""
     return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+            if p.is_file() and MANIFEST_DIR not in p.parts}
 
 
 def test_resume_skips_and_overwrite_rewrites(clips, model, tmp_path):
@@ -215,7 +219,7 @@ def test_interrupted_run_leaves_complete_outputs_and_resumes(clips, model, tmp_p
     with pytest.raises(KeyboardInterrupt):
         save_embeddings(clips, out, model)
     monkeypatch.undo()
-    written = sorted(out.iterdir())
+    written = sorted(p for p in out.iterdir() if p.name != MANIFEST_DIR)
     assert len(written) == 2 and all(p.suffix == ".npz" for p in written)
     for path in written:
         assert np.load(path)["embedding"].shape[1] == 64
@@ -404,18 +408,18 @@ def test_resume_redoes_invalid_outputs(clips, model, references, tmp_path, damag
 
 def test_npy_outputs_record_what_made_them(clips, model, tmp_path):
     out = tmp_path / "out"
-    save_embeddings(clips[:1], out, model, fmt="npy", kind="timestamp")
+    save_embeddings(clips[:1], out, model, format="npy", kind="timestamp")
     record = json.loads((out / "a_metadata.json").read_text())
     assert record == {"model_id": model.model_id(), "model_options": model.model_options(),
                       "sample_rate": 16000, "resampler": "soxr",
                       "arrays": ["embedding", "timestamps"]}
-    assert save_embeddings(clips[:1], out, model, fmt="npy", kind="timestamp").skipped == 1
-    summary = save_embeddings(clips[:1], out, model, fmt="npy")  # now the scene too
+    assert save_embeddings(clips[:1], out, model, format="npy", kind="timestamp").skipped == 1
+    summary = save_embeddings(clips[:1], out, model, format="npy")  # now the scene too
     assert (summary.done, summary.redone) == (1, 1)
     (out / "a_scene.npy").write_bytes(b"junk")
-    assert save_embeddings(clips[:1], out, model, fmt="npy").redone == 1
+    assert save_embeddings(clips[:1], out, model, format="npy").redone == 1
     (out / "a_metadata.json").unlink()  # as a run stopped between arrays leaves it
-    assert save_embeddings(clips[:1], out, model, fmt="npy").redone == 1
+    assert save_embeddings(clips[:1], out, model, format="npy").redone == 1
     assert np.load(out / "a_scene.npy").shape == (1024,)
 
 
@@ -457,14 +461,14 @@ def test_inputs_may_be_one_str(clips, model, tmp_path):
 def test_an_output_dir_that_is_a_file_fails_before_embedding(clips, model, tmp_path,
                                                              monkeypatch):
     (tmp_path / "out").write_text("a file")
-    monkeypatch.setattr(files, "_embed_indexed", lambda *a: pytest.fail("embedded anyway"))
+    monkeypatch.setattr(run_module, "embed_indexed", lambda *a: pytest.fail("embedded anyway"))
     with pytest.raises(KwmlpError, match="out: exists and is not a folder"):
         save_embeddings(clips, tmp_path / "out", model)
 
 
 def test_progress_without_a_terminal_is_plain_lines(clips, model, tmp_path, monkeypatch,
                                                     capsys, caplog):
-    monkeypatch.setattr(files, "PROGRESS_LINE_S", 0.0, raising=False)
+    monkeypatch.setattr(run_module, "PROGRESS_LINE_S", 0.0)
     caplog.set_level("INFO", logger="kwmlp")
     save_embeddings(clips[:2], tmp_path / "out", model, progress=True)
     assert "\r" not in capsys.readouterr().err  # pytest's stderr is no terminal

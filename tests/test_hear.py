@@ -66,7 +66,8 @@ def test_matches_independent_implementation(model, published_params, seconds):
     emb, ts = kwmlp.get_timestamp_embeddings(torch.from_numpy(audio), model)
     scene = kwmlp.get_scene_embeddings(torch.from_numpy(audio), model)
     for i, sound in enumerate(audio):
-        want_emb, want_ts, want_scene = oracle.published_embeddings(sound, mfcc_fn, published_params)
+        want_emb, want_ts, want_scene = oracle.published_embeddings(sound, mfcc_fn,
+                                                                    published_params)
         np.testing.assert_allclose(emb[i].numpy(), want_emb, atol=1e-5)
         np.testing.assert_allclose(ts[i].numpy(), want_ts)
         np.testing.assert_allclose(scene[i].numpy(), want_scene, atol=1e-5)
@@ -207,7 +208,8 @@ def test_scene_frames_audio_on_a_clip_without_timestamps_is_a_clear_error(
         published_checkpoint, n_samples):
     m = kwmlp.load_model(str(published_checkpoint), scene_frames="audio")
     audio = torch.rand(1, n_samples) - 0.5
-    with pytest.raises(ValueError, match=rf"{n_samples} samples has none .*160.*scene_frames='all'"):
+    with pytest.raises(ValueError,
+                       match=rf"{n_samples} samples has none .*160.*scene_frames='all'"):
         kwmlp.get_scene_embeddings(audio, m)
     emb, ts = kwmlp.get_timestamp_embeddings(audio, m)  # no scene asked: no error
     assert emb.shape == (1, 0, 64) and ts.shape == (1, 0)

@@ -31,3 +31,11 @@ def test_wheel_ships_default_weights(tmp_path):
     module_file, weights_path, shape = run.stdout.split("\n")[:3]
     assert module_file.startswith(str(site)) and weights_path.startswith(str(site))
     assert shape == "(1, 1024)"
+
+
+def test_the_source_passes_the_linter():
+    """ruff (the dev extra) with the project's settings (pyproject's tool.ruff)."""
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(root)],
+                         capture_output=True, text=True, cwd=root)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -198,3 +198,21 @@ def test_loud_push_warns_as_the_offline_api_and_is_not_clipped(model, audio):
     assert len(caught) == 1 and caught[0].filename == __file__  # points at the caller
     quiet = kwmlp.Stream(model, keywords=False).push(loud.clamp(-1, 1))
     assert not torch.allclose(out.embedding, quiet.embedding)
+
+
+def test_spotting_raw_pcm_finds_what_spotting_the_file_finds(model, audio, tmp_path):
+    import io
+
+    import soundfile as sf
+
+    from kwmlp.keywords import spot_file
+    from kwmlp.streaming import spot_pcm
+
+    pcm = np.round(audio.numpy() * 32767).astype("<i2")  # what arecord would hand over
+    sf.write(tmp_path / "take.wav", pcm, 16000, subtype="PCM_16")
+    from_file = spot_file(tmp_path / "take.wav", model, hop_ms=50)
+    from_pcm = list(spot_pcm(io.BytesIO(pcm.tobytes()), model, hop_ms=50))
+    assert [d.word for d in from_file] == ["yes", "seven"]  # "house" is cut to 0.13 s
+    assert [(d.word, d.start_ms, d.end_ms) for d in from_pcm] == [
+        (d.word, d.start_ms, d.end_ms) for d in from_file]
+    assert [d.score for d in from_pcm] == pytest.approx([d.score for d in from_file], abs=1e-5)

@@ -101,9 +101,9 @@ def test_layout_and_audio(corpus):
 def test_lists_and_voices_give_voice_disjoint_splits(corpus):
     voices = json.loads((corpus / "voices.json").read_text())["voices"]
     listed = {"validation": (corpus / "validation_list.txt").read_text().split(),
-              "test": (corpus / "testing_list.txt").read_text().split()}
+              "testing": (corpus / "testing_list.txt").read_text().split()}
     all_clips = {f"{p.parent.name}/{p.name}" for p in corpus.glob("*/*_nohash_*.wav")}
-    listed["train"] = sorted(all_clips - set(listed["validation"]) - set(listed["test"]))
+    listed["training"] = sorted(all_clips - set(listed["validation"]) - set(listed["testing"]))
     speakers = {}
     for split, paths in listed.items():
         assert paths, split
@@ -112,18 +112,18 @@ def test_lists_and_voices_give_voice_disjoint_splits(corpus):
             voice = voices[path.split("/")[1].split("_nohash_")[0]]
             assert voice["split"] == split
             speakers.setdefault(split, set()).add(voice["speaker"])
-    assert not speakers["train"] & speakers["validation"]
-    assert not speakers["train"] & speakers["test"]
-    assert not speakers["validation"] & speakers["test"]
+    assert not speakers["training"] & speakers["validation"]
+    assert not speakers["training"] & speakers["testing"]
+    assert not speakers["validation"] & speakers["testing"]
 
 
 def test_full_inventory_splits():
     voices = synth.build_voice_inventory()
-    test = [v for v in voices if v.split == "test"]
+    test = [v for v in voices if v.split == "testing"]
     assert {v.engine for v in test} == set(synth.ENGINES)
     # A whole held-out accent: every one of its variants is in test.
     for accent in synth.TEST_ACCENTS:
-        assert all(v.split == "test" for v in voices if v.params.get("accent") == accent)
+        assert all(v.split == "testing" for v in voices if v.params.get("accent") == accent)
     by_speaker = {}
     for v in voices:
         by_speaker.setdefault(v.speaker, set()).add(v.split)
@@ -137,7 +137,7 @@ def test_plan_counts_and_names():
     specs = synth.plan_clips(voices, seed=0, clips_per_word=100, words=("go",))
     assert len(specs) == 100
     assert len({s.relpath for s in specs}) == 100
-    assert sum(s.voice.split == "train" for s in specs) == 80
+    assert sum(s.voice.split == "training" for s in specs) == 80
 
 
 def test_parse_args_is_pure():

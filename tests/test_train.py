@@ -446,9 +446,9 @@ def test_evaluate_and_export(corpus, tmp_path):
     model, meta = load_checkpoint(out)
     assert meta["held_out_accuracy"] == evaluation.accuracy and meta["licence"] == "MIT"
     assert meta["training_data"]["clips"] == {"training": 12, "validation": 4, "testing": 4}
-    assert meta["training_data"]["voices"] == {
-        "train": {"espeak-ng": ["a2", "a3"], "flite": ["a1"]},
-        "validation": {"espeak-ng": ["b1"]}, "test": {"espeak-ng": ["c1"]}}
+    assert meta["training_data"]["voices"] == {  # the corpus says "train"/"test": renamed
+        "training": {"espeak-ng": ["a2", "a3"], "flite": ["a1"]},
+        "validation": {"espeak-ng": ["b1"]}, "testing": {"espeak-ng": ["c1"]}}
     assert meta["training_data"]["seed"] == 7
     assert meta["epochs"] == 2 and model.head.out_features == 35
     assert meta["exported_epoch"] == load_checkpoint(run_dir / "best.pt")[1]["epoch"]
@@ -529,7 +529,8 @@ def test_summary_counts_voices_not_engines():
             "voices": {"train": {"espeak-ng": ["a2", "a3"], "flite": ["a1"]},
                        "validation": {"espeak-ng": ["b1"]}, "test": {"espeak-ng": ["c1"]}}}
     line = summarize_training_data(data)
-    assert "3 train, 1 validation, 1 test voices" in line
+    # one vocabulary beside "... training clips", also for voices recorded as "train"/"test"
+    assert "3 training, 1 validation, 1 testing voices" in line
     assert line.startswith("synthetic TTS speech")
 
 

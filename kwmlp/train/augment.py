@@ -9,7 +9,8 @@ SpecAugment-style time and frequency masks. The speed, warp, EQ and reverberatio
 stages make synthetic voices sound like more speakers in more places; their
 probabilities default to 0 (off), the recipe of the first shipped weights.
 Every function draws from an explicit ``torch.Generator`` so a run is replicable
-and its augmentation stream can be checkpointed.
+and its augmentation stream can be checkpointed. (Just over 300 lines: each
+stage is a few lines, and ``augment_waveform`` reads them in their order.)
 """
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from .negatives import SOURCES_NAME
 from .real_speech import ALL_FOLDS, VALIDATION_PERCENT, run_splits
 from .._types import PathLike
 from .speech_commands import SPLITS, list_clips
+from ..vocabulary import split_name
 
 REAL_SPEECH_LICENCES = {
     "speech_commands": "CC-BY-4.0: P. Warden, Speech Commands: A Dataset for "
@@ -53,7 +54,8 @@ def describe_corpus(data_dir: PathLike, generator: Optional[str] = None) -> dict
                 description[key] = manifest[key]
         voices: dict = {}
         for voice, info in sorted(manifest.get("voices", {}).items()):
-            voices.setdefault(info["split"], {}).setdefault(info["engine"], []).append(voice)
+            by_engine = voices.setdefault(split_name(info["split"]), {})
+            by_engine.setdefault(info["engine"], []).append(voice)
         description["voices"] = voices  # split -> engine -> voice ids
     return description
 

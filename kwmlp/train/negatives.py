@@ -5,7 +5,9 @@ slices of the real Speech Commands background recordings. ``_unknown_``: speech
 that holds none of the 35 words (real French voice prompts, English sentences and
 words spoken by the synthetic corpus' *training* voices), music (random General
 MIDI notes rendered by fluidsynth) and game sound effects. Every clip is one
-1 s window, int16 ``(CHUNK_SAMPLES,)``.
+1 s window, int16 ``(CHUNK_SAMPLES,)``. (About 400 lines: one short renderer
+per source, each with its licence record, kept beside the others so the
+no-keyword set reads as one inventory.)
 
 Only sources fair to train on (``../shared/data/EVALUATION_ONLY.md``), and none
 of those ``benchmarks/false_accepts.py`` judges rejection with (it takes the
@@ -263,7 +265,7 @@ def _files(paths: Sequence[Path], seed: int) -> Iterator[Item]:
 
 
 def _voices() -> List[Voice]:
-    return [v for v in build_voice_inventory() if v.split == "train"]
+    return [v for v in build_voice_inventory() if v.split == "training"]
 
 
 def _spoken(texts: Sequence[str], kind: str, seed: int,

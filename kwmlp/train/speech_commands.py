@@ -24,9 +24,8 @@ from .._types import PathLike
 from ..audio import INT16_SCALE
 from ..errors import KwmlpError
 from ..frontend import CHUNK_SAMPLES, SAMPLE_RATE
-from ..vocabulary import WORDS
+from ..vocabulary import SPLITS, WORDS
 
-SPLITS = ("training", "validation", "testing")
 NOISE_DIR = "_background_noise_"
 
 

@@ -169,7 +169,7 @@ def generate_corpus(out_dir: Path, *, seed: int, clips_per_word: int,
     results = list(_render_all(specs, out_dir, workers, progress_every))
     write_background_noise(out_dir, seed=seed, voices=voices, duration_s=noise_duration_s)
 
-    lists = {"validation": "validation_list.txt", "test": "testing_list.txt"}
+    lists = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
     for split, name in lists.items():
         paths = sorted(r.relpath for r in results if r.split == split)
         (out_dir / name).write_text("".join(p + "\n" for p in paths))

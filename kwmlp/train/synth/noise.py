@@ -93,7 +93,7 @@ def write_background_noise(out_dir: Path, *, seed: int, voices: Sequence[Voice],
         "mains_hum_50hz.wav": lambda rng: mains_hum(rng, n_samples, 50.0),
         "mains_hum_60hz.wav": lambda rng: mains_hum(rng, n_samples, 60.0),
     }
-    talkers = [v for v in voices if v.engine == "espeak-ng" and v.split == "train"]
+    talkers = [v for v in voices if v.engine == "espeak-ng" and v.split == "training"]
     renderer = Renderer() if talkers else None
     try:
         if renderer is not None:

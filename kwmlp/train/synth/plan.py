@@ -7,12 +7,11 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from ..speech_commands import WORDS
+from ...vocabulary import SPLITS, WORDS
 from .voices import ENGINES, Voice
 
-SPLITS: Tuple[str, ...] = ("train", "validation", "test")
 # Speech Commands' own proportions (it hashes speakers into 80/10/10).
-SPLIT_FRACTIONS: Mapping[str, float] = {"train": 0.8, "validation": 0.1, "test": 0.1}
+SPLIT_FRACTIONS: Mapping[str, float] = {"training": 0.8, "validation": 0.1, "testing": 0.1}
 # Share of a split's clips per engine (renormalised over the engines that have a voice
 # in that split). espeak-ng gives hundreds of speakers but robotic formant speech;
 # flite/festival sound more natural but have only five real speakers between them.

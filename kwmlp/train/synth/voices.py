@@ -96,15 +96,15 @@ def split_for_voice(engine: str, speaker: str, accent: str = "", variant: str = 
     """
     if engine == "espeak-ng":
         if accent in TEST_ACCENTS or variant in TEST_VARIANTS:
-            return "test"
+            return "testing"
         if accent in VALIDATION_ACCENTS or variant in VALIDATION_VARIANTS:
             return "validation"
-        return "train"
+        return "training"
     if speaker in TEST_SPEAKERS:
-        return "test"
+        return "testing"
     if speaker in VALIDATION_SPEAKERS:
         return "validation"
-    return "train"
+    return "training"
 
 
 def build_voice_inventory(engines: Sequence[str] = ENGINES) -> List[Voice]:

@@ -1,0 +1,287 @@
+"""Output formats of a run, behind one small interface (``Sink``): where each
+input's outputs go, whether existing ones are still good, writing a result,
+and recording finished inputs in the output folder's manifest.
+
+- ``npz``: ``<stem>.npz`` holding the arrays ``embedding`` ``(T, 64)``,
+  ``timestamps`` ``(T,)`` in ms and ``scene`` ``(1024,)`` (those the ``kind``
+  asks for; float32) and the metadata ``model_id``, ``model_options`` (str),
+  ``sample_rate`` (int) and ``resampler`` (str).
+- ``npy``: one array per file, ``<stem>_embedding.npy``,
+  ``<stem>_timestamps.npy``, ``<stem>_scene.npy``, and the metadata, with the
+  names of the arrays, in ``<stem>_metadata.json``, written last.
+- ``parquet``: part files of many rows (``kwmlp.parquet``).
+
+npz/npy outputs describe themselves, so a folder may hold outputs of several
+models and kinds: one made otherwise is simply redone. A Parquet folder is one
+dataset, so all its rows share one model, options, resampler and kind.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .atomic import remove_stale_temporaries, write_atomic
+from .audio import DEFAULT_RESAMPLER
+from .embedder import EMBEDDING_KINDS, KWMLPEmbedder
+from .errors import KwmlpError
+from .manifest import Manifest, source_entry
+from .parquet import PartWriter, row_key, rows_table
+from .results import ARRAY_NAMES, FileEmbedding
+
+FORMATS = ("npz", "npy", "parquet")
+FILE_FORMATS = ("npz", "npy")  # one output (or set of outputs) per input
+METADATA_NAME = "metadata"  # output_paths key of the npy format's JSON file
+RECORD_EVERY_FILES = 256  # npz/npy outputs per manifest record; a kill redoes at most these
+DEFAULT_PART_SECONDS = 1800.0  # audio per Parquet part: ~46 MB of timestamp embeddings
+PART_MAX_ROWS = 65536  # a part of scene-only rows is cut here (~270 MB of scenes)
+
+Outputs = Dict[str, Path]  # an input's output files by array name (or METADATA_NAME, "row")
+
+
+def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_kind(kind: str) -> None:
+    check_choice("kind", kind, EMBEDDING_KINDS)
+
+
+def run_metadata(model: KWMLPEmbedder, resampler: str = DEFAULT_RESAMPLER
+                 ) -> Dict[str, object]:
+    """What every output records about how it was made."""
+    return {"model_id": model.model_id(), "model_options": model.model_options(),
+            "sample_rate": model.sample_rate, "resampler": resampler}
+
+
+def output_paths(path: Path, relative: Path, output_dir: Optional[Path] = None,
+                 format: str = "npz", kind: str = "both") -> Outputs:
+    """Where the npz/npy outputs of ``path`` (found as ``relative`` by
+    ``find_audio_files``) go, by array name, and for ``npy`` the metadata file,
+    under ``METADATA_NAME``; with ``npz`` everything goes to one file. Next to
+    the input without ``output_dir``; else a file named as an input lands
+    directly in ``output_dir``, a file found in a folder keeps its path below it."""
+    check_choice("format", format, FILE_FORMATS)
+    check_kind(kind)
+    stem = (path if output_dir is None else Path(output_dir) / relative).with_suffix("")
+    if format == "npz":
+        return dict.fromkeys(ARRAY_NAMES[kind], stem.with_name(f"{stem.name}.npz"))
+    paths = {name: stem.with_name(f"{stem.name}_{name}.npy") for name in ARRAY_NAMES[kind]}
+    paths[METADATA_NAME] = stem.with_name(f"{stem.name}_{METADATA_NAME}.json")
+    return paths
+
+
+def write_outputs(result: FileEmbedding, outputs: Mapping[str, Path],
+                  metadata: Mapping[str, object]) -> None:
+    """Write ``result``'s arrays where ``output_paths`` says, each file
+    atomically: a ``.npz`` gets its arrays and ``metadata``; ``.npy`` files get
+    one array each, and the metadata file, naming the arrays, comes last."""
+    arrays = result.arrays()
+    # File objects, not names: numpy would append ".npz"/".npy" to the temporary's.
+    if METADATA_NAME not in outputs:
+        (path,) = set(outputs.values())
+        write_atomic(path, lambda file: np.savez(file, **arrays, **metadata))
+        return
+    # Removed first: a run stopped midway leaves no metadata beside mixed arrays.
+    outputs[METADATA_NAME].unlink(missing_ok=True)
+    for name, array in arrays.items():
+        write_atomic(outputs[name], lambda file, a=array: np.save(file, a))
+    record = json.dumps({**metadata, "arrays": sorted(arrays)}, indent=1).encode()
+    write_atomic(outputs[METADATA_NAME], lambda file: file.write(record))
+
+
+def _read_outputs(outputs: Mapping[str, Path]) -> Tuple[Dict[str, object], Dict[str, np.ndarray]]:
+    """The metadata (``arrays`` included) and arrays of existing outputs."""
+    if METADATA_NAME in outputs:
+        metadata = json.loads(outputs[METADATA_NAME].read_bytes())
+        return metadata, {name: np.load(outputs[name], allow_pickle=False)
+                          for name in metadata["arrays"]}
+    (path,) = set(outputs.values())
+    with np.load(path, allow_pickle=False) as saved:  # reading an array checks its CRC
+        contents = {name: saved[name] for name in saved.files}
+    arrays = {name: contents.pop(name) for name in ARRAY_NAMES["both"] if name in contents}
+    metadata = {name: value.item() for name, value in contents.items()}
+    return {**metadata, "arrays": sorted(arrays)}, arrays
+
+
+def outputs_are_current(outputs: Mapping[str, Path], metadata: Mapping[str, object],
+                        model: KWMLPEmbedder) -> bool:
+    """Whether npz/npy ``outputs`` (from ``output_paths``) hold a complete,
+    readable result of the model, options and arrays that ``metadata``
+    describes, with the shapes ``model`` gives."""
+    try:
+        saved, arrays = _read_outputs(outputs)
+    except Exception:  # however it fails to read, it is no valid output
+        return False
+    wanted = sorted(name for name in outputs if name != METADATA_NAME)
+    if {**saved, "arrays": sorted(arrays)} != {**metadata, "arrays": wanted}:
+        return False
+    n_frames = len(arrays["timestamps"]) if "timestamps" in arrays else None
+    shapes = {"embedding": (n_frames, model.timestamp_embedding_size),
+              "timestamps": (n_frames,), "scene": (model.scene_embedding_size,)}
+    return all(array.dtype == np.float32 and array.shape == shapes[name]
+               for name, array in arrays.items())
+
+
+def _newer_than(outputs: Mapping[str, Path], source: Path) -> bool:
+    """Whether every output was written after ``source`` last changed."""
+    try:
+        changed = source.stat().st_mtime_ns
+        return all(path.stat().st_mtime_ns >= changed for path in set(outputs.values()))
+    except OSError:
+        return False
+
+
+class Sink:
+    """An output format. ``settings`` are what a record of this run holds;
+    ``folder_settings`` the part of them every output in one folder shares
+    (the manifest refuses a folder holding others)."""
+
+    format: str
+    replaces_in_place = True  # rewriting an input's outputs replaces the old ones
+
+    def __init__(self, model: KWMLPEmbedder, metadata: Mapping[str, object], kind: str,
+                 output_dir: Optional[Path]):
+        self.model, self.metadata, self.kind, self.output_dir = model, metadata, kind, output_dir
+        self.settings = {**metadata, "format": self.format, "kind": kind}
+        self.manifest: Optional[Manifest] = None
+        self.entries: List[dict] = []
+
+    @property
+    def folder_settings(self) -> Dict[str, object]:
+        return {"outputs": "files"}
+
+    def outputs_of(self, path: Path, relative: Path) -> Outputs:
+        raise NotImplementedError
+
+    def outputs_good(self, source: Path, outputs: Outputs) -> bool:
+        """Whether existing outputs hold a good result (the record aside)."""
+        raise NotImplementedError
+
+    def prepare(self, todo_outputs: Sequence[Outputs], manifest: Optional[Manifest]) -> None:
+        """Before writing: remove what killed runs left for these outputs."""
+        self.manifest = manifest
+
+    def write(self, result: FileEmbedding, relative: Path, outputs: Outputs) -> str:
+        """Write (or buffer) one result; returns where it goes, for the log."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Write what is buffered and record it (on Ctrl-C too)."""
+        if self.manifest is not None:
+            self.manifest.record(self.entries)
+        self.entries = []
+
+    def _entry(self, result: FileEmbedding, relative: Path, names: Sequence[str]) -> dict:
+        return source_entry(row_key(relative), result.path, result.source, names,
+                            self.settings)
+
+
+class FileSink(Sink):
+    """npz/npy outputs (``write_outputs``), recorded every ``RECORD_EVERY_FILES``."""
+
+    def __init__(self, format: str, *args: object):
+        self.format = format
+        super().__init__(*args)
+
+    def outputs_of(self, path: Path, relative: Path) -> Outputs:
+        return output_paths(path, relative, self.output_dir, self.format, self.kind)
+
+    def outputs_good(self, source: Path, outputs: Outputs) -> bool:
+        # Beside the inputs no manifest records the source: an output older than it is stale.
+        return (outputs_are_current(outputs, self.metadata, self.model)
+                and (self.output_dir is not None or _newer_than(outputs, source)))
+
+    def prepare(self, todo_outputs: Sequence[Outputs], manifest: Optional[Manifest]) -> None:
+        super().prepare(todo_outputs, manifest)
+        by_folder: Dict[Path, set] = {}
+        for outputs in todo_outputs:
+            for path in outputs.values():
+                by_folder.setdefault(path.parent, set()).add(path.name)
+        for folder, names in by_folder.items():
+            if folder.is_dir():
+                remove_stale_temporaries(folder, names)
+
+    def write(self, result: FileEmbedding, relative: Path, outputs: Outputs) -> str:
+        write_outputs(result, outputs, self.metadata)
+        if self.manifest is not None:
+            names = {os.fsdecode(path.relative_to(self.output_dir)) for path in outputs.values()}
+            self.entries.append(self._entry(result, relative, sorted(names)))
+            if len(self.entries) >= RECORD_EVERY_FILES:
+                self.close()
+        return ", ".join(sorted(set(map(str, outputs.values()))))
+
+
+class ParquetSink(Sink):
+    """Rows buffered into part files of ``part_seconds`` of audio (or
+    ``PART_MAX_ROWS`` rows); each part is recorded once it is in place. A part
+    that cannot be written stops the run (``KwmlpError``): the folder, not a
+    file, is at fault, and the parts before it stay recorded."""
+
+    format = "parquet"
+    replaces_in_place = False  # a new row goes to a new part; the old part keeps the old one
+
+    def __init__(self, *args: object, part_seconds: float = DEFAULT_PART_SECONDS):
+        super().__init__(*args)
+        if self.output_dir is None:
+            raise ValueError("Parquet output needs an output folder")
+        if not part_seconds > 0:
+            raise ValueError(f"part_seconds must be positive, got {part_seconds!r}")
+        self.part_seconds = part_seconds
+        self.writer = PartWriter(self.output_dir)  # pyarrow missing: say so before any work
+        self.rows: List[Tuple[str, float, Dict[str, np.ndarray]]] = []
+        self.results: List[Tuple[FileEmbedding, Path]] = []
+        self.buffered_s = 0.0
+
+    @property
+    def folder_settings(self) -> Dict[str, object]:
+        return {"outputs": "parquet", **self.settings}
+
+    def outputs_of(self, path: Path, relative: Path) -> Outputs:
+        return {"row": self.output_dir / relative}  # one row per path: same path, same row
+
+    def outputs_good(self, source: Path, outputs: Outputs) -> bool:
+        return True  # the manifest checks that the recorded part exists
+
+    def write(self, result: FileEmbedding, relative: Path, outputs: Outputs) -> str:
+        self.rows.append((row_key(relative), result.duration_s, result.arrays()))
+        self.results.append((result, relative))
+        self.buffered_s += result.duration_s
+        if self.buffered_s >= self.part_seconds or len(self.rows) >= PART_MAX_ROWS:
+            self._write_part()
+        return f"a row of a part in {self.output_dir}"
+
+    def _write_part(self) -> None:
+        if not self.rows:
+            return
+        # Taken off the buffer first: a part that fails (or Ctrl-C) is not written twice.
+        rows, results = self.rows, self.results
+        self.rows, self.results, self.buffered_s = [], [], 0.0
+        sizes = (self.model.scene_embedding_size, self.model.timestamp_embedding_size)
+        name = self.writer.new_name()
+        self.manifest.expect(name)  # a part never recorded is then known to be ours
+        try:
+            self.writer.write(name, rows_table(rows, self.metadata, *sizes))
+        except OSError as err:
+            raise KwmlpError(f"{self.output_dir}: cannot write a Parquet part ({err}); the "
+                             f"parts written before are recorded, rerun to finish the "
+                             f"rest") from None
+        self.entries = [self._entry(result, relative, [name]) for result, relative in results]
+        super().close()
+
+    def close(self) -> None:
+        self._write_part()
+
+
+def make_sink(format: str, model: KWMLPEmbedder, metadata: Mapping[str, object], kind: str,
+              output_dir: Optional[Path], part_seconds: float = DEFAULT_PART_SECONDS) -> Sink:
+    """The sink writing ``format`` (one of ``FORMATS``)."""
+    check_choice("format", format, FORMATS)
+    check_kind(kind)
+    if format == "parquet":
+        return ParquetSink(model, metadata, kind, output_dir, part_seconds=part_seconds)
+    return FileSink(format, model, metadata, kind, output_dir)
