@@ -24,7 +24,7 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
-from .audio import DEFAULT_RESAMPLER, RESAMPLERS
+from .audio import DEFAULT_RESAMPLER, RESAMPLERS, load_audio
 from .corpus import DEFAULT_PART_SECONDS, ENGINES, FORMATS, embed_corpus
 from .decoding import DEFAULT_BATCH_SECONDS
 from .embedder import KWMLPEmbedder
@@ -32,10 +32,12 @@ from .errors import KwmlpError
 from .files import RunSummary, save_embeddings
 from .hear import load_model
 from .info import model_info
-from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD, SMOOTH_MS,
-                       Detection, head_words, hop_samples, spot_file)
+from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD, NO_LABEL,
+                       SMOOTH_MS, Detection, classify, head_words, hop_samples,
+                       model_threshold, spot_audio)
 from .manifest import MANIFEST_DIR
 from .onnx_export import OPSET, check_output_path, export_onnx, output_names, require_onnx
+from .plot import plot_spotting, require_plot
 from .pooling import METHODS as POOLING_METHODS
 from .run import PROGRESS_LINE_S
 from .streaming import spot_pcm
@@ -104,6 +106,38 @@ The graph is the MFCC and encoder for a batch of 1 s chunks at 16 kHz (dynamic
 batch axis), ONNX opset {OPSET}. Padding, chunking, stitching and pooling stay in
 Python: see the README's "ONNX export" section. Needs the onnx extra:
 pip install 'kwmlp[onnx]'.
+"""
+
+FIT_EXAMPLES = f"""\
+examples:
+  kwmlp fit my_words/ -o my.pt               # my_words/<label>/*.wav, a head on the encoder
+  kwmlp fit my_words/ -o my.pt --mode finetune --val my_val/
+  kwmlp fit wake/ -o wake.pt --negatives chatter/ music/   # one label + "none of these"
+  kwmlp spot --model my.pt rec.wav; kwmlp classify --model my.pt clip.wav
+
+DATA_DIR holds one folder of audio per label (any format, rate, channels,
+length); _background_/ (silence, noise) and _unknown_/ (other speech and
+sounds) hold audio that must map to "{NO_LABEL}". A clip up to 1 s is one
+window, centred; a longer clip gives a window every 250 ms. head (default)
+fits a new head on the encoder's features of augmented copies (the HEAR
+embeddings stay bit-identical); finetune then trains every weight. Without
+--val, files named <speaker>_nohash_<n> are split by speaker, others at
+random. Needs no extra; simulated rooms join the augmentation with the train
+extra (pip install 'kwmlp[train]').
+
+exit status: 0 fitted; 1 the folder cannot be fitted; 2 bad arguments.
+"""
+
+CLASSIFY_EXAMPLES = f"""\
+examples:
+  kwmlp classify clip.wav take2.flac         # FILE, LABEL, SCORE per line
+  kwmlp classify --model my.pt *.wav --threshold 0.7
+
+Prints FILE<TAB>LABEL<TAB>SCORE for each file: the best word in the clip's best
+1 s window and its probability, or {NO_LABEL} when none reaches the threshold
+(default: the checkpoint's own, from kwmlp fit, else {DEFAULT_THRESHOLD}).
+
+exit status: 0 all files classified; 1 a file failed; 2 bad arguments.
 """
 
 INFO_EXAMPLES = """\
@@ -224,8 +258,9 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=SPOT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     spot.add_argument("paths", nargs="+", metavar="FILE",
                       help="audio files, or - for raw 16 kHz mono s16le PCM on stdin")
-    spot.add_argument("--threshold", type=_probability, default=DEFAULT_THRESHOLD,
-                      help="smoothed probability a word needs (default: %(default)s)")
+    spot.add_argument("--threshold", type=_probability,
+                      help=f"smoothed probability a word needs (default: the checkpoint's "
+                           f"own, else {DEFAULT_THRESHOLD})")
     spot.add_argument("--hop-ms", type=_hop_ms, default=DEFAULT_HOP_MS,
                       help="ms between 1 s windows, a multiple of 10 (default: %(default)s)")
     spot.add_argument("--refractory-ms", type=_non_negative_float,
@@ -235,6 +270,37 @@ def _build_parser() -> argparse.ArgumentParser:
     spot.add_argument("--model", metavar="FILE", help="checkpoint (default: shipped weights)")
     spot.add_argument("--threads", type=_thread_count, metavar="N",
                       help="CPU threads for torch (default: torch's choice)")
+    spot.add_argument("--plot", metavar="OUT.png",
+                      help="draw the audio, each word's probability, the threshold and "
+                           "the detections (one FILE; needs the plot extra)")
+
+    classify = commands.add_parser(
+        "classify", help="one label per audio file: the clip-level answer",
+        description="Classify whole clips with the checkpoint's head.",
+        epilog=CLASSIFY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    classify.add_argument("paths", nargs="+", metavar="FILE", help="audio files")
+    classify.add_argument("--model", metavar="FILE",
+                          help="checkpoint (default: shipped weights)")
+    classify.add_argument("--threshold", type=_probability,
+                          help="probability the best word needs (default: the checkpoint's)")
+
+    fit = commands.add_parser(
+        "fit", help="fit a classifier for your own labelled folder of audio",
+        description="Fit a keyword/sound classifier on the KW-MLP encoder.",
+        epilog=FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fit.add_argument("data_dir", metavar="DATA_DIR", help="one sub-folder of audio per label")
+    fit.add_argument("-o", "--output", required=True, metavar="OUT.pt",
+                     help="the checkpoint to write")
+    fit.add_argument("--mode", default="head", help="head (default) or finetune")
+    fit.add_argument("--val", metavar="DIR", help="validation clips, in DATA_DIR's layout")
+    fit.add_argument("--negatives", nargs="+", default=[], metavar="DIR",
+                     help="folders of audio that must map to none of the labels")
+    fit.add_argument("--model", metavar="FILE", help="base checkpoint (default: shipped)")
+    fit.add_argument("--epochs", type=_positive_int,
+                     help="head: L-BFGS steps; finetune: passes over the clips")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--threads", type=_thread_count, metavar="N",
+                     help="CPU threads for torch (default: torch's choice)")
 
     export = commands.add_parser(
         "export", help="export the MFCC + encoder for 1 s chunks to ONNX",
@@ -266,6 +332,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     arguments, as argparse does. No file system access."""
     parser = _build_parser()
     args = parser.parse_args(list(argv))
+    if args.command == "fit":
+        from .train.fit import MODES  # only `kwmlp fit` loads the training package
+
+        if args.mode not in MODES:
+            parser.error(f"--mode must be one of {', '.join(MODES)}, got {args.mode!r}")
+    if args.command == "spot" and args.plot and (len(args.paths) != 1 or args.paths == ["-"]):
+        parser.error("--plot draws one FILE (not - for stdin)")
     if args.command == "embed" and uses_corpus_pipeline(args):
         if args.output_dir is None:
             parser.error("--engine, --workers, --ray-address and --format parquet need "
@@ -325,13 +398,46 @@ def _spot(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
                 _print_detections(path, [detection])
             continue
         try:
-            detections = spot_file(path, model, **options)
+            audio, _ = load_audio(path)
         except KwmlpError as err:
             logging.error("error: %s", err)
             status = EXIT_FAILED
             continue
+        recognition, detections = spot_audio(audio, model, **options)
         _print_detections(path, detections)
+        if args.plot:
+            plot_spotting(args.plot, audio, recognition, detections,
+                          model_threshold(model, args.threshold))
+            print(f"kwmlp: drew {args.plot}", file=sys.stderr)
     return status
+
+
+def _classify(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
+    status = EXIT_OK
+    for path in args.paths:
+        try:
+            audio, _ = load_audio(path)
+        except KwmlpError as err:
+            logging.error("error: %s", err)
+            status = EXIT_FAILED
+            continue
+        (answer,) = classify(audio, model, threshold=args.threshold)
+        print(f"{path}\t{answer.label}\t{answer.score:.3f}", flush=True)
+    return status
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from .train.fit import fit
+
+    try:
+        report = fit(args.data_dir, args.output, mode=args.mode, val_dir=args.val,
+                     negatives=args.negatives, model_file_path=args.model or "",
+                     epochs=args.epochs, seed=args.seed)
+    except (KwmlpError, OSError, ValueError) as err:
+        logging.error("error: %s", err)
+        return EXIT_FAILED
+    print(report, file=sys.stderr)
+    return EXIT_OK
 
 
 def _export(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
@@ -389,9 +495,13 @@ def _run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as err:  # missing/bad checkpoint or option
             logging.error("error: %s", err)
             return EXIT_FAILED
+    if args.command == "fit":
+        return _fit(args)
     if args.command == "export":  # say so before the model is loaded
         require_onnx()
         check_output_path(args.output)
+    if args.command == "spot" and args.plot:
+        require_plot()
     try:
         model = _load(args)
     except (KwmlpError, OSError, ValueError) as err:  # missing/bad checkpoint or option
@@ -399,9 +509,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if args.command == "info":
         return _info(model)
-    if args.command == "spot":
+    if args.command in ("spot", "classify"):
         head_words(model)  # a checkpoint without a keyword head fails before any input
-        return _spot(args, model)
+        return _spot(args, model) if args.command == "spot" else _classify(args, model)
     if args.command == "export":
         return _export(args, model)
     with logging_redirect_tqdm():

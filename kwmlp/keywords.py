@@ -26,14 +26,22 @@ A detection's start/end is where the word must lie: the intersection of the
 1 s windows of the detection (and of the smoothing span before its first one)
 in which its raw probability reached the threshold (the window of highest
 probability when they do not all overlap).
+
+``classify`` answers for a whole clip: a clip up to 1 s long is centred in one
+window (as ``kwmlp fit`` trains), a longer one is scored by its best window;
+the answer is the best word if it reaches the threshold, else ``NO_LABEL``. A
+checkpoint may carry its own threshold (``metadata["threshold"]``, written by
+``kwmlp fit``); ``model_threshold`` reads it, and every function here whose
+``threshold`` is None uses it.
 """
 from __future__ import annotations
 
 import math
 import numbers
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 from ._types import PathLike
@@ -49,6 +57,7 @@ DEFAULT_HOP_MS = 100
 DEFAULT_THRESHOLD = 0.6
 SMOOTH_MS = 300  # posterior smoothing span
 DEFAULT_REFRACTORY_MS = 500  # a word takes ~0.5 s; longer suppresses the next word
+NO_LABEL = "none"  # classify's answer when no word reaches the threshold
 
 
 def head_labels(model: KWMLPEmbedder) -> Tuple[str, ...]:
@@ -69,6 +78,14 @@ def head_labels(model: KWMLPEmbedder) -> Tuple[str, ...]:
         raise KwmlpError(f"{model.weights_path}: the head scores {n_classes} classes but the "
                          f"checkpoint names {len(labels)} labels")
     return labels
+
+
+def model_threshold(model: KWMLPEmbedder, threshold: Optional[float] = None) -> float:
+    """``threshold``, or if None the checkpoint's own (``kwmlp fit`` writes one),
+    else ``DEFAULT_THRESHOLD``."""
+    if threshold is not None:
+        return threshold
+    return float(model.metadata.get("threshold", DEFAULT_THRESHOLD))
 
 
 def head_words(model: KWMLPEmbedder) -> Tuple[str, ...]:
@@ -256,15 +273,66 @@ def clip_detection(detection: Detection, duration_ms: float) -> Detection:
                      detection.score)
 
 
-def spot_file(path: PathLike, model: KWMLPEmbedder, *, hop_ms: float = DEFAULT_HOP_MS,
-              threshold: float = DEFAULT_THRESHOLD,
-              refractory_ms: float = DEFAULT_REFRACTORY_MS,
-              resampler: str = DEFAULT_RESAMPLER) -> List[Detection]:
-    """The keywords in an audio file (any format ``load_audio`` reads), in time
-    order, ends clipped to the file's length: what ``kwmlp spot FILE`` prints.
-    Raises ``KwmlpError`` for a file that cannot be read."""
-    audio, _ = load_audio(path, resampler)
+def spot_audio(audio: np.ndarray, model: KWMLPEmbedder, *, hop_ms: float = DEFAULT_HOP_MS,
+               threshold: Optional[float] = None,
+               refractory_ms: float = DEFAULT_REFRACTORY_MS
+               ) -> Tuple[Recognition, List[Detection]]:
+    """One sound's ``Recognition`` and its detections, in time order, ends
+    clipped to its length (``threshold`` None: the checkpoint's,
+    ``model_threshold``). ``audio``: ``(n_samples,)`` float32 at 16 kHz."""
     with peak_warned_already():  # load_audio has warned about a loud file, naming it
         recognition = recognize(torch.from_numpy(audio)[None], model, hop_ms=hop_ms)
-    return spot(recognition, threshold=threshold, refractory_ms=refractory_ms,
-                duration_ms=1000 * len(audio) / SAMPLE_RATE)[0]
+    detections = spot(recognition, threshold=model_threshold(model, threshold),
+                      refractory_ms=refractory_ms,
+                      duration_ms=1000 * len(audio) / SAMPLE_RATE)[0]
+    return recognition, detections
+
+
+def spot_file(path: PathLike, model: KWMLPEmbedder, *, resampler: str = DEFAULT_RESAMPLER,
+              **options: float) -> List[Detection]:
+    """The keywords in an audio file (any format ``load_audio`` reads):
+    ``spot_audio``'s detections, what ``kwmlp spot FILE`` prints. Raises
+    ``KwmlpError`` for a file that cannot be read."""
+    return spot_audio(load_audio(path, resampler)[0], model, **options)[1]
+
+
+def centred_window(audio: np.ndarray) -> np.ndarray:
+    """A clip of at most ``CHUNK_SAMPLES`` ``(n,)`` centred in one zero-padded 1 s
+    window ``(CHUNK_SAMPLES,)``."""
+    if len(audio) > CHUNK_SAMPLES:
+        raise ValueError(f"a clip of {len(audio)} samples does not fit one window")
+    window = np.zeros(CHUNK_SAMPLES, dtype=np.float32)
+    start = (CHUNK_SAMPLES - len(audio)) // 2
+    window[start:start + len(audio)] = audio
+    return window
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A clip's answer: the best word (or ``NO_LABEL``) and its probability in
+    the clip's best window."""
+
+    label: str
+    score: float
+
+
+def classify(clips: Union[np.ndarray, torch.Tensor, Sequence[np.ndarray]],
+             model: KWMLPEmbedder, *, threshold: Optional[float] = None,
+             hop_ms: float = DEFAULT_HOP_MS) -> List[Classification]:
+    """One answer per 16 kHz clip (a 1-D array, or a sequence of them of any
+    lengths), from the model's head: see the module docstring."""
+    if isinstance(clips, (np.ndarray, torch.Tensor)) and clips.ndim == 1:
+        clips = [clips]
+    threshold = model_threshold(model, threshold)
+    words = head_words(model)
+    results = []
+    for clip in clips:
+        clip = clip.numpy() if isinstance(clip, torch.Tensor) else np.asarray(clip, np.float32)
+        if len(clip) <= CHUNK_SAMPLES:
+            clip = centred_window(clip)
+        recognition = recognize(torch.from_numpy(clip)[None], model, hop_ms=hop_ms)
+        best = recognition.probabilities[0].max(dim=0).values
+        score, index = best.max(dim=0)
+        label = words[index] if score.item() >= threshold else NO_LABEL
+        results.append(Classification(label, score.item()))
+    return results

@@ -29,7 +29,7 @@ returned. ``reset`` starts a new stream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator, List
+from typing import BinaryIO, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -39,9 +39,9 @@ from .embedder import (BLOCK_FRAMES, HOP_MS, PAD_END_SAMPLES, PAD_START_SAMPLES,
                        KWMLPEmbedder, check_samples, extend_chunk_frames, n_timestamps)
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE, n_chunks
-from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD, Detection,
-                       Spotter, clip_detection, head_labels, hop_samples,
-                       keyword_probabilities, n_windows)
+from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, Detection, Spotter,
+                       clip_detection, head_labels, hop_samples, keyword_probabilities,
+                       model_threshold, n_windows)
 from .vocabulary import keywords_of
 
 
@@ -91,7 +91,7 @@ class Stream:
     name); ``embeddings=False`` skips the timestamp embeddings."""
 
     def __init__(self, model: KWMLPEmbedder, *, hop_ms: float = DEFAULT_HOP_MS,
-                 threshold: float = DEFAULT_THRESHOLD,
+                 threshold: Optional[float] = None,
                  refractory_ms: float = DEFAULT_REFRACTORY_MS,
                  embeddings: bool = True, keywords: bool = True) -> None:
         if not isinstance(model, KWMLPEmbedder):
@@ -103,7 +103,8 @@ class Stream:
         self.hop = hop_samples(hop_ms)
         self.labels = head_labels(model) if keywords else ()
         self.words = keywords_of(self.labels)
-        self.spotter = Spotter(self.words, hop_ms=hop_ms, threshold=threshold,
+        self.spotter = Spotter(self.words, hop_ms=hop_ms,
+                               threshold=model_threshold(model, threshold),
                                refractory_ms=refractory_ms) if keywords else None
         self.reset()
 
@@ -233,7 +234,7 @@ class Stream:
 
 
 def spot_pcm(reader: BinaryIO, model: KWMLPEmbedder, *, hop_ms: float = DEFAULT_HOP_MS,
-             threshold: float = DEFAULT_THRESHOLD,
+             threshold: Optional[float] = None,
              refractory_ms: float = DEFAULT_REFRACTORY_MS) -> Iterator[Detection]:
     """The keywords in raw 16 kHz mono s16le PCM read from ``reader`` (e.g.
     ``sys.stdin.buffer`` behind ``arecord -f S16_LE -r 16000 -c 1``), each

@@ -63,7 +63,9 @@ def summarize(evaluations: Sequence[Evaluation]) -> Dict[str, object]:
 
 def fold_runs(cv_dir: PathLike) -> List[Path]:
     """The fold run directories under ``cv_dir``, in fold order."""
-    runs = sorted(Path(cv_dir).glob(f"{FOLD_PREFIX}*"), key=lambda p: int(p.name[4:]))
+    runs = sorted((p for p in Path(cv_dir).glob(f"{FOLD_PREFIX}*")
+                   if p.is_dir() and p.name[len(FOLD_PREFIX):].isdigit()),
+                  key=lambda p: int(p.name[len(FOLD_PREFIX):]))  # fold<i>.log files aside
     if not runs:
         raise ValueError(f"no {FOLD_PREFIX}<i> run directories under {cv_dir}")
     return runs

@@ -1,0 +1,56 @@
+"""``kwmlp spot FILE --plot OUT.png``: what the keyword head heard, drawn with
+matplotlib (the ``plot`` extra): the waveform, each word's probability per
+1 s window (the words that come near the threshold), the threshold, and the
+detections as shaded spans."""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from ._types import PathLike
+from .extras import require
+from .frontend import SAMPLE_RATE
+from .keywords import Detection, Recognition
+
+SHOWN_WORDS = 8  # at most this many words' curves, those that rose highest
+SHOWN_FROM = 0.5  # of the threshold: words that never rise this near are left out
+
+
+def require_plot():
+    """``matplotlib.pyplot`` on a file-only backend, or ``KwmlpError`` naming the extra."""
+    matplotlib = require("matplotlib", "plot", "--plot")
+    matplotlib.use("Agg")  # a PNG file, no display
+    return require("matplotlib.pyplot", "plot", "--plot")
+
+
+def plot_spotting(path: PathLike, audio: np.ndarray, recognition: Recognition,
+                  detections: List[Detection], threshold: float) -> None:
+    """Write a PNG to ``path`` of one sound's ``recognition`` (``kwmlp.recognize``
+    of ``audio``, 16 kHz ``(n_samples,)``) and its ``detections``."""
+    plt = require_plot()
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 5),
+                                         gridspec_kw={"height_ratios": [1, 2]})
+    seconds = np.arange(len(audio)) / SAMPLE_RATE
+    top.plot(seconds, audio, linewidth=0.5, color="0.3")
+    top.set_ylabel("audio")
+    probabilities = recognition.probabilities[0].numpy()  # (n_windows, n_words)
+    centres_s = (recognition.start_ms.numpy() + 500.0) / 1000  # window centres
+    peaks = probabilities.max(axis=0) if len(probabilities) else np.zeros(0)
+    shown = [i for i in np.argsort(-peaks)[:SHOWN_WORDS] if peaks[i] >= SHOWN_FROM * threshold]
+    for i in shown:
+        bottom.plot(centres_s, probabilities[:, i], label=recognition.words[i])
+    bottom.axhline(threshold, color="k", linestyle="--", linewidth=1, label="threshold")
+    for axis in (top, bottom):
+        for d in detections:
+            axis.axvspan(d.start_ms / 1000, d.end_ms / 1000, color="tab:green", alpha=0.15)
+    for d in detections:
+        bottom.annotate(f"{d.word} {d.score:.2f}", (d.start_ms / 1000, 1.0), fontsize=8,
+                        va="top")
+    bottom.set_ylim(0, 1.05)
+    bottom.set_xlabel("time (s); windows at their centres, detections shaded")
+    bottom.set_ylabel("word probability")
+    bottom.legend(loc="upper right", fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,467 @@
+"""Bring your own words: fit a classifier for the labels of a folder
+(``DATA_DIR/<label>/*``, one sub-folder per label, as Keras'
+``audio_dataset_from_directory``) on top of the KW-MLP encoder; what ``kwmlp
+fit`` runs.
+
+- **Windows.** The head scores 1 s windows. A clip up to 1 s long is one window,
+  centred (``classify`` centres it the same way); a longer clip gives every 1 s
+  window at a ``WINDOW_HOP_MS`` hop, each labelled with the clip's label, and is
+  scored by its best window.
+- **No keyword.** A ``_silence_`` class of generated silence and noise is always
+  added, so the head can say "nothing" to quiet input; audio in
+  ``DATA_DIR/_background_`` becomes ``_silence_`` too, audio in
+  ``DATA_DIR/_unknown_`` and ``negatives`` folders ``_unknown_``.
+- **Modes.** ``head`` (default): the encoder stays as it is (its HEAR
+  embeddings are bit-identical to the base model's) and a new linear head is
+  fitted on its pooled features of augmented copies of every window (noise,
+  gain, shift, speed, and simulated rooms with the ``train`` extra).
+  ``finetune``: the head-mode fit, then every weight trained on freshly
+  augmented windows each epoch.
+- **Validation.** ``val_dir`` in the same layout; else, when file names carry a
+  speaker (``<speaker>_nohash_<n>``), a speaker-disjoint fifth; else a seeded
+  random fifth of each label's clips (a label with one clip keeps it for
+  training). The threshold is the one that answers most validation clips right
+  (a word, or "none" for the no-keyword audio), between ``THRESHOLD_RANGE``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._types import PathLike
+from ..audio import AUDIO_EXTENSIONS, load_audio
+from ..checkpoints import default_weights_path, load_checkpoint, save_checkpoint
+from ..encoder import KWMLP
+from ..errors import KwmlpError
+from ..frontend import CHUNK_SAMPLES, MFCC, SAMPLE_RATE
+from ..keywords import NO_LABEL, centred_window
+from ..vocabulary import NO_KEYWORD, SILENCE, UNKNOWN
+from .augment import AugmentConfig, augment_waveform
+
+MODES = ("head", "finetune")
+WINDOW_HOP_MS = 250  # between the training windows of a clip longer than 1 s
+NEGATIVE_FOLDERS = {"_background_": SILENCE, "_unknown_": UNKNOWN}
+VALIDATION_SHARE = 0.2
+WINDOWS_PER_CLASS = 256  # augmented copies per class in head mode (at least COPIES_MIN each)
+COPIES_MIN, COPIES_MAX = 4, 64
+SILENCE_WINDOWS = 64  # generated silence/noise windows for the _silence_ class
+THRESHOLD_RANGE = (0.3, 0.9)
+DEFAULT_EPOCHS = {"head": 300, "finetune": 15}  # LBFGS steps; passes over the windows
+FINETUNE_LR, FINETUNE_BATCH = 3e-4, 64
+SPEAKER = re.compile(r"(?P<speaker>[^_]+)_nohash_")
+LABEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .'+-]*")
+AUGMENT = AugmentConfig(noise_prob=0.8, snr_db=(5.0, 30.0), gain_db=(-6.0, 6.0),
+                        max_shift_ms=100.0, speed_prob=0.5, speed_factor=(0.9, 1.1),
+                        reverb_prob=0.3)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One labelled file: ``label`` indexes the fit's labels."""
+
+    path: Path
+    label: int
+    speaker: str
+
+
+@dataclass
+class FitReport:
+    """What ``fit`` did and how its checkpoint scores its validation clips."""
+
+    output: Path
+    labels: Tuple[str, ...]
+    mode: str
+    threshold: float
+    validation: str  # how the validation clips were chosen
+    n_train: int = 0
+    n_validation: int = 0
+    accuracy: Optional[float] = None  # of the validation clips, threshold applied
+    per_label: Dict[str, float] = field(default_factory=dict)
+    confusions: List[Tuple[str, str, int]] = field(default_factory=list)
+    failures: List[str] = field(default_factory=list)  # files that could not be read
+    wall_s: float = 0.0
+
+    def __str__(self) -> str:
+        lines = [f"fitted {len(self.labels)} classes ({self.mode} mode) on {self.n_train} "
+                 f"clips in {self.wall_s:.1f} s; wrote {self.output}"]
+        if self.accuracy is None:
+            lines.append(f"no validation clips ({self.validation}); threshold "
+                         f"{self.threshold:.2f} (the default)")
+        else:
+            lines.append(f"validation ({self.validation}, {self.n_validation} clips): "
+                         f"accuracy {self.accuracy:.3f} at threshold {self.threshold:.2f}")
+            lines += [f"  {label}: {acc:.3f}" for label, acc in self.per_label.items()]
+            lines += [f"  confused: {truth} -> {said} ({n})" for truth, said, n in
+                      self.confusions[:10]]
+        lines += [f"  unreadable: {message}" for message in self.failures]
+        return "\n".join(lines)
+
+
+# the folder
+
+def _audio_files(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def _speaker(path: Path) -> str:
+    match = SPEAKER.match(path.name)
+    return match["speaker"] if match else ""
+
+
+def list_labels(data_dir: PathLike) -> Tuple[List[str], Dict[str, List[Path]]]:
+    """The label folders of ``data_dir`` (sorted) and the audio of each, the
+    no-keyword folders (``NEGATIVE_FOLDERS``) under their class names.
+    Raises ``KwmlpError`` for a missing folder, an empty label folder or a
+    label name that cannot be used."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise KwmlpError(f"{data_dir}: no such folder (kwmlp fit takes a folder with one "
+                         f"sub-folder of audio per label)")
+    labels, files = [], {}
+    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()
+                         and not p.name.startswith(".")):
+        found = _audio_files(folder)
+        if folder.name in NEGATIVE_FOLDERS:
+            files.setdefault(NEGATIVE_FOLDERS[folder.name], []).extend(found)
+            continue
+        if not LABEL_NAME.fullmatch(folder.name) or folder.name == NO_LABEL:
+            raise KwmlpError(f"{folder}: {folder.name!r} cannot be a label (letters, digits, "
+                             f"spaces and .'+- only, starting with a letter or digit, and not "
+                             f"{NO_LABEL!r}; _background_ and _unknown_ hold no-keyword audio)")
+        if not found:
+            raise KwmlpError(f"{folder}: no audio files for the label {folder.name!r} "
+                             f"(extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
+        labels.append(folder.name)
+        files[folder.name] = found
+    return labels, files
+
+
+def clip_windows(audio: np.ndarray) -> np.ndarray:
+    """``(n_samples,)`` 16 kHz -> ``(n_windows, CHUNK_SAMPLES)``: one centred
+    window for a clip up to 1 s, else every window at ``WINDOW_HOP_MS``."""
+    if len(audio) <= CHUNK_SAMPLES:
+        return centred_window(audio)[None]
+    hop = WINDOW_HOP_MS * SAMPLE_RATE // 1000
+    starts = list(range(0, len(audio) - CHUNK_SAMPLES + 1, hop))
+    if starts[-1] != len(audio) - CHUNK_SAMPLES:
+        starts.append(len(audio) - CHUNK_SAMPLES)  # the end of the clip too
+    return np.stack([audio[s:s + CHUNK_SAMPLES] for s in starts])
+
+
+def _bucket(text: str) -> float:
+    return zlib.crc32(text.encode()) / 2**32
+
+
+def split_clips(clips: Sequence[Clip], seed: int) -> Tuple[List[Clip], List[Clip], str]:
+    """``(training, validation, how)`` without a validation folder: by speaker
+    when every clip names one and there are several, else a seeded random
+    ``VALIDATION_SHARE`` of each label's clips (never a label's only clip)."""
+    speakers = {c.speaker for c in clips}
+    if "" not in speakers and len(speakers) > 1:
+        held = {s for s in speakers if _bucket(f"{seed}:{s}") < VALIDATION_SHARE}
+        if not held:  # few speakers: hold out the one hashing lowest
+            held = {min(speakers, key=lambda s: _bucket(f"{seed}:{s}"))}
+        train = [c for c in clips if c.speaker not in held]
+        if {c.label for c in train} == {c.label for c in clips}:
+            return train, [c for c in clips if c.speaker in held], \
+                f"{len(held)} of {len(speakers)} speakers held out"
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in sorted({c.label for c in clips}):
+        own = [c for c in clips if c.label == label]
+        order = rng.permutation(len(own))
+        n_val = math.floor(len(own) * VALIDATION_SHARE) if len(own) > 1 else 0
+        val += [own[i] for i in order[:n_val]]
+        train += [own[i] for i in order[n_val:]]
+    return train, val, ("a random fifth of each label's clips" if val
+                        else "too few clips to hold any out")
+
+
+# audio
+
+def _read(clips: Sequence[Clip], failures: List[str]) -> List[Tuple[Clip, np.ndarray]]:
+    read = []
+    for clip in clips:
+        try:
+            read.append((clip, load_audio(clip.path)[0]))
+        except KwmlpError as err:
+            logger.error("%s", err)
+            failures.append(str(err))
+    return read
+
+
+def _windows(read: Sequence[Tuple[Clip, np.ndarray]]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Every window of every clip ``(n, CHUNK_SAMPLES)`` and its label ``(n,)``."""
+    if not read:
+        return torch.zeros(0, CHUNK_SAMPLES), torch.zeros(0, dtype=torch.long)
+    windows = [clip_windows(audio) for _, audio in read]
+    labels = [torch.full((len(w),), clip.label) for (clip, _), w in zip(read, windows)]
+    return torch.from_numpy(np.concatenate(windows)), torch.cat(labels)
+
+
+def silence_windows(n: int, generator: torch.Generator) -> torch.Tensor:
+    """``(n, CHUNK_SAMPLES)``: digital silence and white or pink noise from
+    -80 to -30 dBFS, the generated ``_silence_`` class."""
+    white = torch.randn(n, CHUNK_SAMPLES, generator=generator)
+    spectrum = torch.fft.rfft(white)
+    pink = torch.fft.irfft(spectrum / torch.arange(1, spectrum.shape[1] + 1).sqrt(),
+                           CHUNK_SAMPLES)
+    noise = torch.where(torch.rand(n, 1, generator=generator) < 0.5, white, pink)
+    noise = noise / noise.pow(2).mean(dim=1, keepdim=True).sqrt()
+    level_db = -80 + 50 * torch.rand(n, 1, generator=generator)
+    noise = noise * 10 ** (level_db / 20)
+    noise[: max(1, n // 8)] = 0.0
+    return noise
+
+
+def _noise_bank(generator: torch.Generator) -> List[torch.Tensor]:
+    """Ten seconds each of white and pink noise for ``augment_waveform``."""
+    noise = silence_windows(20, generator)[2:].reshape(2, -1)  # no silent rows
+    return [row / row.pow(2).mean().sqrt() for row in noise]
+
+
+@functools.lru_cache(maxsize=4)  # simulating them takes seconds; a session's fits share them
+def _rooms(seed: int) -> Optional[torch.Tensor]:
+    """Simulated rooms when pyroomacoustics (the train extra) is there, else None."""
+    try:
+        from .rooms import simulate_rirs
+
+        return torch.from_numpy(simulate_rirs(40, seed))
+    except ImportError:
+        logger.info("no simulated rooms (pip install 'kwmlp[train]' for them)")
+        return None
+
+
+def augmented(windows: torch.Tensor, copies: torch.Tensor, generator: torch.Generator,
+              noise: List[torch.Tensor], rirs: Optional[torch.Tensor]) -> torch.Tensor:
+    """``copies[i]`` augmented copies of window ``i``, in order."""
+    config = AUGMENT if rirs is not None else dataclasses.replace(AUGMENT, reverb_prob=0.0)
+    repeated = windows.repeat_interleave(copies, dim=0)
+    out = [augment_waveform(repeated[i:i + 256], noise, config, generator, rirs)
+           for i in range(0, len(repeated), 256)]
+    return torch.cat(out) if out else repeated
+
+
+# the head
+
+@torch.no_grad()
+def pooled_features(encoder: KWMLP, mfcc: MFCC, windows: torch.Tensor) -> torch.Tensor:
+    """``(n, CHUNK_SAMPLES)`` -> ``(n, dim)``: what the head's linear layer sees
+    (the normed, frame-averaged output of every block)."""
+    encoder.eval()
+    out = [encoder.head_norm(encoder.forward_features(mfcc(windows[i:i + 128]),
+                                                      stochastic_depth=False)).mean(dim=1)
+           for i in range(0, len(windows), 128)]
+    return torch.cat(out)
+
+
+def fit_linear(features: torch.Tensor, labels: torch.Tensor, n_classes: int, steps: int,
+               weight_decay: float = 1e-3) -> nn.Linear:
+    """A linear layer ``dim -> n_classes`` minimising class-balanced cross-entropy
+    plus ``weight_decay`` times the squared weights (full batch, L-BFGS)."""
+    head = nn.Linear(features.shape[1], n_classes)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    counts = torch.bincount(labels, minlength=n_classes).clamp(min=1).float()
+    weights = counts.sum() / (n_classes * counts)
+    optimiser = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=steps,
+                                  line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimiser.zero_grad()
+        value = F.cross_entropy(head(features), labels, weight=weights) \
+            + weight_decay * head.weight.pow(2).sum()
+        value.backward()
+        return value
+
+    optimiser.step(loss)
+    return head
+
+
+def finetune(encoder: KWMLP, mfcc: MFCC, windows: torch.Tensor, labels: torch.Tensor,
+             epochs: int, generator: torch.Generator, noise: List[torch.Tensor],
+             rirs: Optional[torch.Tensor]) -> None:
+    """Train every weight of ``encoder`` (head included) for ``epochs`` passes
+    over freshly augmented ``windows``, class-balanced by sampling."""
+    counts = torch.bincount(labels).clamp(min=1).float()
+    sample_weights = (1.0 / counts)[labels]
+    optimiser = torch.optim.AdamW(encoder.parameters(), lr=FINETUNE_LR, weight_decay=0.05)
+    steps = epochs * math.ceil(len(windows) / FINETUNE_BATCH)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, FINETUNE_LR, total_steps=steps,
+                                                   pct_start=0.1)
+    encoder.train()
+    for _ in range(epochs):
+        order = torch.multinomial(sample_weights, len(windows), replacement=True,
+                                  generator=generator)
+        for first in range(0, len(order), FINETUNE_BATCH):
+            index = order[first:first + FINETUNE_BATCH]
+            batch = augmented(windows[index], torch.ones(len(index), dtype=torch.long),
+                              generator, noise, rirs)
+            loss = F.cross_entropy(encoder(mfcc(batch)), labels[index], label_smoothing=0.1)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+    encoder.eval()
+
+
+# validation
+
+@torch.no_grad()
+def clip_scores(encoder: KWMLP, mfcc: MFCC, read: Sequence[Tuple[Clip, np.ndarray]]
+                ) -> torch.Tensor:
+    """Per clip, each class's probability in its best window ``(n_clips, n_classes)``."""
+    encoder.eval()
+    scores = []
+    for _, audio in read:
+        windows = torch.from_numpy(clip_windows(audio))
+        probabilities = encoder.classify(encoder.forward_features(
+            mfcc(windows), stochastic_depth=False)).softmax(dim=1)
+        scores.append(probabilities.max(dim=0).values)
+    return torch.stack(scores) if scores else torch.zeros(0, encoder.head.out_features)
+
+
+def answers(scores: torch.Tensor, is_word: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Each clip's answer: its best word's class index, or -1 ("none") when no
+    word reaches ``threshold``."""
+    word_scores = scores.masked_fill(~is_word, -1.0)
+    best, index = word_scores.max(dim=1)
+    return torch.where(best >= threshold, index, torch.full_like(index, -1))
+
+
+def choose_threshold(scores: torch.Tensor, truth: torch.Tensor, is_word: torch.Tensor
+                     ) -> float:
+    """The threshold in ``THRESHOLD_RANGE`` that answers the most clips right
+    (``truth`` -1 for no-keyword clips); the lowest of equals."""
+    low, high = THRESHOLD_RANGE
+    candidates = np.unique(np.clip(np.r_[np.linspace(low, high, 61),
+                                         scores.max(dim=1).values.numpy()], low, high))
+    right = [(answers(scores, is_word, t) == truth).sum().item() for t in candidates]
+    return float(candidates[int(np.argmax(right))])
+
+
+# the run
+
+def _base(model_file_path: str) -> Tuple[KWMLP, dict]:
+    """The encoder to fit on, and its metadata: the shipped weights by default."""
+    return load_checkpoint(model_file_path or default_weights_path())
+
+
+def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
+        val_dir: Optional[PathLike] = None, negatives: Sequence[PathLike] = (),
+        model_file_path: str = "", epochs: Optional[int] = None, seed: int = 0) -> FitReport:
+    """Fit a classifier for ``data_dir``'s labels (module docstring) and write
+    it to ``output``, an ordinary kwmlp checkpoint (``load_model(output)``):
+    the encoder (unchanged in head mode), the new head, its ``labels``,
+    ``threshold`` and the recipe (``fit``) in its metadata. Unreadable files
+    are reported and skipped. Raises ``KwmlpError`` for a folder that cannot
+    be fitted (see ``list_labels``; fewer than two labels without negatives)."""
+    start = time.perf_counter()
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    labels, files = list_labels(data_dir)
+    for folder in negatives:
+        if not Path(folder).is_dir():
+            raise KwmlpError(f"{folder}: no such folder of negative audio")
+        files.setdefault(UNKNOWN, []).extend(_audio_files(Path(folder)))
+    classes = labels + [c for c in NO_KEYWORD if c == SILENCE or files.get(c)]
+    if len(labels) < 2 and UNKNOWN not in classes:
+        raise KwmlpError(f"{data_dir}: {len(labels)} label folder(s); fitting needs two "
+                         f"labels, or one label and negative audio (_unknown_/ or "
+                         f"--negatives) to tell it from")
+    clips = [Clip(p, classes.index(c), _speaker(p)) for c in classes for p in files.get(c, [])]
+    if val_dir is not None:
+        val_labels, val_files = list_labels(val_dir)
+        unknown = sorted(set(val_labels) - set(labels))
+        if unknown:
+            raise KwmlpError(f"{val_dir}: labels {unknown} are not in {data_dir}")
+        train_clips = clips
+        val_clips = [Clip(p, classes.index(c), _speaker(p)) for c in val_files
+                     if c in classes for p in val_files[c]]
+        how = f"the clips of {val_dir}"
+    else:
+        train_clips, val_clips, how = split_clips(clips, seed)
+    failures: List[str] = []
+    train_read, val_read = _read(train_clips, failures), _read(val_clips, failures)
+    windows, window_labels = _windows(train_read)
+    missing = sorted(set(range(len(labels))) - set(window_labels.tolist()))
+    if missing:
+        raise KwmlpError(f"{data_dir}: no readable clip for {[labels[i] for i in missing]}")
+    silence = classes.index(SILENCE)
+    windows = torch.cat([windows, silence_windows(SILENCE_WINDOWS, generator)])
+    window_labels = torch.cat([window_labels, torch.full((SILENCE_WINDOWS,), silence)])
+
+    encoder, base_metadata = _base(model_file_path)
+    encoder.head = nn.Linear(encoder.dim, len(classes))
+    if encoder.head_norm is None:
+        encoder.head_norm = nn.LayerNorm(encoder.dim)
+    mfcc = MFCC(backend="fft")  # the same MFCC as nnAudio's; its spectrum is reachable
+    noise, rirs = _noise_bank(generator), _rooms(seed)
+    per_class = torch.bincount(window_labels, minlength=len(classes)).clamp(min=1)
+    copies = (WINDOWS_PER_CLASS / per_class[window_labels]).ceil().long()
+    copies = copies.clamp(COPIES_MIN, COPIES_MAX)
+    examples = augmented(windows, copies, generator, noise, rirs)
+    features = pooled_features(encoder, mfcc, examples)
+    steps = epochs if (epochs and mode == "head") else DEFAULT_EPOCHS["head"]
+    encoder.head = fit_linear(features, window_labels.repeat_interleave(copies), len(classes),
+                              steps)
+    if mode == "finetune":  # else the encoder stays the base model's, bit for bit
+        finetune(encoder, mfcc, windows, window_labels, epochs or DEFAULT_EPOCHS["finetune"],
+                 generator, noise, rirs)
+
+    is_word = torch.tensor([c not in NO_KEYWORD for c in classes])
+    report = FitReport(Path(output), tuple(classes), mode, 0.5, how, len(train_read),
+                       len(val_read), failures=failures)
+    if val_read:
+        scores = clip_scores(encoder, mfcc, val_read)
+        silent = silence_windows(16, generator)
+        scores = torch.cat([scores, clip_scores(encoder, mfcc, [(None, a.numpy())
+                                                                 for a in silent])])
+        truth = torch.tensor([c.label if is_word[c.label] else -1 for c, _ in val_read]
+                             + [-1] * len(silent))
+        report.threshold = choose_threshold(scores, truth, is_word)
+        said = answers(scores, is_word, report.threshold)
+        report.accuracy = (said == truth).float().mean().item()
+        names = {i: c for i, c in enumerate(classes)} | {-1: NO_LABEL}
+        for index in sorted(set(truth.tolist())):
+            mine = truth == index
+            report.per_label[names[index]] = (said[mine] == index).float().mean().item()
+        pairs: Dict[Tuple[str, str], int] = {}
+        for t, s in zip(truth.tolist(), said.tolist()):
+            if t != s:
+                pairs[names[t], names[s]] = pairs.get((names[t], names[s]), 0) + 1
+        report.confusions = sorted(((a, b, n) for (a, b), n in pairs.items()),
+                                   key=lambda x: -x[2])
+    report.wall_s = time.perf_counter() - start
+    save_checkpoint(output, encoder, {
+        "description": f"kwmlp fit: {len(labels)} labels of {Path(data_dir).name}, "
+                       f"{mode} mode",
+        "labels": list(classes), "threshold": report.threshold,
+        "fit": {"mode": mode, "data": str(Path(data_dir).resolve()), "seed": seed,
+                "base_model": base_metadata.get("description", ""),
+                "base_weights": str(model_file_path or "shipped"),
+                "training_clips": report.n_train, "validation": how,
+                "validation_accuracy": report.accuracy, "per_label": report.per_label,
+                "epochs": epochs or DEFAULT_EPOCHS[mode], "simulated_rooms": rirs is not None,
+                "wall_time_s": round(report.wall_s, 1)},
+        "licence": base_metadata.get("licence", "MIT"),
+    })
+    return report

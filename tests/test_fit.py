@@ -1,0 +1,203 @@
+"""kwmlp fit: a classifier for your own labelled folder, fitted on committed
+tiny data (three synthetic voices a word, tests/data/heldout, under new label
+names), and used everywhere a head is used."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import kwmlp
+from kwmlp.errors import KwmlpError
+from kwmlp.keywords import NO_LABEL, centred_window
+from kwmlp.train import fit as fit_module
+from kwmlp.vocabulary import SILENCE, UNKNOWN
+
+HELDOUT = Path(__file__).resolve().parent / "data" / "heldout"
+NEW_LABELS = {"alpha": "cat", "bravo": "seven", "charlie": "house"}  # label -> spoken word
+OTHER_WORDS = ("bed", "marvin")  # what must map to none of the labels
+
+
+def _folder(root: Path, labels=NEW_LABELS, unknown=OTHER_WORDS) -> Path:
+    for label, word in labels.items():
+        shutil.copytree(HELDOUT / word, root / label)
+    for word in unknown:
+        for clip in (HELDOUT / word).iterdir():
+            (root / "_unknown_").mkdir(parents=True, exist_ok=True)
+            shutil.copy(clip, root / "_unknown_" / f"{word}-{clip.name}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fit")
+    data = _folder(root / "data")
+    report = kwmlp.fit(data, root / "mine.pt", seed=0)
+    return report, kwmlp.load_model(str(root / "mine.pt"), device="cpu"), data
+
+
+def test_fit_writes_a_checkpoint_with_its_labels_and_recipe(fitted):
+    report, model, data = fitted
+    assert report.labels == ("alpha", "bravo", "charlie", SILENCE, UNKNOWN)
+    assert model.metadata["labels"] == list(report.labels)
+    assert model.metadata["fit"]["mode"] == "head"
+    assert model.metadata["threshold"] == report.threshold
+    assert kwmlp.keywords.head_words(model) == ("alpha", "bravo", "charlie")
+    assert model.encoder.head.out_features == 5
+    # flite-rms_nohash_0: a speaker in every folder, so validation is by speaker
+    assert "speakers held out" in report.validation and report.n_validation > 0
+
+
+def test_head_mode_leaves_the_hear_embeddings_bit_identical(fitted):
+    _, model, _ = fitted
+    base = kwmlp.load_model(device="cpu")
+    audio = torch.from_numpy(kwmlp.load_audio(HELDOUT / "cat" / "flite-rms_nohash_0.wav")[0])
+    emb, ts = kwmlp.get_timestamp_embeddings(audio[None], model)
+    base_emb, base_ts = kwmlp.get_timestamp_embeddings(audio[None], base)
+    assert torch.equal(emb, base_emb) and torch.equal(ts, base_ts)
+    assert torch.equal(kwmlp.get_scene_embeddings(audio[None], model),
+                       kwmlp.get_scene_embeddings(audio[None], base))
+    assert model.model_id() != base.model_id()  # the head differs, and the id covers it
+
+
+def test_recognize_classify_spot_and_stream_use_the_fitted_labels(fitted):
+    _, model, data = fitted
+    clip = kwmlp.load_audio(data / "bravo" / "flite-rms_nohash_0.wav")[0]
+    recognition = kwmlp.recognize(torch.from_numpy(clip)[None], model)
+    assert recognition.words == ("alpha", "bravo", "charlie")
+    assert recognition.probabilities.shape[-1] == 3
+    answers = kwmlp.classify([clip, np.zeros(16000, np.float32)], model)
+    assert answers[0].label == "bravo"  # one of the fit's clips (trained or validated on)
+    assert answers[1].label == NO_LABEL  # digital silence
+    talk = np.concatenate([np.zeros(8000, np.float32), centred_window(clip),
+                           np.zeros(8000, np.float32)])
+    detections = kwmlp.keywords.spot_audio(talk, model)[1]
+    assert [d.word for d in detections] == ["bravo"]
+    stream = kwmlp.Stream(model, embeddings=False)
+    found = stream.push(torch.from_numpy(talk)).detections + stream.flush().detections
+    assert [d.word for d in found] == ["bravo"]
+
+
+def test_export_head_names_the_fitted_labels(fitted, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    _, model, _ = fitted
+    from kwmlp.onnx_export import export_onnx
+
+    export_onnx(model, tmp_path / "mine.onnx", head=True)
+    session = ort.InferenceSession(str(tmp_path / "mine.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["kwmlp_labels"]) == list(model.metadata["labels"])
+    _, logits = session.run(None, {"chunks": np.zeros((2, 16000), np.float32)})
+    assert logits.shape == (2, 5)
+
+
+def test_classify_centres_a_short_clip_as_fit_trains_it():
+    clip = np.arange(1, 8001, dtype=np.float32)
+    window = centred_window(clip)
+    assert window.shape == (16000,) and window[4000] == 1 and window[11999] == 8000
+    assert not window[:4000].any() and not window[12000:].any()
+    windows = fit_module.clip_windows(np.ones(16000 + 4000 + 1, np.float32))
+    assert len(windows) == 3  # at 0, 250 ms and the end: every window of a longer clip
+
+
+def test_choose_threshold_answers_most_clips_right():
+    is_word = torch.tensor([True, True, False])
+    scores = torch.tensor([[0.95, 0.03, 0.02],   # word 0, sure
+                           [0.55, 0.40, 0.05],   # word 0, unsure
+                           [0.70, 0.10, 0.20],   # no keyword, looks like word 0
+                           [0.20, 0.10, 0.70]])  # no keyword
+    truth = torch.tensor([0, 0, -1, -1])
+    # t <= 0.55 gets 3 right (the 0.70 clip wrong); 0.55 < t <= 0.70 gets 2; above: 2
+    assert fit_module.choose_threshold(scores, truth, is_word) == pytest.approx(0.3)
+    truth = torch.tensor([0, -1, -1, -1])  # now the 0.55 clip is no keyword either
+    t = fit_module.choose_threshold(scores, truth, is_word)
+    assert 0.70 < t <= 0.95  # only the sure one is a word: all four right
+
+
+def test_split_by_speaker_keeps_speakers_apart():
+    clips = [fit_module.Clip(Path(f"{s}_nohash_{k}.wav"), label, s)
+             for s in ("ann", "bob", "cy", "dee", "eve", "fay") for label in (0, 1)
+             for k in range(2)]
+    train, val, how = fit_module.split_clips(clips, seed=3)
+    assert {c.speaker for c in train}.isdisjoint({c.speaker for c in val}) and val
+    assert {c.label for c in train} == {0, 1} and "speakers held out" in how
+    random_train, random_val, how = fit_module.split_clips(
+        [fit_module.Clip(Path(f"x{k}.wav"), k % 2, "") for k in range(10)], seed=0)
+    assert len(random_val) == 2 and "random" in how  # a fifth of each label
+    one = [fit_module.Clip(Path("a.wav"), 0, ""), fit_module.Clip(Path("b.wav"), 1, "")]
+    assert fit_module.split_clips(one, seed=0)[1] == []  # a label's only clip trains
+
+
+def test_bad_folders_get_clear_errors(tmp_path):
+    with pytest.raises(KwmlpError, match="no such folder"):
+        kwmlp.fit(tmp_path / "nope", tmp_path / "x.pt")
+    (tmp_path / "empty" / "alpha").mkdir(parents=True)
+    shutil.copytree(HELDOUT / "cat", tmp_path / "empty" / "bravo")
+    with pytest.raises(KwmlpError, match=r"alpha: no audio files for the label 'alpha'"):
+        kwmlp.fit(tmp_path / "empty", tmp_path / "x.pt")
+    shutil.copytree(HELDOUT / "cat", tmp_path / "one" / "alpha")
+    with pytest.raises(KwmlpError, match="needs two labels, or one label and negative"):
+        kwmlp.fit(tmp_path / "one", tmp_path / "x.pt")
+    for name in ("_private", "none", "a\tb"):
+        bad = tmp_path / f"bad{len(name)}"
+        shutil.copytree(HELDOUT / "cat", bad / "alpha")
+        shutil.copytree(HELDOUT / "dog", bad / name)
+        with pytest.raises(KwmlpError, match="cannot be a label"):
+            kwmlp.fit(bad, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_an_unreadable_file_is_named_and_the_fit_goes_on(tmp_path):
+    data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
+    (data / "alpha" / "broken.wav").write_bytes(b"RIFF\x00\x00")
+    report = kwmlp.fit(data, tmp_path / "x.pt", epochs=20)
+    assert len(report.failures) == 1 and "broken.wav: cannot read audio" in report.failures[0]
+    assert (tmp_path / "x.pt").exists() and report.labels == ("alpha", "bravo", SILENCE)
+
+
+def test_finetune_mode_trains_the_encoder_too(tmp_path):
+    data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
+    report = kwmlp.fit(data, tmp_path / "ft.pt", mode="finetune", epochs=1)
+    tuned = kwmlp.load_model(str(tmp_path / "ft.pt"), device="cpu")
+    base = kwmlp.load_model(device="cpu")
+    audio = torch.from_numpy(kwmlp.load_audio(HELDOUT / "cat" / "flite-rms_nohash_0.wav")[0])
+    assert not torch.equal(kwmlp.get_scene_embeddings(audio[None], tuned),
+                           kwmlp.get_scene_embeddings(audio[None], base))
+    assert report.mode == "finetune" and tuned.metadata["fit"]["mode"] == "finetune"
+
+
+def _kwmlp(*args):
+    return subprocess.run([sys.executable, "-m", "kwmlp", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_fit_classify_and_spot_plot(fitted, tmp_path):
+    _, model, data = fitted
+    sf.write(tmp_path / "quiet.wav", np.zeros(16000, np.float32), 16000)
+    clip = data / "charlie" / "flite-rms_nohash_0.wav"
+    run = _kwmlp("classify", clip, tmp_path / "quiet.wav", tmp_path / "missing.wav",
+                 "--model", model.weights_path)
+    assert run.returncode == 1, run.stderr  # the missing file
+    lines = [line.split("\t") for line in run.stdout.splitlines()]
+    assert [(line[0], line[1]) for line in lines] == [(str(clip), "charlie"),
+                                                      (str(tmp_path / "quiet.wav"), NO_LABEL)]
+    assert "missing.wav" in run.stderr
+    plot = _kwmlp("spot", clip, "--model", model.weights_path, "--plot", tmp_path / "p.png")
+    assert plot.returncode == 0, plot.stderr
+    png = (tmp_path / "p.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    assert matplotlib.image.imread(tmp_path / "p.png").shape[:2] == (500, 1000)
+    fitted_cli = _kwmlp("fit", data, "-o", tmp_path / "cli.pt", "--epochs", "20")
+    assert fitted_cli.returncode == 0, fitted_cli.stderr
+    assert "fitted 5 classes (head mode)" in fitted_cli.stderr
+    assert "threshold" in fitted_cli.stderr
+    bad = _kwmlp("fit", data, "-o", tmp_path / "bad.pt", "--mode", "sideways")
+    assert bad.returncode == 2 and "--mode must be one of head, finetune" in bad.stderr
