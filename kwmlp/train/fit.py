@@ -50,6 +50,7 @@ from ..frontend import CHUNK_SAMPLES, MFCC, SAMPLE_RATE
 from ..keywords import NO_LABEL, centred_window
 from ..vocabulary import NO_KEYWORD, SILENCE, UNKNOWN
 from .augment import AugmentConfig, augment_waveform
+from .synth.noise import coloured_noise
 
 MODES = ("head", "finetune")
 WINDOW_HOP_MS = 250  # between the training windows of a clip longer than 1 s
@@ -216,18 +217,16 @@ def _windows(read: Sequence[Tuple[Clip, np.ndarray]]) -> Tuple[torch.Tensor, tor
 
 
 def silence_windows(n: int, generator: torch.Generator) -> torch.Tensor:
-    """``(n, CHUNK_SAMPLES)``: digital silence and white or pink noise from
-    -80 to -30 dBFS, the generated ``_silence_`` class."""
-    white = torch.randn(n, CHUNK_SAMPLES, generator=generator)
-    spectrum = torch.fft.rfft(white)
-    pink = torch.fft.irfft(spectrum / torch.arange(1, spectrum.shape[1] + 1).sqrt(),
-                           CHUNK_SAMPLES)
-    noise = torch.where(torch.rand(n, 1, generator=generator) < 0.5, white, pink)
-    noise = noise / noise.pow(2).mean(dim=1, keepdim=True).sqrt()
-    level_db = -80 + 50 * torch.rand(n, 1, generator=generator)
-    noise = noise * 10 ** (level_db / 20)
+    """``(n, CHUNK_SAMPLES)``: digital silence and white or pink noise
+    (``synth.noise.coloured_noise``) from -80 to -30 dBFS, the generated
+    ``_silence_`` class."""
+    rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+    noise = np.stack([coloured_noise(rng, CHUNK_SAMPLES, float(rng.integers(2)))
+                      for _ in range(n)])
+    noise /= np.sqrt(np.mean(noise ** 2, axis=1, keepdims=True))
+    noise *= 10 ** (rng.uniform(-80, -30, (n, 1)) / 20)
     noise[: max(1, n // 8)] = 0.0
-    return noise
+    return torch.from_numpy(noise.astype(np.float32))
 
 
 def _noise_bank(generator: torch.Generator) -> List[torch.Tensor]:
