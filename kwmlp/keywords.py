@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -72,10 +72,17 @@ def head_labels(model: KWMLPEmbedder) -> Tuple[str, ...]:
             f"{model.weights_path}: a checkpoint in the published HEAR 2021 layout has no "
             f"keyword head kwmlp can name (the labels of its classifier were not published); "
             f"keyword recognition needs a kwmlp-format checkpoint such as the shipped weights")
-    labels = tuple(model.metadata.get("labels", model.metadata.get("keywords", WORDS)))
-    n_classes = model.encoder.head.out_features
+    return checkpoint_labels(model.metadata, model.encoder.head.out_features,
+                             model.weights_path)
+
+
+def checkpoint_labels(metadata: Mapping, n_classes: int, where: str) -> Tuple[str, ...]:
+    """The ``n_classes`` labels a kwmlp checkpoint's ``metadata`` names for its
+    head (the 35 words when it names none, as the first shipped weights did).
+    Raises ``KwmlpError`` when their count is not ``n_classes``."""
+    labels = tuple(metadata.get("labels", metadata.get("keywords", WORDS)))
     if len(labels) != n_classes:
-        raise KwmlpError(f"{model.weights_path}: the head scores {n_classes} classes but the "
+        raise KwmlpError(f"{where}: the head scores {n_classes} classes but the "
                          f"checkpoint names {len(labels)} labels")
     return labels
 

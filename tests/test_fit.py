@@ -49,6 +49,8 @@ def test_fit_writes_a_checkpoint_with_its_labels_and_recipe(fitted):
     assert model.metadata["threshold"] == report.threshold
     assert kwmlp.keywords.head_words(model) == ("alpha", "bravo", "charlie")
     assert model.encoder.head.out_features == 5
+    # new names start from zero; the no-keyword classes from the base head's columns
+    assert model.metadata["fit"]["from_base_head"] == [SILENCE, UNKNOWN]
     # flite-rms_nohash_0: a speaker in every folder, so validation is by speaker
     assert "speakers held out" in report.validation and report.n_validation > 0
 
@@ -118,6 +120,43 @@ def test_choose_threshold_answers_most_clips_right():
     truth = torch.tensor([0, -1, -1, -1])  # now the 0.55 clip is no keyword either
     t = fit_module.choose_threshold(scores, truth, is_word)
     assert 0.70 < t <= 0.95  # only the sure one is a word: all four right
+
+
+def test_a_label_the_base_head_scores_starts_from_its_column():
+    payload = torch.load(kwmlp.checkpoints.default_weights_path(), weights_only=True)
+    base_labels = payload["metadata"]["labels"]
+    weight, bias = payload["state_dict"]["head.weight"], payload["state_dict"]["head.bias"]
+    encoder, metadata = kwmlp.checkpoints.load_checkpoint(kwmlp.checkpoints.default_weights_path())
+    prior = fit_module.head_prior(encoder, metadata, ["cat", "zebra", SILENCE], "shipped")
+    assert prior.inherited.tolist() == [True, False, True]
+    assert torch.equal(prior.weight[0], weight[base_labels.index("cat")])
+    assert torch.equal(prior.bias[2], bias[base_labels.index(SILENCE)])
+    assert not prior.weight[1].any() and prior.bias[1] == 0
+    assert prior.pull.tolist() == pytest.approx([fit_module.PRIOR_PULL, fit_module.WEIGHT_DECAY,
+                                                 fit_module.PRIOR_PULL])
+
+
+def test_fit_linear_minimises_cross_entropy_plus_the_pull_toward_its_start():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5)).astype(np.float32)
+    y = np.r_[np.zeros(40, int), np.ones(15, int), np.full(5, 2)]  # unbalanced classes
+    x[:, 0] += y  # a learnable signal
+    start = rng.normal(size=(3, 5)).astype(np.float32)
+    prior = fit_module.HeadPrior(torch.from_numpy(start), torch.zeros(3),
+                                 torch.tensor([True, False, True]))
+    head = fit_module.fit_linear(torch.from_numpy(x), torch.from_numpy(y), prior, steps=500)
+    w, b = head.weight.detach().double().numpy(), head.bias.detach().double().numpy()
+    # the gradient of the objective, in numpy: class-balanced mean cross-entropy
+    # (weights n / (k n_c), normalised by their sum) plus sum_c pull_c |w_c - start_c|^2
+    logits = x @ w.T + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    sample = (60 / (3 * np.bincount(y)))[y]
+    residual = (p - np.eye(3)[y]) * sample[:, None] / sample.sum()
+    pull = np.array([fit_module.PRIOR_PULL, fit_module.WEIGHT_DECAY, fit_module.PRIOR_PULL])
+    grad_w = residual.T @ x + 2 * pull[:, None] * (w - start)
+    assert np.abs(grad_w).max() < 1e-4 and np.abs(residual.sum(0)).max() < 1e-4
+    assert not np.allclose(w, start, atol=1e-2)  # it moved: the data pulls too
 
 
 def test_split_by_speaker_keeps_speakers_apart():

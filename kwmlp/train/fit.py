@@ -14,7 +14,12 @@ fit`` runs.
 - **Modes.** ``head`` (default): the encoder stays as it is (its HEAR
   embeddings are bit-identical to the base model's) and a new linear head is
   fitted on its pooled features of augmented copies of every window (noise,
-  gain, shift, speed, and simulated rooms with the ``train`` extra).
+  gain, shift, speed, and simulated rooms with the ``train`` extra). A label
+  the base model's head already scores (one of its 35 words, ``_silence_``,
+  ``_unknown_``) starts from that column and is held near it (``PRIOR_PULL``,
+  an L2-SP penalty): with few examples, the base head's knowledge of the word
+  from thousands of voices is worth more than a fresh column. Other labels
+  start from zero with a weaker pull to zero (``WEIGHT_DECAY``).
   ``finetune``: the head-mode fit, then every weight trained on freshly
   augmented windows each epoch.
 - **Validation.** ``val_dir`` in the same layout; else, when file names carry a
@@ -47,7 +52,8 @@ from ..checkpoints import default_weights_path, load_checkpoint, save_checkpoint
 from ..encoder import KWMLP
 from ..errors import KwmlpError
 from ..frontend import CHUNK_SAMPLES, MFCC, SAMPLE_RATE
-from ..keywords import NO_LABEL, centred_window
+from ..checkpoints import PUBLISHED_SOURCE
+from ..keywords import NO_LABEL, centred_window, checkpoint_labels
 from ..vocabulary import NO_KEYWORD, SILENCE, UNKNOWN
 from .augment import AugmentConfig, augment_waveform
 from .synth.noise import coloured_noise
@@ -60,6 +66,7 @@ WINDOWS_PER_CLASS = 256  # augmented copies per class in head mode (at least COP
 COPIES_MIN, COPIES_MAX = 4, 64
 SILENCE_WINDOWS = 64  # generated silence/noise windows for the _silence_ class
 THRESHOLD_RANGE = (0.3, 0.9)
+WEIGHT_DECAY, PRIOR_PULL = 1e-3, 1e-2  # per squared weight: toward zero; toward the base column
 DEFAULT_EPOCHS = {"head": 300, "finetune": 15}  # LBFGS steps; passes over the windows
 FINETUNE_LR, FINETUNE_BATCH = 3e-4, 64
 SPEAKER = re.compile(r"(?P<speaker>[^_]+)_nohash_")
@@ -270,13 +277,49 @@ def pooled_features(encoder: KWMLP, mfcc: MFCC, windows: torch.Tensor) -> torch.
     return torch.cat(out)
 
 
-def fit_linear(features: torch.Tensor, labels: torch.Tensor, n_classes: int, steps: int,
-               weight_decay: float = 1e-3) -> nn.Linear:
-    """A linear layer ``dim -> n_classes`` minimising class-balanced cross-entropy
-    plus ``weight_decay`` times the squared weights (full batch, L-BFGS)."""
+@dataclass(frozen=True)
+class HeadPrior:
+    """Where the columns of a new head start: ``weight (n_classes, dim)`` and
+    ``bias (n_classes,)``; ``inherited (n_classes,)`` marks those taken from a
+    base head."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    inherited: torch.Tensor
+
+    @property
+    def pull(self) -> torch.Tensor:
+        """``(n_classes,)``: the weight on each column's squared distance from its start."""
+        return torch.where(self.inherited, PRIOR_PULL, WEIGHT_DECAY)
+
+
+def head_prior(encoder: KWMLP, metadata: dict, classes: Sequence[str], where: str
+               ) -> HeadPrior:
+    """The base head's columns for the ``classes`` it scores too, zeros for
+    the others; all zeros for a base without a kwmlp keyword head."""
+    n = len(classes)
+    prior = HeadPrior(torch.zeros(n, encoder.dim), torch.zeros(n), torch.zeros(n, dtype=torch.bool))
+    if encoder.head is None or metadata.get("source") == PUBLISHED_SOURCE:
+        return prior
+    base = checkpoint_labels(metadata, encoder.head.out_features, where)
+    for i, label in enumerate(classes):
+        if label in base:
+            prior.weight[i] = encoder.head.weight.detach()[base.index(label)]
+            prior.bias[i] = encoder.head.bias.detach()[base.index(label)]
+            prior.inherited[i] = True
+    return prior
+
+
+def fit_linear(features: torch.Tensor, labels: torch.Tensor, prior: HeadPrior,
+               steps: int) -> nn.Linear:
+    """A linear layer ``dim -> n_classes`` started at ``prior`` and minimising
+    class-balanced cross-entropy plus each column's ``prior.pull`` times its
+    squared distance from ``prior.weight`` (full batch, L-BFGS)."""
+    n_classes = len(prior.bias)
     head = nn.Linear(features.shape[1], n_classes)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
+    with torch.no_grad():
+        head.weight.copy_(prior.weight)
+        head.bias.copy_(prior.bias)
     counts = torch.bincount(labels, minlength=n_classes).clamp(min=1).float()
     weights = counts.sum() / (n_classes * counts)
     optimiser = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=steps,
@@ -285,7 +328,7 @@ def fit_linear(features: torch.Tensor, labels: torch.Tensor, n_classes: int, ste
     def loss() -> torch.Tensor:
         optimiser.zero_grad()
         value = F.cross_entropy(head(features), labels, weight=weights) \
-            + weight_decay * head.weight.pow(2).sum()
+            + (prior.pull[:, None] * (head.weight - prior.weight).pow(2)).sum()
         value.backward()
         return value
 
@@ -409,6 +452,7 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     window_labels = torch.cat([window_labels, torch.full((SILENCE_WINDOWS,), silence)])
 
     encoder, base_metadata = _base(model_file_path)
+    prior = head_prior(encoder, base_metadata, classes, model_file_path or "shipped weights")
     encoder.head = nn.Linear(encoder.dim, len(classes))
     if encoder.head_norm is None:
         encoder.head_norm = nn.LayerNorm(encoder.dim)
@@ -420,8 +464,7 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     examples = augmented(windows, copies, generator, noise, rirs)
     features = pooled_features(encoder, mfcc, examples)
     steps = epochs if (epochs and mode == "head") else DEFAULT_EPOCHS["head"]
-    encoder.head = fit_linear(features, window_labels.repeat_interleave(copies), len(classes),
-                              steps)
+    encoder.head = fit_linear(features, window_labels.repeat_interleave(copies), prior, steps)
     if mode == "finetune":  # else the encoder stays the base model's, bit for bit
         finetune(encoder, mfcc, windows, window_labels, epochs or DEFAULT_EPOCHS["finetune"],
                  generator, noise, rirs)
@@ -457,6 +500,7 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
         "fit": {"mode": mode, "data": str(Path(data_dir).resolve()), "seed": seed,
                 "base_model": base_metadata.get("description", ""),
                 "base_weights": str(model_file_path or "shipped"),
+                "from_base_head": [c for c, i in zip(classes, prior.inherited) if i],
                 "training_clips": report.n_train, "validation": how,
                 "validation_accuracy": report.accuracy, "per_label": report.per_label,
                 "epochs": epochs or DEFAULT_EPOCHS[mode], "simulated_rooms": rirs is not None,
