@@ -20,6 +20,7 @@ import sys
 import warnings
 from typing import List, Optional, Sequence
 
+import numpy as np
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -193,6 +194,11 @@ def _hop_ms(text: str) -> float:
     return value
 
 
+def _add_model_option(parser: argparse.ArgumentParser,
+                      help: str = "checkpoint (default: shipped weights)") -> None:
+    parser.add_argument("--model", metavar="FILE", help=help)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kwmlp", description="KW-MLP audio embeddings (HEAR 2021 API) from audio files.",
@@ -214,7 +220,7 @@ def _build_parser() -> argparse.ArgumentParser:
                       default="both", help="write only the scene embedding")
     kind.add_argument("--timestamp-only", dest="kind", action="store_const",
                       const="timestamp", help="write only timestamp embeddings and times")
-    embed.add_argument("--model", metavar="FILE", help="checkpoint (default: shipped weights)")
+    _add_model_option(embed)
     embed.add_argument("-r", "--recursive", action="store_true",
                        help="search input folders recursively")
     embed.add_argument("--format", choices=FORMATS, default="npz",
@@ -267,7 +273,7 @@ def _build_parser() -> argparse.ArgumentParser:
                       default=DEFAULT_REFRACTORY_MS,
                       help="ms after a detection before the next may start "
                            "(default: %(default)s)")
-    spot.add_argument("--model", metavar="FILE", help="checkpoint (default: shipped weights)")
+    _add_model_option(spot)
     spot.add_argument("--threads", type=_thread_count, metavar="N",
                       help="CPU threads for torch (default: torch's choice)")
     spot.add_argument("--plot", metavar="OUT.png",
@@ -279,8 +285,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Classify whole clips with the checkpoint's head.",
         epilog=CLASSIFY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     classify.add_argument("paths", nargs="+", metavar="FILE", help="audio files")
-    classify.add_argument("--model", metavar="FILE",
-                          help="checkpoint (default: shipped weights)")
+    _add_model_option(classify)
     classify.add_argument("--threshold", type=_probability,
                           help="probability the best word needs (default: the checkpoint's)")
 
@@ -295,7 +300,7 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--val", metavar="DIR", help="validation clips, in DATA_DIR's layout")
     fit.add_argument("--negatives", nargs="+", default=[], metavar="DIR",
                      help="folders of audio that must map to none of the labels")
-    fit.add_argument("--model", metavar="FILE", help="base checkpoint (default: shipped)")
+    _add_model_option(fit, "base checkpoint (default: shipped weights)")
     fit.add_argument("--epochs", type=_positive_int,
                      help="head: L-BFGS steps; finetune: passes over the clips")
     fit.add_argument("--seed", type=int, default=0)
@@ -308,7 +313,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     "head) as an ONNX model.",
         epilog=EXPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     export.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
-    export.add_argument("--model", metavar="FILE", help="checkpoint (default: shipped weights)")
+    _add_model_option(export)
     export.add_argument("--layer", type=_positive_int,
                         help="embeddings after this many blocks (default: all)")
     export.add_argument("--head", action="store_true",
@@ -318,7 +323,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "info", help="describe a model: id, sizes, weights, training data",
         description="Describe the model kwmlp embed would use.",
         epilog=INFO_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    info.add_argument("--model", metavar="FILE", help="checkpoint (default: shipped weights)")
+    _add_model_option(info)
     return parser
 
 
@@ -388,6 +393,15 @@ def _print_detections(name: str, detections: Sequence[Detection]) -> None:
               f"{d.score:.3f}", flush=True)
 
 
+def _load_or_report(path: str) -> Optional[np.ndarray]:
+    """The file's 16 kHz mono samples, or None after logging why it cannot be read."""
+    try:
+        return load_audio(path)[0]
+    except KwmlpError as err:
+        logging.error("error: %s", err)
+        return None
+
+
 def _spot(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
     options = dict(hop_ms=args.hop_ms, threshold=args.threshold,
                    refractory_ms=args.refractory_ms)
@@ -397,10 +411,8 @@ def _spot(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
             for detection in spot_pcm(sys.stdin.buffer, model, **options):
                 _print_detections(path, [detection])
             continue
-        try:
-            audio, _ = load_audio(path)
-        except KwmlpError as err:
-            logging.error("error: %s", err)
+        audio = _load_or_report(path)
+        if audio is None:
             status = EXIT_FAILED
             continue
         recognition, detections = spot_audio(audio, model, **options)
@@ -415,10 +427,8 @@ def _spot(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
 def _classify(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
     status = EXIT_OK
     for path in args.paths:
-        try:
-            audio, _ = load_audio(path)
-        except KwmlpError as err:
-            logging.error("error: %s", err)
+        audio = _load_or_report(path)
+        if audio is None:
             status = EXIT_FAILED
             continue
         (answer,) = classify(audio, model, threshold=args.threshold)
