@@ -240,3 +240,13 @@ def test_cli_fit_classify_and_spot_plot(fitted, tmp_path):
     assert "threshold" in fitted_cli.stderr
     bad = _kwmlp("fit", data, "-o", tmp_path / "bad.pt", "--mode", "sideways")
     assert bad.returncode == 2 and "--mode must be one of head, finetune" in bad.stderr
+
+
+def test_a_fit_is_reproducible_from_its_seed(tmp_path):
+    data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
+    heads = []
+    for seed, name in ((1, "a.pt"), (1, "b.pt"), (2, "c.pt")):
+        kwmlp.fit(data, tmp_path / name, epochs=20, seed=seed)
+        heads.append(kwmlp.load_model(str(tmp_path / name), device="cpu").encoder.head.weight)
+    assert torch.equal(heads[0], heads[1])  # same folder, same seed: the same head
+    assert not torch.equal(heads[0], heads[2])  # another seed augments otherwise
