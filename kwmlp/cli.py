@@ -440,9 +440,10 @@ def _fit(args: argparse.Namespace) -> int:
     from .train.fit import fit
 
     try:
-        report = fit(args.data_dir, args.output, mode=args.mode, val_dir=args.val,
-                     negatives=args.negatives, model_file_path=args.model or "",
-                     epochs=args.epochs, seed=args.seed)
+        with logging_redirect_tqdm():  # an unreadable file's message stays off the bar
+            report = fit(args.data_dir, args.output, mode=args.mode, val_dir=args.val,
+                         negatives=args.negatives, model_file_path=args.model or "",
+                         epochs=args.epochs, seed=args.seed)
     except (KwmlpError, OSError, ValueError) as err:
         logging.error("error: %s", err)
         return EXIT_FAILED

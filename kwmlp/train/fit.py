@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from .._types import PathLike
 from ..audio import AUDIO_EXTENSIONS, load_audio
@@ -69,6 +70,7 @@ THRESHOLD_RANGE = (0.3, 0.9)
 WEIGHT_DECAY, PRIOR_PULL = 1e-3, 1e-2  # per squared weight: toward zero; toward the base column
 DEFAULT_EPOCHS = {"head": 300, "finetune": 15}  # LBFGS steps; passes over the windows
 FINETUNE_LR, FINETUNE_BATCH = 3e-4, 64
+FEATURE_BATCH = 128  # augmented copies per encoder pass in head mode
 SPEAKER = re.compile(r"(?P<speaker>[^_]+)_nohash_")
 LABEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .'+-]*")
 AUGMENT = AugmentConfig(noise_prob=0.8, snr_db=(5.0, 30.0), gain_db=(-6.0, 6.0),
@@ -254,14 +256,11 @@ def _rooms(seed: int) -> Optional[torch.Tensor]:
         return None
 
 
-def augmented(windows: torch.Tensor, copies: torch.Tensor, generator: torch.Generator,
-              noise: List[torch.Tensor], rirs: Optional[torch.Tensor]) -> torch.Tensor:
-    """``copies[i]`` augmented copies of window ``i``, in order."""
+def augmented(windows: torch.Tensor, generator: torch.Generator, noise: List[torch.Tensor],
+              rirs: Optional[torch.Tensor]) -> torch.Tensor:
+    """An augmented copy of each window ``(n, CHUNK_SAMPLES)``."""
     config = AUGMENT if rirs is not None else dataclasses.replace(AUGMENT, reverb_prob=0.0)
-    repeated = windows.repeat_interleave(copies, dim=0)
-    out = [augment_waveform(repeated[i:i + 256], noise, config, generator, rirs)
-           for i in range(0, len(repeated), 256)]
-    return torch.cat(out) if out else repeated
+    return augment_waveform(windows, noise, config, generator, rirs)
 
 
 # the head
@@ -271,9 +270,23 @@ def pooled_features(encoder: KWMLP, mfcc: MFCC, windows: torch.Tensor) -> torch.
     """``(n, CHUNK_SAMPLES)`` -> ``(n, dim)``: what the head's linear layer sees
     (the normed, frame-averaged output of every block)."""
     encoder.eval()
-    out = [encoder.head_norm(encoder.forward_features(mfcc(windows[i:i + 128]),
+    return encoder.head_norm(encoder.forward_features(mfcc(windows),
                                                       stochastic_depth=False)).mean(dim=1)
-           for i in range(0, len(windows), 128)]
+
+
+def augmented_features(encoder: KWMLP, mfcc: MFCC, windows: torch.Tensor,
+                       copies: torch.Tensor, generator: torch.Generator,
+                       noise: List[torch.Tensor], rirs: Optional[torch.Tensor],
+                       bar: tqdm) -> torch.Tensor:
+    """The pooled features ``(copies.sum(), dim)`` of ``copies[i]`` augmented
+    copies of window ``i``, in order, ``FEATURE_BATCH`` copies at a time: memory
+    holds the features, never all the copies' audio."""
+    index = torch.arange(len(windows)).repeat_interleave(copies)
+    out = []
+    for first in range(0, len(index), FEATURE_BATCH):
+        batch = windows[index[first:first + FEATURE_BATCH]]
+        out.append(pooled_features(encoder, mfcc, augmented(batch, generator, noise, rirs)))
+        bar.update(len(batch))
     return torch.cat(out)
 
 
@@ -338,9 +351,10 @@ def fit_linear(features: torch.Tensor, labels: torch.Tensor, prior: HeadPrior,
 
 def finetune(encoder: KWMLP, mfcc: MFCC, windows: torch.Tensor, labels: torch.Tensor,
              epochs: int, generator: torch.Generator, noise: List[torch.Tensor],
-             rirs: Optional[torch.Tensor]) -> None:
+             rirs: Optional[torch.Tensor], bar: tqdm) -> None:
     """Train every weight of ``encoder`` (head included) for ``epochs`` passes
-    over freshly augmented ``windows``, class-balanced by sampling."""
+    over freshly augmented ``windows``, class-balanced by sampling; ``bar``
+    counts the windows trained on."""
     counts = torch.bincount(labels).clamp(min=1).float()
     sample_weights = (1.0 / counts)[labels]
     optimiser = torch.optim.AdamW(encoder.parameters(), lr=FINETUNE_LR, weight_decay=0.05)
@@ -353,13 +367,13 @@ def finetune(encoder: KWMLP, mfcc: MFCC, windows: torch.Tensor, labels: torch.Te
                                   generator=generator)
         for first in range(0, len(order), FINETUNE_BATCH):
             index = order[first:first + FINETUNE_BATCH]
-            batch = augmented(windows[index], torch.ones(len(index), dtype=torch.long),
-                              generator, noise, rirs)
+            batch = augmented(windows[index], generator, noise, rirs)
             loss = F.cross_entropy(encoder(mfcc(batch)), labels[index], label_smoothing=0.1)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             schedule.step()
+            bar.update(len(index))
     encoder.eval()
 
 
@@ -400,6 +414,12 @@ def choose_threshold(scores: torch.Tensor, truth: torch.Tensor, is_word: torch.T
 
 # the run
 
+def _bar(total: int, what: str, progress: bool) -> tqdm:
+    # disable=None: tqdm draws only on a terminal, as kwmlp embed's bar does
+    return tqdm(total=total, desc=what, unit="window", disable=None if progress else True,
+                leave=False)
+
+
 def _base(model_file_path: str) -> Tuple[KWMLP, dict]:
     """The encoder to fit on, and its metadata: the shipped weights by default."""
     return load_checkpoint(model_file_path or default_weights_path())
@@ -407,13 +427,16 @@ def _base(model_file_path: str) -> Tuple[KWMLP, dict]:
 
 def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
         val_dir: Optional[PathLike] = None, negatives: Sequence[PathLike] = (),
-        model_file_path: str = "", epochs: Optional[int] = None, seed: int = 0) -> FitReport:
+        model_file_path: str = "", epochs: Optional[int] = None, seed: int = 0,
+        progress: bool = True) -> FitReport:
     """Fit a classifier for ``data_dir``'s labels (module docstring) and write
     it to ``output``, an ordinary kwmlp checkpoint (``load_model(output)``):
     the encoder (unchanged in head mode), the new head, its ``labels``,
     ``threshold`` and the recipe (``fit``) in its metadata. Unreadable files
     are reported and skipped. Raises ``KwmlpError`` for a folder that cannot
-    be fitted (see ``list_labels``; fewer than two labels without negatives)."""
+    be fitted (see ``list_labels``; fewer than two labels without negatives).
+    ``progress`` shows a bar per stage on a terminal. Memory holds the clips'
+    audio, their windows and one pooled feature per augmented copy."""
     start = time.perf_counter()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -461,13 +484,16 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     per_class = torch.bincount(window_labels, minlength=len(classes)).clamp(min=1)
     copies = (WINDOWS_PER_CLASS / per_class[window_labels]).ceil().long()
     copies = copies.clamp(COPIES_MIN, COPIES_MAX)
-    examples = augmented(windows, copies, generator, noise, rirs)
-    features = pooled_features(encoder, mfcc, examples)
+    with _bar(int(copies.sum()), "features of augmented copies", progress) as bar:
+        features = augmented_features(encoder, mfcc, windows, copies, generator, noise, rirs,
+                                      bar)
     steps = epochs if (epochs and mode == "head") else DEFAULT_EPOCHS["head"]
     encoder.head = fit_linear(features, window_labels.repeat_interleave(copies), prior, steps)
     if mode == "finetune":  # else the encoder stays the base model's, bit for bit
-        finetune(encoder, mfcc, windows, window_labels, epochs or DEFAULT_EPOCHS["finetune"],
-                 generator, noise, rirs)
+        n_epochs = epochs or DEFAULT_EPOCHS["finetune"]
+        with _bar(n_epochs * len(windows), "fine-tuning", progress) as bar:
+            finetune(encoder, mfcc, windows, window_labels, n_epochs, generator, noise, rirs,
+                     bar)
 
     is_word = torch.tensor([c not in NO_KEYWORD for c in classes])
     report = FitReport(Path(output), tuple(classes), mode, 0.5, how, len(train_read),
