@@ -111,14 +111,23 @@ def _noise(seconds: float, dbfs: float, pink: bool, seed: int) -> np.ndarray:
     return _noise_dbfs(rng, int(seconds * SAMPLE_RATE), dbfs, pink)
 
 
+def held_out_voices() -> list:
+    """The synthetic corpus' held-out *test* voices (no training recipe uses them)."""
+    from kwmlp.train.synth.voices import build_voice_inventory
+
+    voices = [v for v in build_voice_inventory() if v.split == "testing"]
+    if not voices:
+        raise RuntimeError("the voice inventory has no testing voices")
+    return voices
+
+
 def _tts_speech(seed: int) -> np.ndarray:
     from kwmlp.train.synth.dsp import resample_to_16k
     from kwmlp.train.synth.engines import Renderer
-    from kwmlp.train.synth.voices import build_voice_inventory
 
     # Words merely spelt with a keyword inside ("phone", "coffee") are fair here.
     check_keyword_free(SENTENCES + SINGLE_WORDS, inside_words=False)
-    voices = [v for v in build_voice_inventory() if v.split == "test"]
+    voices = held_out_voices()
     rng = np.random.default_rng(seed)
     renderer, pieces = Renderer(), []
     try:

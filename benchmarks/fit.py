@@ -4,6 +4,7 @@ accepts per hour of a fitted model at its own threshold.
 
     python benchmarks/fit.py --real-data ../shared/data/real_speech --json fit.json
     python benchmarks/fit.py --parts fsdd --examples 5 --modes head      # one cell
+    python benchmarks/fit.py --parts fsdd --examples 100  # every take: fine-tuning ~1,000 clips
 
 - ``fsdd``: the ten digits, fitted on FSDD speakers george and lucas (the
   shipped weights trained on them too), tested on all 1,000 clips of jackson
@@ -154,6 +155,9 @@ def main(argv=None) -> dict:
         for name, fit, clips, truth in tasks:
             labels = sorted(fit)
             for n in examples:
+                if n > min(len(takes) for takes in fit.values()):
+                    print(f"{name}: fewer than {n} examples per label, skipped", flush=True)
+                    continue
                 folder = scratch / f"{name}{n}"
                 for word in labels:
                     for k, audio in enumerate(fit[word][:n]):

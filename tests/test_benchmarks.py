@@ -138,3 +138,14 @@ def test_corpus_benchmark_runs_each_engine_and_format(tmp_path, published_checkp
     assert set(result["stages"]["shares"]) == {"decode", "resample", "embed", "write"}
     assert math.isclose(sum(result["stages"]["shares"].values()), 1.0)
     assert "| local2-parquet |" in stdout and "where time goes" in stdout
+
+
+def test_false_accept_speech_comes_from_the_held_out_test_voices():
+    import false_accepts
+    from kwmlp.train.synth.voices import build_voice_inventory
+
+    voices = false_accepts.held_out_voices()
+    # the engines _tts_speech alternates between, and never a speaker training hears
+    assert {v.engine for v in voices} >= {"espeak-ng", "flite", "festival"}
+    training = {v.speaker for v in build_voice_inventory() if v.split == "training"}
+    assert not {v.speaker for v in voices} & training
