@@ -164,12 +164,12 @@ class KWMLPEmbedder(nn.Module):
     def map_chunks(self, stage: Callable[[torch.Tensor], torch.Tensor], chunks: torch.Tensor
                    ) -> Iterator[Tuple[int, torch.Tensor]]:
         """``stage`` (``embed_chunks``, ``classify_chunks``) over ``(n,
-        CHUNK_SAMPLES)`` chunks (a view is fine), ``chunk_batch_size`` at a time
-        on the model's device: ``(first row, stage's output)`` per batch, so
-        memory is bounded however many chunks."""
+        CHUNK_SAMPLES)`` float chunks (a view is fine), ``chunk_batch_size`` at a
+        time as float32 on the model's device: ``(first row, stage's output)`` per
+        batch, so memory is bounded however many chunks."""
         for first in range(0, len(chunks), self.chunk_batch_size):
             batch = chunks[first:first + self.chunk_batch_size]
-            yield first, stage(batch.to(self.device).contiguous())
+            yield first, stage(batch.to(self.device, torch.float32).contiguous())
 
     def forward(self, audio: torch.Tensor) -> Tuple[torch.Tensor, int]:
         """``(n_sounds, n_samples)`` 16 kHz float audio -> all stitched frames

@@ -56,6 +56,15 @@ def test_recognize_a_short_sound_is_one_zero_padded_window(model):
     torch.testing.assert_close(out.probabilities[:, 0], expected, atol=1e-5, rtol=0)
 
 
+def test_recognize_and_classify_take_float64_audio_as_the_embeddings_do(model):
+    audio = torch.rand(1, 20_000, dtype=torch.float64) - 0.5  # what numpy code often holds
+    single = kwmlp.recognize(audio.float(), model)
+    double = kwmlp.recognize(audio, model)
+    assert torch.equal(double.probabilities, single.probabilities)
+    assert kwmlp.classify(audio[0].numpy(), model) == kwmlp.classify(audio[0].float().numpy(),
+                                                                    model)
+
+
 def test_a_published_layout_checkpoint_has_no_keyword_head(published_checkpoint):
     model = kwmlp.load_model(str(published_checkpoint), device="cpu")
     with pytest.raises(KwmlpError, match="published HEAR 2021 layout has no keyword head"):
