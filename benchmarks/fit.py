@@ -13,8 +13,9 @@ accepts per hour of a fitted model at its own threshold.
 - ``unseen``: ten words outside the 35 (``UNSEEN_WORDS``), spoken by the
   synthetic corpus' training voices for the fit (one voice per example) and
   by its held-out test voices for the score.
-- false accepts: the ``unseen`` head-mode model with the most examples spotting the audio
-  of ``false_accepts.py`` (no keyword of the 35 and none of these ten; fair
+- false accepts: the ``unseen`` head-mode model with the most examples (and, with
+  ``--negatives``, the same fit plus no-keyword clips) spotting the audio of
+  ``false_accepts.py`` (no keyword of the 35 and none of these ten; fair
   sources only) at its own threshold.
 
 Each fit holds out a fifth of its examples to choose the threshold (none at 1
@@ -40,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # false_accepts, beside this file
 
 import kwmlp  # noqa: E402
+from kwmlp.audio import INT16_SCALE  # noqa: E402
 from kwmlp.frontend import CHUNK_SAMPLES, SAMPLE_RATE  # noqa: E402
 from kwmlp.keywords import centred_window, model_threshold  # noqa: E402
 from kwmlp.train.real_speech import DIGIT_WORDS  # noqa: E402
@@ -114,6 +116,37 @@ def unseen_sets(seed: int) -> Tuple[Dict[str, List[np.ndarray]], List[np.ndarray
     return fit, clips, truth
 
 
+def write_negatives(folder: Path, negatives_dir: Path) -> int:
+    """The training half of a ``kwmlp.train.negatives`` build as ``folder``'s
+    ``_unknown_/`` and ``_background_/`` (sources disjoint from the hour
+    ``false_accepts.py`` judges with)."""
+    from kwmlp.train.negatives import load_negatives
+    from kwmlp.vocabulary import LABELS, SILENCE
+
+    audio, labels = load_negatives(negatives_dir)["training"]
+    for k, (clip, label) in enumerate(zip(audio.numpy(), labels.tolist())):
+        kind = "_background_" if LABELS[label] == SILENCE else "_unknown_"
+        _write(folder, kind, f"negative{k}.wav", clip / INT16_SCALE)
+    return len(labels)
+
+
+def false_accepts_per_hour(model, cache: Path) -> dict:
+    """Detections per hour of ``model`` at its own threshold on the audio of
+    ``false_accepts.py`` (no keyword of the 35 and none of ``UNSEEN_WORDS``)."""
+    from false_accepts import SOURCES, source_audio
+
+    threshold = model_threshold(model)
+    total_s, per_source = 0.0, {}
+    for source in SOURCES:
+        audio = source_audio(source, cache)
+        recognition = kwmlp.recognize(torch.from_numpy(audio)[None], model)
+        per_source[source] = len(kwmlp.spot(recognition, threshold=threshold,
+                                            duration_ms=1000 * len(audio) / SAMPLE_RATE)[0])
+        total_s += len(audio) / SAMPLE_RATE
+    return {"rate": sum(per_source.values()) / total_s * 3600, "minutes": total_s / 60,
+            "threshold": threshold, "detections": per_source}
+
+
 def run_fit(folder: Path, out: Path, mode: str, seed: int) -> Tuple[object, float]:
     start = time.perf_counter()
     report = kwmlp.fit(folder, out, mode=mode, seed=seed)
@@ -128,6 +161,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--modes", default="head,finetune")
     parser.add_argument("--cache", default="runs/false_accepts",
                         help="false_accepts.py's audio cache")
+    parser.add_argument("--negatives", type=Path,
+                        help="a kwmlp.train.negatives folder: also fit the false-accept model "
+                             "with its training clips as _unknown_/_background_")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
@@ -175,26 +211,28 @@ def main(argv=None) -> dict:
                         shutil.copy(out, scratch / "unseen-fa.pt")
                         fa_examples = n
         if "false_accepts" in parts and (scratch / "unseen-fa.pt").exists():
-            from false_accepts import SOURCES, source_audio
-
-            model = kwmlp.load_model(str(scratch / "unseen-fa.pt"), device="cpu")
-            threshold = model_threshold(model)
-            total_s, total_n = 0.0, 0
-            for source in SOURCES:
-                audio = source_audio(source, Path(args.cache))
-                recognition = kwmlp.recognize(torch.from_numpy(audio)[None], model)
-                found = kwmlp.spot(recognition, threshold=threshold,
-                                   duration_ms=1000 * len(audio) / SAMPLE_RATE)[0]
-                total_s, total_n = total_s + len(audio) / SAMPLE_RATE, total_n + len(found)
-                print(f"false accepts, {source}: {len(found)} in "
-                      f"{len(audio) / SAMPLE_RATE / 60:.1f} min", flush=True)
-            rate = total_n / total_s * 3600
-            results["false_accepts_per_hour"] = {"rate": rate, "minutes": total_s / 60,
-                                                 "threshold": threshold,
-                                                 "examples": fa_examples}
-            print(f"false accepts of the unseen {fa_examples}-example head model: "
-                  f"{total_n} in {total_s / 60:.1f} min = {rate:.1f} per hour at its "
-                  f"threshold {threshold:.2f}", flush=True)
+            _, clips, truth = tasks[-1][1:]  # the unseen task
+            fitted = {"without negatives": scratch / "unseen-fa.pt"}
+            if args.negatives:
+                folder = scratch / f"unseen{fa_examples}"
+                n_negatives = write_negatives(folder, args.negatives)
+                fitted["with negatives"] = scratch / "unseen-fa-negatives.pt"
+                report, wall_s = run_fit(folder, fitted["with negatives"], "head", args.seed)
+                print(f"unseen: {fa_examples} examples + {n_negatives} negative clips, head: "
+                      f"fit {wall_s:.1f} s", flush=True)
+            for how, path in fitted.items():
+                model = kwmlp.load_model(str(path), device="cpu")
+                figures = false_accepts_per_hour(model, Path(args.cache))
+                figures["examples"] = fa_examples
+                figures["top1"] = top1(model, clips, truth, sorted(UNSEEN_WORDS))
+                figures["answered_right"] = float(np.mean(
+                    [a.label == t for a, t in zip(kwmlp.classify(clips, model), truth)]))
+                results[f"false_accepts_{how.replace(' ', '_')}"] = figures
+                print(f"unseen {fa_examples}-example head model {how}: "
+                      f"{figures['rate']:.1f} false accepts per hour at its threshold "
+                      f"{figures['threshold']:.2f}; top-1 {figures['top1']:.3f}, test clips "
+                      f"answered right (threshold applied) {figures['answered_right']:.3f}",
+                      flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if args.json:

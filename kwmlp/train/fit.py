@@ -54,7 +54,7 @@ from ..encoder import KWMLP
 from ..errors import KwmlpError
 from ..frontend import CHUNK_SAMPLES, MFCC, SAMPLE_RATE
 from ..checkpoints import PUBLISHED_SOURCE
-from ..keywords import NO_LABEL, centred_window, checkpoint_labels
+from ..keywords import DEFAULT_THRESHOLD, NO_LABEL, centred_window, checkpoint_labels
 from ..vocabulary import NO_KEYWORD, SILENCE, UNKNOWN
 from .augment import AugmentConfig, augment_waveform
 from .synth.noise import coloured_noise
@@ -496,7 +496,7 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
                      bar)
 
     is_word = torch.tensor([c not in NO_KEYWORD for c in classes])
-    report = FitReport(Path(output), tuple(classes), mode, 0.5, how, len(train_read),
+    report = FitReport(Path(output), tuple(classes), mode, DEFAULT_THRESHOLD, how, len(train_read),
                        len(val_read), failures=failures)
     if val_read:
         scores = clip_scores(encoder, mfcc, val_read)
