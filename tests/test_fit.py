@@ -176,6 +176,10 @@ def test_split_by_speaker_keeps_speakers_apart():
 def test_bad_folders_get_clear_errors(tmp_path):
     with pytest.raises(KwmlpError, match="no such folder"):
         kwmlp.fit(tmp_path / "nope", tmp_path / "x.pt")
+    shutil.copytree(HELDOUT / "cat", tmp_path / "two" / "alpha")
+    shutil.copytree(HELDOUT / "dog", tmp_path / "two" / "bravo")
+    with pytest.raises(KwmlpError, match="is a folder; name the checkpoint"):
+        kwmlp.fit(tmp_path / "two", tmp_path / "two")  # the output is refused before fitting
     (tmp_path / "empty" / "alpha").mkdir(parents=True)
     shutil.copytree(HELDOUT / "cat", tmp_path / "empty" / "bravo")
     with pytest.raises(KwmlpError, match=r"alpha: no audio files for the label 'alpha'"):

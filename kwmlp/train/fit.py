@@ -27,6 +27,10 @@ fit`` runs.
   random fifth of each label's clips (a label with one clip keeps it for
   training). The threshold is the one that answers most validation clips right
   (a word, or "none" for the no-keyword audio), between ``THRESHOLD_RANGE``.
+
+(About 550 lines: the stages of one fit, folder -> audio -> head -> fine-tune ->
+validation -> checkpoint, in the order ``fit`` runs them, so a reader follows a
+fit top to bottom in one file; each stage is a few small functions.)
 """
 from __future__ import annotations
 
@@ -440,6 +444,9 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     start = time.perf_counter()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if Path(output).is_dir():  # before minutes of fitting, not after
+        raise KwmlpError(f"{output}: is a folder; name the checkpoint to write, e.g. "
+                         f"{Path(output) / 'mine.pt'}")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     labels, files = list_labels(data_dir)
