@@ -38,7 +38,7 @@ from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD,
                        model_threshold, spot_audio)
 from .manifest import MANIFEST_DIR
 from .onnx_export import OPSET, check_output_path, export_onnx, output_names, require_onnx
-from .plot import plot_spotting, require_plot
+from .plot import check_plot_path, plot_spotting
 from .pooling import METHODS as POOLING_METHODS
 from .run import PROGRESS_LINE_S
 from .streaming import spot_pcm
@@ -512,7 +512,7 @@ def _run(args: argparse.Namespace) -> int:
         require_onnx()
         check_output_path(args.output)
     if args.command == "spot" and args.plot:
-        require_plot()
+        check_plot_path(args.plot)
     try:
         model = _load(args)
     except (KwmlpError, OSError, ValueError) as err:  # missing/bad checkpoint or option

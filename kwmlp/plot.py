@@ -4,11 +4,13 @@ matplotlib (the ``plot`` extra): the waveform, each word's probability per
 detections as shaded spans."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List
 
 import numpy as np
 
 from ._types import PathLike
+from .errors import KwmlpError
 from .extras import require
 from .frontend import SAMPLE_RATE
 from .keywords import Detection, Recognition
@@ -22,6 +24,23 @@ def require_plot():
     matplotlib = require("matplotlib", "plot", "--plot")
     matplotlib.use("Agg")  # a PNG file, no display
     return require("matplotlib.pyplot", "plot", "--plot")
+
+
+def check_plot_path(path: PathLike) -> None:
+    """Raise ``KwmlpError`` unless ``path`` can take the picture: its folder
+    exists and its extension is a format matplotlib writes. Cheap, so the CLI
+    calls it before spotting."""
+    path = Path(path)
+    if path.is_dir() or not path.parent.is_dir():
+        raise KwmlpError(f"{path}: cannot write the picture there (name a file in an "
+                         f"existing folder, e.g. spot.png)")
+    pyplot = require_plot()
+    figure = pyplot.figure()
+    formats = figure.canvas.get_supported_filetypes()
+    pyplot.close(figure)
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise KwmlpError(f"{path}: matplotlib writes {', '.join(sorted(formats))}; "
+                         f"name the picture with one of those extensions, e.g. .png")
 
 
 def plot_spotting(path: PathLike, audio: np.ndarray, recognition: Recognition,

@@ -180,6 +180,17 @@ def test_bad_folders_get_clear_errors(tmp_path):
     shutil.copytree(HELDOUT / "dog", tmp_path / "two" / "bravo")
     with pytest.raises(KwmlpError, match="is a folder; name the checkpoint"):
         kwmlp.fit(tmp_path / "two", tmp_path / "two")  # the output is refused before fitting
+    clip = next((tmp_path / "two" / "alpha").iterdir())
+    before = clip.read_bytes()
+    with pytest.raises(KwmlpError, match="inside the input folder"):
+        kwmlp.fit(tmp_path / "two", clip)  # would have replaced a training clip
+    assert clip.read_bytes() == before
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(KwmlpError, match="exists and is not a kwmlp checkpoint"):
+        kwmlp.fit(tmp_path / "two", tmp_path / "notes.txt")
+    with pytest.raises(KwmlpError, match="notes.txt is not a folder"):
+        kwmlp.fit(tmp_path / "two", tmp_path / "notes.txt" / "x.pt")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
     (tmp_path / "empty" / "alpha").mkdir(parents=True)
     shutil.copytree(HELDOUT / "cat", tmp_path / "empty" / "bravo")
     with pytest.raises(KwmlpError, match=r"alpha: no audio files for the label 'alpha'"):
@@ -254,3 +265,14 @@ def test_a_fit_is_reproducible_from_its_seed(tmp_path):
         heads.append(kwmlp.load_model(str(tmp_path / name), device="cpu").encoder.head.weight)
     assert torch.equal(heads[0], heads[1])  # same folder, same seed: the same head
     assert not torch.equal(heads[0], heads[2])  # another seed augments otherwise
+
+
+def test_a_plot_path_is_checked_before_spotting(tmp_path):
+    from kwmlp.plot import check_plot_path
+
+    check_plot_path(tmp_path / "p.png")  # a file in an existing folder: fine
+    for bad, why in ((tmp_path / "missing" / "p.png", "cannot write the picture there"),
+                     (tmp_path, "cannot write the picture there"),
+                     (tmp_path / "p.jpgx", "name the picture with one of those extensions")):
+        with pytest.raises(KwmlpError, match=why):
+            check_plot_path(bad)

@@ -70,6 +70,7 @@ VALIDATION_SHARE = 0.2
 WINDOWS_PER_CLASS = 256  # augmented copies per class in head mode (at least COPIES_MIN each)
 COPIES_MIN, COPIES_MAX = 4, 64
 SILENCE_WINDOWS = 64  # generated silence/noise windows for the _silence_ class
+VALIDATION_SILENCES = 16  # and more, never trained on, beside the validation clips
 THRESHOLD_RANGE = (0.3, 0.9)
 WEIGHT_DECAY, PRIOR_PULL = 1e-3, 1e-2  # per squared weight: toward zero; toward the base column
 DEFAULT_EPOCHS = {"head": 300, "finetune": 15}  # LBFGS steps; passes over the windows
@@ -117,7 +118,8 @@ class FitReport:
             lines.append(f"no validation clips ({self.validation}); threshold "
                          f"{self.threshold:.2f} (the default)")
         else:
-            lines.append(f"validation ({self.validation}, {self.n_validation} clips): "
+            lines.append(f"validation ({self.validation}, {self.n_validation} clips and "
+                         f"{VALIDATION_SILENCES} generated silences): "
                          f"accuracy {self.accuracy:.3f} at threshold {self.threshold:.2f}")
             lines += [f"  {label}: {acc:.3f}" for label, acc in self.per_label.items()]
             lines += [f"  confused: {truth} -> {said} ({n})" for truth, said, n in
@@ -424,6 +426,29 @@ def _bar(total: int, what: str, progress: bool) -> tqdm:
                 leave=False)
 
 
+def _check_output(output: Path, inputs: Sequence[Path]) -> None:
+    """Refuse, before minutes of fitting, an output that cannot be written or
+    would replace something not a kwmlp checkpoint (an input clip, say)."""
+    if output.is_dir():
+        raise KwmlpError(f"{output}: is a folder; name the checkpoint to write, e.g. "
+                         f"{output / 'mine.pt'}")
+    folder = output.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise KwmlpError(f"{output}: {folder} is not a folder")
+    for given in inputs:
+        if output.resolve().is_relative_to(given.resolve()):
+            raise KwmlpError(f"{output}: inside the input folder {given}; write the "
+                             f"checkpoint elsewhere")
+    if output.exists():
+        try:
+            load_checkpoint(output)
+        except (KwmlpError, OSError) as err:
+            raise KwmlpError(f"{output}: exists and is not a kwmlp checkpoint, so fit will "
+                             f"not replace it ({err})") from None
+
+
 def _base(model_file_path: str) -> Tuple[KWMLP, dict]:
     """The encoder to fit on, and its metadata: the shipped weights by default."""
     return load_checkpoint(model_file_path or default_weights_path())
@@ -444,9 +469,8 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     start = time.perf_counter()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if Path(output).is_dir():  # before minutes of fitting, not after
-        raise KwmlpError(f"{output}: is a folder; name the checkpoint to write, e.g. "
-                         f"{Path(output) / 'mine.pt'}")
+    _check_output(Path(output), [Path(data_dir), *map(Path, negatives)]
+                  + ([Path(val_dir)] if val_dir is not None else []))
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     labels, files = list_labels(data_dir)
@@ -507,7 +531,7 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
                        len(val_read), failures=failures)
     if val_read:
         scores = clip_scores(encoder, mfcc, val_read)
-        silent = silence_windows(16, generator)
+        silent = silence_windows(VALIDATION_SILENCES, generator)
         scores = torch.cat([scores, clip_scores(encoder, mfcc, [(None, a.numpy())
                                                                  for a in silent])])
         truth = torch.tensor([c.label if is_word[c.label] else -1 for c, _ in val_read]
