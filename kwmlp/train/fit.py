@@ -53,11 +53,11 @@ from tqdm import tqdm
 
 from .._types import PathLike
 from ..audio import AUDIO_EXTENSIONS, load_audio
-from ..checkpoints import default_weights_path, load_checkpoint, save_checkpoint
+from ..checkpoints import (PUBLISHED_SOURCE, default_weights_path, load_checkpoint,
+                           save_checkpoint)
 from ..encoder import KWMLP
 from ..errors import KwmlpError
 from ..frontend import CHUNK_SAMPLES, MFCC, SAMPLE_RATE
-from ..checkpoints import PUBLISHED_SOURCE
 from ..keywords import DEFAULT_THRESHOLD, NO_LABEL, centred_window, checkpoint_labels
 from ..vocabulary import NO_KEYWORD, SILENCE, UNKNOWN
 from .augment import AugmentConfig, augment_waveform
