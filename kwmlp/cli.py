@@ -25,10 +25,11 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import __version__
-from .audio import DEFAULT_RESAMPLER, RESAMPLERS, load_audio
+from .audio import DEFAULT_RESAMPLER, RESAMPLERS, load_audio, read_pcm16
 from .corpus import DEFAULT_PART_SECONDS, ENGINES, FORMATS, embed_corpus
 from .decoding import DEFAULT_BATCH_SECONDS
-from .embedder import KWMLPEmbedder
+from .embedder import KWMLPEmbedder, peak_warned_already
+from .frontend import SAMPLE_RATE
 from .errors import KwmlpError
 from .files import RunSummary, save_embeddings
 from .hear import load_model
@@ -133,6 +134,7 @@ CLASSIFY_EXAMPLES = f"""\
 examples:
   kwmlp classify clip.wav take2.flac         # FILE, LABEL, SCORE per line
   kwmlp classify --model my.pt *.wav --threshold 0.7
+  sox take.mp3 -t raw -r 16000 -c 1 -e signed -b 16 - | kwmlp classify -
 
 Prints FILE<TAB>LABEL<TAB>SCORE for each file: the best word in the clip's best
 1 s window and its probability, or {NO_LABEL} when none reaches the threshold
@@ -284,7 +286,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "classify", help="one label per audio file: the clip-level answer",
         description="Classify whole clips with the checkpoint's head.",
         epilog=CLASSIFY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    classify.add_argument("paths", nargs="+", metavar="FILE", help="audio files")
+    classify.add_argument("paths", nargs="+", metavar="FILE",
+                          help="audio files, or - for raw 16 kHz mono s16le PCM on stdin "
+                               "(one clip, read to its end)")
     _add_model_option(classify)
     classify.add_argument("--threshold", type=_probability,
                           help="probability the best word needs (default: the checkpoint's)")
@@ -424,14 +428,24 @@ def _spot(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
     return status
 
 
+def _read_stdin() -> Optional[np.ndarray]:
+    """All of stdin as raw 16 kHz mono s16le PCM, or None after saying it is empty."""
+    blocks = list(read_pcm16(sys.stdin.buffer, SAMPLE_RATE))
+    if not blocks:
+        logging.error("error: no audio on stdin (classify - reads raw 16 kHz mono s16le PCM)")
+        return None
+    return np.concatenate(blocks)
+
+
 def _classify(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
     status = EXIT_OK
     for path in args.paths:
-        audio = _load_or_report(path)
+        audio = _read_stdin() if path == "-" else _load_or_report(path)
         if audio is None:
             status = EXIT_FAILED
             continue
-        (answer,) = classify(audio, model, threshold=args.threshold)
+        with peak_warned_already():  # load_audio has named a loud file already
+            (answer,) = classify(audio, model, threshold=args.threshold)
         print(f"{path}\t{answer.label}\t{answer.score:.3f}", flush=True)
     return status
 

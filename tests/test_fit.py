@@ -276,3 +276,51 @@ def test_a_plot_path_is_checked_before_spotting(tmp_path):
                      (tmp_path / "p.jpgx", "name the picture with one of those extensions")):
         with pytest.raises(KwmlpError, match=why):
             check_plot_path(bad)
+
+
+def test_one_sound_under_two_labels_is_refused_before_fitting(tmp_path):
+    data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
+    clip = next((data / "alpha").iterdir())
+    shutil.copy(clip, data / "bravo" / "copy.wav")  # the same bytes under another name
+    with pytest.raises(KwmlpError, match=r"copy.wav \('bravo'\) has the bytes of .*'alpha'"):
+        kwmlp.fit(data, tmp_path / "x.pt")
+    (data / "bravo" / "copy.wav").unlink()
+    # A --negatives folder that is one of the labels: the very same files.
+    with pytest.raises(KwmlpError, match=r"\('_unknown_'\) is .*\('alpha'\)"):
+        kwmlp.fit(data, tmp_path / "x.pt", negatives=[data / "alpha"])
+    with pytest.raises(KwmlpError, match="not a folder"):
+        kwmlp.fit(data, tmp_path / "x.pt", negatives=[clip])
+    with pytest.raises(KwmlpError, match="no such folder"):
+        kwmlp.fit(data, tmp_path / "x.pt", negatives=[tmp_path / "nope"])
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_broken_link_is_named_and_a_label_of_silence_warns(tmp_path):
+    data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
+    (data / "alpha" / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    (data / "hush").mkdir()
+    for k, n in enumerate((16000, 1)):
+        sf.write(data / "hush" / f"q{k}.wav", np.zeros(n, np.float32), 16000)
+    report = kwmlp.fit(data, tmp_path / "x.pt", epochs=5)
+    assert any("gone.wav" in failure for failure in report.failures)
+    assert report.warnings == ["every clip of 'hush' is near-silent; the label may not be "
+                               "what you meant"]
+    assert "warning: every clip of 'hush'" in str(report)
+
+
+def test_cli_classify_reads_stdin_and_warns_once_about_a_loud_file(fitted, tmp_path):
+    _, model, data = fitted
+    clip = data / "charlie" / "flite-rms_nohash_0.wav"
+    pcm = sf.read(clip, dtype="int16")[0].tobytes()
+    run = subprocess.run([sys.executable, "-m", "kwmlp", "classify", "-", "--model",
+                          model.weights_path], input=pcm, capture_output=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.decode().split("\t")[:2] == ["-", "charlie"]
+    empty = subprocess.run([sys.executable, "-m", "kwmlp", "classify", "-"], input=b"",
+                           capture_output=True, timeout=600)
+    assert empty.returncode == 1 and b"no audio on stdin" in empty.stderr
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, 1.5 * np.sin(np.arange(16000) / 5).astype(np.float32), 16000,
+             subtype="FLOAT")
+    run = _kwmlp("classify", loud)
+    assert run.returncode == 0 and run.stderr.count("exceeds 1.0") == 1, run.stderr

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import math
 import re
@@ -72,6 +73,7 @@ COPIES_MIN, COPIES_MAX = 4, 64
 SILENCE_WINDOWS = 64  # generated silence/noise windows for the _silence_ class
 VALIDATION_SILENCES = 16  # and more, never trained on, beside the validation clips
 THRESHOLD_RANGE = (0.3, 0.9)
+QUIET_PEAK, SHORT_MS = 1e-3, 50  # a label whose every clip is quieter (-60 dBFS) or shorter warns
 WEIGHT_DECAY, PRIOR_PULL = 1e-3, 1e-2  # per squared weight: toward zero; toward the base column
 DEFAULT_EPOCHS = {"head": 300, "finetune": 15}  # LBFGS steps; passes over the windows
 FINETUNE_LR, FINETUNE_BATCH = 3e-4, 64
@@ -109,6 +111,7 @@ class FitReport:
     per_label: Dict[str, float] = field(default_factory=dict)
     confusions: List[Tuple[str, str, int]] = field(default_factory=list)
     failures: List[str] = field(default_factory=list)  # files that could not be read
+    warnings: List[str] = field(default_factory=list)  # labels that may not be what was meant
     wall_s: float = 0.0
 
     def __str__(self) -> str:
@@ -125,14 +128,49 @@ class FitReport:
             lines += [f"  confused: {truth} -> {said} ({n})" for truth, said, n in
                       self.confusions[:10]]
         lines += [f"  unreadable: {message}" for message in self.failures]
+        lines += [f"  warning: {message}" for message in self.warnings]
         return "\n".join(lines)
 
 
 # the folder
 
 def _audio_files(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in AUDIO_EXTENSIONS)
+    """The audio files under ``folder``, and any broken link with an audio name (so
+    reading it fails, naming it, instead of dropping it unseen)."""
+    return sorted(p for p in folder.rglob("*") if not p.name.startswith(".")
+                  and p.suffix.lower() in AUDIO_EXTENSIONS
+                  and (p.is_file() or (p.is_symlink() and not p.exists())))
+
+
+def negative_files(folders: Sequence[PathLike]) -> List[Path]:
+    """The audio files of the ``--negatives`` folders; raises ``KwmlpError`` for a
+    path that is missing or not a folder."""
+    files: List[Path] = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            what = "not a folder" if folder.exists() else "no such folder"
+            raise KwmlpError(f"{folder}: {what} (--negatives takes folders of audio that "
+                             f"must map to {NO_LABEL!r})")
+        files.extend(_audio_files(folder))
+    return files
+
+
+def check_disjoint(files: Dict[str, List[Path]]) -> None:
+    """Raise ``KwmlpError`` if one file, or two files with the same bytes, stand under
+    two classes (a copy in two label folders, a --negatives folder that overlaps
+    DATA_DIR): one sound cannot teach two answers."""
+    owner: Dict[object, Tuple[str, Path]] = {}
+    for name, paths in files.items():
+        for path in paths:
+            keys: List[object] = [path.resolve()]
+            if path.is_file():
+                keys.append(hashlib.sha1(path.read_bytes()).digest())
+            for key in keys:
+                first = owner.setdefault(key, (name, path))
+                if first[0] != name:
+                    same = "is" if first[1].resolve() == path.resolve() else "has the bytes of"
+                    raise KwmlpError(f"{path} ({name!r}) {same} {first[1]} ({first[0]!r}); "
+                                     "a clip can have one label only")
 
 
 def _speaker(path: Path) -> str:
@@ -157,9 +195,10 @@ def list_labels(data_dir: PathLike) -> Tuple[List[str], Dict[str, List[Path]]]:
             files.setdefault(NEGATIVE_FOLDERS[folder.name], []).extend(found)
             continue
         if not LABEL_NAME.fullmatch(folder.name) or folder.name == NO_LABEL:
-            raise KwmlpError(f"{folder}: {folder.name!r} cannot be a label (letters, digits, "
-                             f"spaces and .'+- only, starting with a letter or digit, and not "
-                             f"{NO_LABEL!r}; _background_ and _unknown_ hold no-keyword audio)")
+            raise KwmlpError(f"{folder}: {folder.name!r} cannot be a label (ASCII letters, "
+                             f"digits, spaces and .'+- only, starting with a letter or digit, "
+                             f"and not {NO_LABEL!r}; _background_ and _unknown_ hold "
+                             f"no-keyword audio)")
         if not found:
             raise KwmlpError(f"{folder}: no audio files for the label {folder.name!r} "
                              f"(extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
@@ -220,6 +259,23 @@ def _read(clips: Sequence[Clip], failures: List[str]) -> List[Tuple[Clip, np.nda
             logger.error("%s", err)
             failures.append(str(err))
     return read
+
+
+def hollow_labels(read: Sequence[Tuple[Clip, np.ndarray]], labels: Sequence[str]) -> List[str]:
+    """A warning for each label whose every clip is near-silent (peak under
+    ``QUIET_PEAK``) or shorter than ``SHORT_MS``: the head would learn a label
+    for nothing, and the ``_silence_`` class would fight it."""
+    messages = []
+    for index, label in enumerate(labels):
+        clips = [audio for clip, audio in read if clip.label == index]
+        quiet = all(np.abs(a).max(initial=0.0) < QUIET_PEAK for a in clips)
+        short = all(len(a) < SHORT_MS * SAMPLE_RATE // 1000 for a in clips)
+        if quiet or short:
+            why = "near-silent" if quiet else f"shorter than {SHORT_MS} ms"
+            messages.append(f"every clip of {label!r} is {why}; the label may not be "
+                            "what you meant")
+            logger.warning("%s", messages[-1])
+    return messages
 
 
 def _windows(read: Sequence[Tuple[Clip, np.ndarray]]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -474,10 +530,9 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     labels, files = list_labels(data_dir)
-    for folder in negatives:
-        if not Path(folder).is_dir():
-            raise KwmlpError(f"{folder}: no such folder of negative audio")
-        files.setdefault(UNKNOWN, []).extend(_audio_files(Path(folder)))
+    if negatives:
+        files.setdefault(UNKNOWN, []).extend(negative_files(negatives))
+    check_disjoint(files)
     classes = labels + [c for c in NO_KEYWORD if c == SILENCE or files.get(c)]
     if len(labels) < 2 and UNKNOWN not in classes:
         raise KwmlpError(f"{data_dir}: {len(labels)} label folder(s); fitting needs two "
@@ -501,6 +556,7 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     missing = sorted(set(range(len(labels))) - set(window_labels.tolist()))
     if missing:
         raise KwmlpError(f"{data_dir}: no readable clip for {[labels[i] for i in missing]}")
+    hollow = hollow_labels(train_read, labels)
     silence = classes.index(SILENCE)
     windows = torch.cat([windows, silence_windows(SILENCE_WINDOWS, generator)])
     window_labels = torch.cat([window_labels, torch.full((SILENCE_WINDOWS,), silence)])
@@ -528,7 +584,7 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
 
     is_word = torch.tensor([c not in NO_KEYWORD for c in classes])
     report = FitReport(Path(output), tuple(classes), mode, DEFAULT_THRESHOLD, how, len(train_read),
-                       len(val_read), failures=failures)
+                       len(val_read), failures=failures, warnings=hollow)
     if val_read:
         scores = clip_scores(encoder, mfcc, val_read)
         silent = silence_windows(VALIDATION_SILENCES, generator)
