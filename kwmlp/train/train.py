@@ -102,6 +102,8 @@ class TrainConfig:
     negatives: str = ""  # negatives.build_negatives folder; "" = a 35-word head only
     negatives_repeat: int = 1  # copies of its training clips per epoch
     corpus_fraction: float = 1.0  # share of the corpus' training clips drawn afresh each epoch
+    extra_data: str = ""  # a second corpus (e.g. neural TTS voices): its training split, whole
+    extra_repeat: int = 1  # copies of its training clips per epoch
 
     def __post_init__(self) -> None:
         if not 0 < self.corpus_fraction <= 1:
@@ -196,15 +198,16 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
     """``(training audio, training labels, validation sets, noise recordings, number
     of corpus clips)``.
 
-    Training: the corpus' training split (the first clips), then ``real_repeat`` copies of the real
-    Speech Commands training speakers' clips and ``fsdd_repeat`` of the real digit
-    speakers'. Validation, keyed as in the log: ``val_acc`` (the corpus' held-out
-    voices) and, with ``real_data``, ``real_val_acc`` (real Speech Commands speakers
-    never trained on, the selection figure: the fixed validation half, or with
-    ``cv_folds`` the speakers of fold ``cv_fold``, none with ``ALL_FOLDS``) and
-    ``fsdd_val_acc``; with ``negatives``, ``negatives_val_acc`` (its held-out items,
-    right when the head names their no-keyword class). Noise: the corpus'
-    ``_background_noise_`` plus, with ``real_noise``, the real recordings. Audio is
+    Training: the corpus' training split (the first clips), then ``real_repeat``
+    copies of the real Speech Commands training speakers' clips and ``fsdd_repeat`` of
+    the real digit speakers', and ``extra_repeat`` of ``extra_data``'s training split
+    (every epoch, whatever ``corpus_fraction``). Validation, keyed as in the log:
+    ``val_acc`` (the corpus' held-out voices) and, with ``real_data``, ``real_val_acc``
+    (real Speech Commands speakers never trained on, the selection figure: the fixed
+    validation half, or with ``cv_folds`` the speakers of fold ``cv_fold``, none with
+    ``ALL_FOLDS``) and ``fsdd_val_acc``; with ``negatives``, ``negatives_val_acc`` (its
+    held-out items, right when the head names their no-keyword class). Noise: the
+    corpus' ``_background_noise_`` plus, with ``real_noise``, the real recordings. Audio is
     int16 ``(n, CHUNK_SAMPLES)``."""
     clips = list_clips(config.data)
     audio, labels = load_clips(clips["training"])
@@ -224,6 +227,10 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
         validation["fsdd_val_acc"] = load_real_clips(real["fsdd"]["validation"][0])
         if config.real_noise:
             noise = noise + load_real_noise(config.real_data)
+    if config.extra_data:
+        audio, labels = load_clips(list_clips(config.extra_data)["training"])
+        train_audio.append(audio.repeat(config.extra_repeat, 1))
+        train_labels.append(labels.repeat(config.extra_repeat))
     if config.negatives:
         negatives = load_negatives(config.negatives)
         audio, labels = negatives["training"]
@@ -421,7 +428,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
                              "learns the no-keyword classes")
     for name in ("epochs", "warmup_epochs", "batch_size", "seed", "dim", "dim_ff", "depth",
                  "real_repeat", "fsdd_repeat", "rir_rooms", "cv_folds", "cv_fold",
-                 "negatives_repeat"):
+                 "negatives_repeat", "extra_repeat"):
         parser.add_argument("--" + name.replace("_", "-"), type=int,
                             default=getattr(defaults, name))
     for name in ("lr", "weight_decay", "label_smoothing", "block_survival", "ema_decay",
@@ -431,13 +438,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
     for name in AUGMENT_PROBS:
         parser.add_argument("--" + name.replace("_", "-"), type=float,
                             default=getattr(defaults.augment, name))
+    parser.add_argument("--extra-data", default="",
+                        help="another Speech Commands-layout corpus (e.g. python -m "
+                             "kwmlp.train.synth --engines kokoro piper) whose training clips "
+                             "join every epoch, --extra-repeat times")
     parser.add_argument("--real-noise", action="store_true",
                         help="mix the real background recordings of --real-data in too")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     args = vars(parser.parse_args(argv))
     out, threads = Path(args.pop("out")), args.pop("threads")
     augment = AugmentConfig(**{name: args.pop(name) for name in AUGMENT_PROBS})
-    for name in ("data", "real_data", "init", "negatives"):
+    for name in ("data", "real_data", "init", "negatives", "extra_data"):
         if args[name]:
             args[name] = str(Path(args[name]).resolve())
     return TrainConfig(**args, augment=augment), out, threads

@@ -23,7 +23,7 @@ from .dsp import fit_to_window, place_in_window, resample_to_16k, trim_silence, 
 from .engines import Renderer
 from .noise import NOISE_DURATION_S, write_background_noise
 from .plan import SPLITS, ClipSpec, clip_rng, plan_clips
-from .voices import ENGINES, Voice, build_voice_inventory, check_engines
+from .voices import DEBIAN_ENGINES, ENGINES, Voice, build_voice_inventory, check_engines
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +207,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="parallel processes")
     parser.add_argument("--words", nargs="+", default=list(WORDS), choices=WORDS,
                         metavar="WORD", help="a subset of the 35 words (default: all)")
-    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--engines", nargs="+", default=list(DEBIAN_ENGINES), choices=ENGINES,
+                        help="default: the Debian engines; kokoro and piper are neural "
+                             "voices from the train extra (training split only)")
     parser.add_argument("--noise-seconds", type=float, default=NOISE_DURATION_S,
                         help="length of each background noise file")
     parser.add_argument("--overwrite", action="store_true",

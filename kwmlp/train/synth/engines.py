@@ -1,5 +1,5 @@
-"""The TTS engines: espeak-ng, flite and a long-lived festival process, and the
-per-clip prosody each is given."""
+"""The TTS engines: espeak-ng, flite, a long-lived festival process and the neural
+voices (``neural``), and the per-clip prosody each is given."""
 from __future__ import annotations
 
 import subprocess
@@ -11,6 +11,8 @@ import numpy as np
 import soundfile as sf
 
 from ...errors import KwmlpError
+from .neural import (KOKORO_SPEED, PIPER_LENGTH_SCALE, PIPER_NOISE_SCALE, PIPER_NOISE_W,
+                     KokoroSession, PiperSession)
 from .voices import Voice
 
 # --- per-clip variation ranges -----------------------------------------------------------
@@ -121,12 +123,15 @@ class FestivalSession:
 
 
 class Renderer:
-    """Speaks text in a voice; owns a scratch directory and (lazily) a festival process."""
+    """Speaks text in a voice; owns a scratch directory and (lazily) a festival process
+    and the neural engines' ONNX sessions."""
 
     def __init__(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="kwmlp-synth-")
         self.tmp_path = Path(self._tmp.name) / "tts.wav"
         self._festival: Optional[FestivalSession] = None
+        self._kokoro: Optional[KokoroSession] = None
+        self._piper: Optional[PiperSession] = None
 
     def speak(self, text: str, voice: Voice, rng: np.random.Generator) -> Tuple[np.ndarray, int]:
         """``voice`` saying ``text`` with per-clip prosody drawn from ``rng``."""
@@ -137,6 +142,15 @@ class Renderer:
                 rate_wpm=int(rng.integers(ESPEAK_RATE_WPM[0], ESPEAK_RATE_WPM[1] + 1)),
                 pitch=int(rng.integers(ESPEAK_PITCH[0], ESPEAK_PITCH[1] + 1)),
                 tmp_path=self.tmp_path)
+        if voice.engine == "kokoro":
+            self._kokoro = self._kokoro or KokoroSession()
+            return self._kokoro.render(text, mix=dict(p["mix"]), accent=str(p["accent"]),
+                                       speed=float(rng.uniform(*KOKORO_SPEED)))
+        if voice.engine == "piper":
+            self._piper = self._piper or PiperSession()
+            return self._piper.render(text, length_scale=float(rng.uniform(*PIPER_LENGTH_SCALE)),
+                                      noise_scale=float(rng.uniform(*PIPER_NOISE_SCALE)),
+                                      noise_w=float(rng.uniform(*PIPER_NOISE_W)))
         stretch = float(rng.uniform(*DURATION_STRETCH))
         f0_mean = float(p["f0_mean_hz"]) * float(rng.uniform(*F0_MEAN_FACTOR))
         f0_std = float(p["f0_std_hz"]) * float(rng.uniform(*F0_STD_FACTOR))

@@ -15,7 +15,9 @@ SPLIT_FRACTIONS: Mapping[str, float] = {"training": 0.8, "validation": 0.1, "tes
 # Share of a split's clips per engine (renormalised over the engines that have a voice
 # in that split). espeak-ng gives hundreds of speakers but robotic formant speech;
 # flite/festival sound more natural but have only five real speakers between them.
-ENGINE_WEIGHTS: Mapping[str, float] = {"espeak-ng": 0.6, "flite": 0.25, "festival": 0.15}
+# Kokoro has 24 speakers, Piper one.
+ENGINE_WEIGHTS: Mapping[str, float] = {"espeak-ng": 0.6, "flite": 0.25, "festival": 0.15,
+                                       "kokoro": 0.8, "piper": 0.2}
 
 
 @dataclass(frozen=True)

