@@ -44,6 +44,12 @@ def summarize_training_data(data: object) -> str:
         held = [f"{n['clips']:,} {SOURCE_NAMES.get(s, s)} clips of {n['speakers']} other speakers"
                 for s, n in real.get("validation", {}).items() if n.get("clips", 1)]
         parts.append("real-voice validation: " + ", ".join(held))
+    extra = data.get("extra")
+    if isinstance(extra, Mapping):
+        engines = sorted({e for by_engine in extra.get("voices", {}).values() for e in by_engine})
+        parts.append(f"extra corpus: {extra.get('clips', {}).get('training', 0):,} training "
+                     f"clips" + (f" ({', '.join(engines)})" if engines else "")
+                     + f" (x{extra.get('repeat', 1)} per epoch)")
     negatives = data.get("negatives")
     if isinstance(negatives, Mapping):
         counts = {}

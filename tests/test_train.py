@@ -634,3 +634,17 @@ def test_extra_corpus_joins_every_epoch_whole_after_the_main_one(corpus, tmp_pat
     order = train_module.epoch_order(len(audio), n_corpus, 0.5, torch.Generator().manual_seed(0))
     assert set(range(n_corpus, len(audio))) <= set(order.tolist())
     assert sum(i < n_corpus for i in order.tolist()) == 6
+
+
+def test_export_records_the_extra_corpus(corpus, tmp_path):
+    extra = make_corpus(tmp_path / "extra", words=("cat",), train_voices=("n1", "n2"),
+                        val_voices=(), test_voices=())
+    run_dir = tmp_path / "run"
+    train_module.main(_argv(corpus, run_dir, epochs=1)
+                      + ["--extra-data", str(extra), "--extra-repeat", "2"])
+    out = tmp_path / "kwmlp.pt"
+    export_run(run_dir, out)
+    _, meta = load_checkpoint(out)
+    assert meta["training_data"]["extra"]["clips"]["training"] == 2
+    assert meta["training_data"]["extra"]["repeat"] == 2
+    assert "extra corpus: 2 training clips (espeak-ng) (x2 per epoch)" in meta["trained_on"]

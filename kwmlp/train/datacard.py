@@ -12,7 +12,8 @@ cannot disagree.
                "training": {source: {"clips", "speakers", "repeat"}},
                "validation": {source: {"clips", "speakers"}},
                "background_noise": bool},
-     "negatives"?: {"path", "repeat", "seed", "sources": {name: {"label", "clips", "licence"}}}}
+     "negatives"?: {"path", "repeat", "seed", "sources": {name: {"label", "clips", "licence"}}},
+     "extra"?: {<describe_corpus of --extra-data>, "repeat"}}   # its training split only
 """
 from __future__ import annotations
 
