@@ -594,6 +594,26 @@ def test_cross_validation_folds_train_and_score_on_disjoint_speakers(corpus, tmp
     mean = (summary["folds"][0]["accuracy"] + summary["folds"][1]["accuracy"]) / 2
     assert summary["accuracy"]["mean"] == pytest.approx(mean, abs=1e-4)
 
+    # the held-out speaker (spk00, in no fold): each fold, their ensemble, their soup
+    runs = crossval.fold_runs(tmp_path / "cv")
+    held = crossval.holdout_evaluations(runs)
+    assert list(held) == ["fold0", "fold1", "ensemble", "soup"]
+    assert all(int(e.confusion.sum()) == 2 for e in held.values())
+    audio, labels = real_speech.load_real_clips(real_speech.holdout_clips(real_dir))
+    assert len(labels) == 2
+    models = [export_module.run_weights(run, "last")[0].eval() for run in runs]
+    features = MFCC(backend="fft")(audio.float() / 32768)
+    with torch.no_grad():
+        probabilities = [m(features).softmax(dim=1).numpy() for m in models]
+    for name, p in zip(("fold0", "fold1"), probabilities):
+        assert held[name].accuracy == (p.argmax(1) == labels.numpy()).mean()
+    mean_p = (probabilities[0] + probabilities[1]) / 2
+    assert held["ensemble"].accuracy == (mean_p.argmax(1) == labels.numpy()).mean()
+    weights = [m.head.weight.detach().numpy().copy() for m in models]
+    souped = crossval.soup(models)
+    np.testing.assert_allclose(souped.head.weight.detach().numpy(), (weights[0] + weights[1]) / 2,
+                               rtol=1e-6)
+
 
 def test_the_runtime_never_imports_the_training_package():
     """Layers point one way: embedding, keywords, streaming and ``kwmlp info`` run

@@ -10,6 +10,13 @@ reports the folds' mean and spread and the pooled figure over every clip::
       python -m kwmlp.train.train ... --cv-folds 5 --cv-fold $i --out runs/cv/NAME/fold$i
     done
     python -m kwmlp.train.crossval runs/cv/NAME
+    python -m kwmlp.train.crossval runs/cv/NAME --holdout   # + the fixed held-out speakers
+
+``--holdout`` also scores every fold's final model, their *ensemble* (the mean
+of their probabilities) and their *soup* (one model, the mean of their weights:
+they were all fine-tuned from one start) on the speakers no fold holds
+(``real_speech.holdout_clips``): what mixing the folds would give, on people
+none of them heard.
 """
 from __future__ import annotations
 
@@ -22,10 +29,12 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from .._types import PathLike
-from .evaluate import COMMAND_WORDS, Evaluation, evaluate_model
+from ..encoder import KWMLP
+from ..frontend import MFCC
+from .evaluate import COMMAND_WORDS, Evaluation, evaluate_model, evaluation_of
 from .export import run_weights
-from .real_speech import load_real_clips, run_splits
-from .speech_commands import WORDS
+from .real_speech import holdout_clips, load_real_clips, run_splits
+from .speech_commands import INT16_SCALE, WORDS
 
 FOLD_PREFIX = "fold"
 
@@ -61,6 +70,32 @@ def summarize(evaluations: Sequence[Evaluation]) -> Dict[str, object]:
     return out
 
 
+def soup(models: Sequence[KWMLP]) -> KWMLP:
+    """One model whose every floating-point weight is the mean of ``models``'
+    (same architecture; the first model is overwritten and returned)."""
+    states = [m.state_dict() for m in models]
+    models[0].load_state_dict({k: torch.stack([s[k] for s in states]).mean(0)
+                               if v.is_floating_point() else v for k, v in states[0].items()})
+    return models[0]
+
+
+@torch.no_grad()
+def holdout_evaluations(runs: Sequence[Path]) -> Dict[str, Evaluation]:
+    """Each run's final model (by run name), their ``ensemble`` and their
+    ``soup`` on the held-out speakers' clips (``real_speech.holdout_clips``)."""
+    models = [run_weights(run, "last") for run in runs]
+    audio, labels = load_real_clips(holdout_clips(models[0][1]["run"]["real_data"]))
+    features = MFCC(backend="fft")(audio.float() / INT16_SCALE)
+    encoders = [model.eval() for model, _ in models]
+    probabilities = [encoder(features).softmax(dim=1) for encoder in encoders]
+    predictions = {run.name: p.argmax(dim=1) for run, p in zip(runs, probabilities)}
+    predictions["ensemble"] = torch.stack(probabilities).mean(0).argmax(dim=1)
+    predictions["soup"] = soup(encoders)(features).argmax(dim=1)
+    n_classes = probabilities[0].shape[1]
+    return {name: evaluation_of(p, labels, n_classes, f"{name}, held-out speakers")
+            for name, p in predictions.items()}
+
+
 def fold_runs(cv_dir: PathLike) -> List[Path]:
     """The fold run directories under ``cv_dir``, in fold order."""
     runs = sorted((p for p in Path(cv_dir).glob(f"{FOLD_PREFIX}*")
@@ -76,8 +111,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("cv_dir", help="folder of fold<i> run directories")
     parser.add_argument("--out", help="JSON to write (default: CV_DIR/crossval.json)")
+    parser.add_argument("--holdout", action="store_true",
+                        help="also score each fold, their ensemble and their soup on the "
+                             "held-out speakers no fold holds")
     args = parser.parse_args(argv)
-    summary = summarize([fold_evaluation(run) for run in fold_runs(args.cv_dir)])
+    runs = fold_runs(args.cv_dir)
+    summary = summarize([fold_evaluation(run) for run in runs])
+    if args.holdout:
+        summary["holdout"] = [{"model": name, "clips": int(e.confusion.sum()),
+                               "accuracy": round(e.accuracy, 4),
+                               "command_words_accuracy": round(e.accuracy_on(COMMAND_WORDS), 4)}
+                              for name, e in holdout_evaluations(runs).items()]
     out = Path(args.out or Path(args.cv_dir) / "crossval.json")
     out.write_text(json.dumps(summary, indent=1))
     for fold in summary["folds"]:
@@ -87,6 +131,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"{key}: mean {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f} over folds")
     print(f"pooled: {summary['pooled']['accuracy']:.4f} on {summary['pooled']['n_clips']} clips "
           f"({len(WORDS)} words); wrote {out}")
+    for row in summary.get("holdout", []):
+        print(f"held-out speakers, {row['model']}: {row['clips']} clips, 35 words "
+              f"{row['accuracy']:.4f}, command words {row['command_words_accuracy']:.4f}")
 
 
 if __name__ == "__main__":

@@ -95,10 +95,16 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor,
 def evaluate_model(model: KWMLP, audio: torch.Tensor, labels: torch.Tensor,
                    split: str) -> Evaluation:
     """Evaluate on clips already in RAM (see ``speech_commands.load_clips``)."""
-    predictions = predict(model, MFCC(backend="fft"), audio)
+    return evaluation_of(predict(model, MFCC(backend="fft"), audio), labels,
+                         model.head.out_features, split)
+
+
+def evaluation_of(predictions: torch.Tensor, labels: torch.Tensor, n_classes: int,
+                  split: str) -> Evaluation:
+    """The ``Evaluation`` of ``predictions (n_clips,)`` among ``n_classes`` outputs
+    against ``labels (n_clips,)``, whatever made them (one model, an ensemble)."""
     accuracy = (predictions == labels).float().mean().item()
-    return Evaluation(split, accuracy,
-                      confusion_matrix(labels, predictions, len(WORDS), model.head.out_features))
+    return Evaluation(split, accuracy, confusion_matrix(labels, predictions, len(WORDS), n_classes))
 
 
 def evaluate_checkpoint(checkpoint: PathLike, data_dir: PathLike,

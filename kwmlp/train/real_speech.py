@@ -100,6 +100,16 @@ def cv_split(clips: ClipList, speakers: Tuple[str, ...], folds: int,
             for split, items in parts.items()}
 
 
+def holdout_clips(real_dir: PathLike) -> ClipList:
+    """The Speech Commands clips of ``holdout_speakers()`` (in no fold, never
+    trained on), sorted by path: a fixed set on which every fold's model, and
+    any mix of them, is scored on people none of them heard."""
+    clips, speakers = pooled_clips(list_real_clips(real_dir)["speech_commands"])
+    held_out = holdout_speakers()
+    kept = [(p, n) for p, n, s in zip(clips.paths, clips.labels, speakers) if s in held_out]
+    return ClipList(tuple(p for p, _ in kept), tuple(n for _, n in kept))
+
+
 def run_splits(real_dir: PathLike, cv_folds: int = 0, cv_fold: int = 0
                ) -> Dict[str, Dict[str, Tuple[ClipList, Tuple[str, ...]]]]:
     """``list_real_clips(real_dir)``, with Speech Commands re-split into fold
