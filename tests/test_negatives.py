@@ -4,6 +4,7 @@ import struct
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import kwmlp
@@ -26,6 +27,52 @@ def test_texts_hold_no_keyword():
     for bad in ("turn left now", "the downtown bus", "a gift to you", "I know", "the birds sang"):
         with pytest.raises(ValueError, match="keywords or homophones"):
             negatives.check_keyword_free([bad])
+
+
+def test_composed_phrases_are_seeded_keyword_free_strings_of_ordinary_words():
+    phrases = negatives.composed_phrases(50, seed=1)
+    negatives.check_keyword_free(phrases)
+    assert phrases == negatives.composed_phrases(50, seed=1)
+    assert phrases != negatives.composed_phrases(50, seed=2)
+    low, high = negatives.PHRASE_WORDS
+    for phrase in phrases:
+        words = phrase.rstrip(".").lower().split()
+        assert low <= len(words) <= high and set(words) <= set(negatives.NON_KEYWORDS)
+
+
+def test_default_sources_are_the_recipes_and_every_source_has_a_licence():
+    """The sources added after the shipped recipes are opt-in, so the recipes' command
+    (no --sources) still builds the same clips."""
+    assert negatives.DEFAULT_SOURCES == ("fr_prompts", "tts_sentence", "tts_word",
+                                         "music_midi", "effects", "noise")
+    assert set(negatives._sources(0, "")) == set(negatives.LICENCES)
+
+
+def test_prompts_leave_out_numbers_and_letters(tmp_path):
+    for relpath in ("hello.wav", "vm/intro.wav", "digits/1.wav", "letters/a.wav", "x.gsm"):
+        (tmp_path / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relpath).write_bytes(b"")
+    kept = [p.relative_to(tmp_path).as_posix() for p in negatives._prompts(tmp_path)]
+    assert kept == ["hello.wav", "vm/intro.wav"]
+
+
+def test_a_short_chime_lands_at_several_places_and_levels(tmp_path, monkeypatch):
+    theme = tmp_path / "theme"
+    theme.mkdir()
+    t = np.arange(4_000) / SR
+    sf.write(theme / "ding.oga", 0.5 * np.sin(2 * np.pi * 880 * t), SR, format="OGG")
+    monkeypatch.setattr(negatives, "SOUND_THEMES", (theme,))
+    monkeypatch.setattr(negatives, "OXYGEN_SOUNDS", tmp_path / "none")
+    summary = negatives.build_negatives(tmp_path / "out", seed=0, sources=["chimes"])
+    assert sum(summary["sources"]["chimes"]["clips"].values()) == negatives.CHIME_PLACEMENTS
+    data = np.load(tmp_path / "out" / negatives.NEGATIVES_NAME)
+    audio = data["audio"].astype(np.float64)
+    assert set(data["label"].tolist()) == {LABELS.index(UNKNOWN)}
+    onsets = {int(np.flatnonzero(np.abs(clip) > 100)[0]) for clip in audio}
+    peaks = {int(np.abs(clip).max()) for clip in audio}
+    assert len(onsets) == len(peaks) == negatives.CHIME_PLACEMENTS
+    for clip, onset in zip(audio, (int(np.flatnonzero(np.abs(c) > 100)[0]) for c in audio)):
+        assert not clip[onset + 4_100:].any()  # the chime, 250 ms, then silence
 
 
 def test_windows_cut_every_hop_pad_the_end_and_drop_quiet_ones():

@@ -5,7 +5,7 @@ slices of the real Speech Commands background recordings. ``_unknown_``: speech
 that holds none of the 35 words (real French voice prompts, English sentences and
 words spoken by the synthetic corpus' *training* voices), music (random General
 MIDI notes rendered by fluidsynth) and game sound effects. Every clip is one
-1 s window, int16 ``(CHUNK_SAMPLES,)``. (About 400 lines: one short renderer
+1 s window, int16 ``(CHUNK_SAMPLES,)``. (About 480 lines: one short renderer
 per source, each with its licence record, kept beside the others so the
 no-keyword set reads as one inventory.)
 
@@ -20,6 +20,16 @@ sounds and the synthetic *test* voices)::
     music_midi   timgm6mb-soundfont (GPL-2) through fluidsynth
     effects      colobot-common-sounds (GPL-3+): sound effects and music
     noise        zeros, coloured noise, mains hum; real background recordings (CC-BY-4.0)
+
+and, named with ``--sources`` (not in the default set, so the recipes written before
+them still build the same clips)::
+
+    foreign_prompts asterisk-core-sounds-es-wav / -it-wav, asterisk-prompt-it-menardi-wav:
+                 three more real speakers in Spanish and Italian, minus digits/letters
+    chimes       desktop sound themes yaru-theme-sound, deepin-sound-theme, oxygen-sounds,
+                 each sound at CHIME_PLACEMENTS random places and levels in the window
+    tts_phrase   composed_phrases() (strings of NON_KEYWORDS) by the neural (Kokoro,
+                 Piper) training voices: the Debian ones already say the sentences
 
 A source item (a file, an utterance, a minute of music) goes wholly to training
 or to validation (``VALIDATION_PERCENT`` by a hash of its name), so validation
@@ -54,20 +64,30 @@ from .synth.dsp import place_in_window, resample_to_16k, trim_silence
 from .synth.engines import Renderer
 from .synth.noise import coloured_noise, mains_hum
 from .synth.plan import clip_rng
-from .synth.voices import Voice, build_voice_inventory
+from .synth.voices import DEBIAN_ENGINES, NEURAL_ENGINES, Voice, build_voice_inventory
 
 NEGATIVES_NAME = "negatives.npz"
 SOURCES_NAME = "sources.json"
 VALIDATION_PERCENT = 10
-FR_PROMPTS = Path("/usr/share/asterisk/sounds/fr_CA_f_June")
-FR_SKIPPED = ("digits", "letters")  # French numbers and letters sound like English keywords
+ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds")
+FR_PROMPTS = ASTERISK_SOUNDS / "fr_CA_f_June"
+FOREIGN_PROMPTS = tuple(ASTERISK_SOUNDS / name for name in
+                        ("es_MX_f_Allison", "it_IT_f_Menardi", "it_IT_m_Carlo"))
+PROMPTS_SKIPPED = ("digits", "letters")  # numbers and letters sound like English keywords
+SOUND_THEMES = (Path("/usr/share/sounds/Yaru"), Path("/usr/share/sounds/deepin"))
+OXYGEN_SOUNDS = Path("/usr/share/sounds")  # Oxygen-*.ogg; freedesktop's are judged on
+CHIME_PLACEMENTS = 4
+PHRASES, PHRASE_WORDS = 200, (3, 7)
 TRAINING_SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 EFFECTS = Path("/usr/share/games/colobot")
 QUIET_DBFS = -55.0  # a window of a sound source this quiet is silence, not "_unknown_"
 MAX_WINDOWS_PER_FILE = 12  # long music tracks would otherwise outweigh everything else
+FOREIGN_WINDOWS_PER_FILE = 3  # 1,681 prompts: more speakers, not more of each
 MUSIC_MINUTES = 10
 SILENCE_CLIPS = 2400
 VOICE_TAKES = 6  # training voices per sentence and per word
+PHRASE_TAKES = 3
+DEFAULT_SOURCES = ("fr_prompts", "tts_sentence", "tts_word", "music_midi", "effects", "noise")
 LICENCES = {
     "fr_prompts": "asterisk-core-sounds-fr-wav: CC-BY-SA-3.0, June Wallack",
     "tts_sentence": "rendered by espeak-ng (GPL-3), flite (BSD-like), festival (X11-like)",
@@ -75,6 +95,13 @@ LICENCES = {
     "music_midi": "timgm6mb-soundfont: GPL-2, Tim Brechbill; rendered by fluidsynth",
     "effects": "colobot-common-sounds: GPL-3+, EPSITEC SA & TerranovaTeam",
     "noise": "generated; Speech Commands background recordings: CC-BY-4.0, Warden (2018)",
+    "foreign_prompts": "asterisk-core-sounds-es-wav (Allison Smith) and -it-wav (Carlo "
+                       "Flora): CC-BY-SA-3.0 / CC-BY-3.0; asterisk-prompt-it-menardi-wav "
+                       "(Marco Menardi, Paola Dal Zot): CC-BY-SA-3.0",
+    "chimes": "yaru-theme-sound: CC-BY-SA-4.0, Mads Rosendahl; deepin-sound-theme: GPL-3+, "
+              "Deepin Technology; oxygen-sounds: LGPL-3+, Nuno Povoa",
+    "tts_phrase": "rendered by Kokoro-82M (Apache-2.0 weights, hexgrad) and Piper "
+                  "en_US-joe-medium (trained on CC0 data)",
 }
 
 # Words that sound like a keyword, refused in any non-keyword text (with WORDS).
@@ -154,6 +181,16 @@ NON_KEYWORDS = (  # ordinary words, none a keyword or a homophone of one, none o
     "weather", "whistle", "zebra",
 )
 LONG_WORDS = frozenset(w for w in WORDS if len(w) >= 3)  # short ones hide in many words
+
+
+def composed_phrases(n: int = PHRASES, seed: int = 0) -> Tuple[str, ...]:
+    """``n`` strings of ``PHRASE_WORDS`` random ``NON_KEYWORDS``, seeded: running speech
+    without a keyword, beyond what ``TEXT_SENTENCES`` can say."""
+    rng = np.random.default_rng([0x9E6, seed])
+    return tuple(" ".join(rng.choice(NON_KEYWORDS, int(rng.integers(PHRASE_WORDS[0],
+                                                                     PHRASE_WORDS[1] + 1)),
+                                     replace=False)).capitalize() + "."
+                 for _ in range(n))
 
 
 def check_keyword_free(texts: Sequence[str], inside_words: bool = True) -> None:
@@ -252,33 +289,40 @@ def _at_peak(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 Item = Tuple[str, List[np.ndarray]]  # (item name, its float windows)
 
 
-def _files(paths: Sequence[Path], seed: int) -> Iterator[Item]:
+def _load_to_rescale(path: Path) -> np.ndarray:
+    with warnings.catch_warnings():  # a peak above 1.0 is fine: windows are rescaled
+        warnings.simplefilter("ignore", UserWarning)
+        return load_audio(path)[0]
+
+
+def _files(paths: Sequence[Path], seed: int,
+           limit: int = MAX_WINDOWS_PER_FILE) -> Iterator[Item]:
     for path in paths:
-        with warnings.catch_warnings():  # a peak above 1.0 is fine: windows are rescaled
-            warnings.simplefilter("ignore", UserWarning)
-            audio, _ = load_audio(path)
+        audio = _load_to_rescale(path)
         if len(audio) == 0:
             continue
         rng = clip_rng(seed, "file", path.name)
         yield str(path), [_at_peak(w, rng) for w in windows(trim_silence(audio), SAMPLE_RATE // 2,
-                                                              MAX_WINDOWS_PER_FILE)]
+                                                              limit)]
 
 
-def _voices() -> List[Voice]:
-    return [v for v in build_voice_inventory() if v.split == "training"]
+def _voices(engines: Sequence[str] = DEBIAN_ENGINES) -> List[Voice]:
+    return [v for v in build_voice_inventory(engines) if v.split == "training"]
 
 
 def _spoken(texts: Sequence[str], kind: str, seed: int,
-            clips_of: Callable[[np.ndarray, np.random.Generator], List[np.ndarray]]
+            clips_of: Callable[[np.ndarray, np.random.Generator], List[np.ndarray]],
+            engines: Sequence[str] = DEBIAN_ENGINES, takes: int = VOICE_TAKES
             ) -> Iterator[Item]:
-    """Each text by ``VOICE_TAKES`` training voices, cut into clips by ``clips_of``.
-    A text is the one name of its clips: all its voices land on one side of the split."""
+    """Each text by ``takes`` training voices of ``engines``, cut into clips by
+    ``clips_of``. A text is the one name of its clips: all its voices land on one side
+    of the split."""
     check_keyword_free(texts)
-    voices, renderer = _voices(), Renderer()
+    voices, renderer = _voices(engines), Renderer()
     try:
         for text in texts:
             rng = clip_rng(seed, kind, text)
-            for voice in rng.choice(len(voices), VOICE_TAKES, replace=False):
+            for voice in rng.choice(len(voices), takes, replace=False):
                 yield text, clips_of(speak(renderer, text, voices[voice], rng), rng)
     finally:
         renderer.close()
@@ -292,6 +336,21 @@ def _word_window(speech: np.ndarray, rng: np.random.Generator) -> List[np.ndarra
     window, _ = place_in_window(speech[:CHUNK_SAMPLES], peak_dbfs=float(rng.uniform(-30, -1)),
                                 position=float(rng.uniform()))
     return [window.astype(np.float64) / INT16_SCALE]
+
+
+def _chimes(paths: Sequence[Path], seed: int) -> Iterator[Item]:
+    """A sound shorter than the window at ``CHIME_PLACEMENTS`` random places and peaks
+    (a short chime must not only ever start a window); a longer one as ``_files``."""
+    for path in paths:
+        audio = trim_silence(_load_to_rescale(path))
+        rng = clip_rng(seed, "chime", path.name)
+        if len(audio) > CHUNK_SAMPLES:
+            yield str(path), [_at_peak(w, rng) for w in windows(audio, SAMPLE_RATE // 2,
+                                                                  MAX_WINDOWS_PER_FILE)]
+        elif len(audio) and np.abs(audio).max() > 0:
+            yield str(path), [place_in_window(audio, peak_dbfs=float(rng.uniform(-30, -1)),
+                                              position=float(rng.uniform()))[0] / INT16_SCALE
+                              for _ in range(CHIME_PLACEMENTS)]
 
 
 def _music(seed: int) -> Iterator[Item]:
@@ -321,31 +380,43 @@ def _silence(seed: int, real_dir: PathLike) -> Iterator[Item]:
         yield f"silence{k}", [clip]
 
 
+def _prompts(folder: Path) -> List[Path]:
+    """The voice prompts of an Asterisk sound folder, but for ``PROMPTS_SKIPPED``."""
+    return sorted(p for p in folder.rglob("*.wav")
+                  if not set(p.relative_to(folder).parts[:-1]) & set(PROMPTS_SKIPPED))
+
+
 def _sources(seed: int, real_dir: PathLike) -> Dict[str, Tuple[str, Callable[[], Iterator[Item]]]]:
     """Source name -> (its label, a generator of its items)."""
-    fr = sorted(p for p in FR_PROMPTS.rglob("*.wav")
-                if not set(p.relative_to(FR_PROMPTS).parts[:-1]) & set(FR_SKIPPED))
     effects = sorted(p for p in EFFECTS.rglob("*") if p.suffix in (".wav", ".ogg"))
+    foreign = [p for folder in FOREIGN_PROMPTS for p in _prompts(folder)]
+    chimes = sorted([p for theme in SOUND_THEMES for p in theme.rglob("*")
+                     if p.suffix in (".wav", ".oga", ".ogg")]
+                    + list(OXYGEN_SOUNDS.glob("Oxygen-*.ogg")))
     return {
-        "fr_prompts": (UNKNOWN, lambda: _files(fr, seed)),
+        "fr_prompts": (UNKNOWN, lambda: _files(_prompts(FR_PROMPTS), seed)),
         "tts_sentence": (UNKNOWN, lambda: _spoken(TEXT_SENTENCES, "sentence", seed,
                                                   _sentence_windows)),
         "tts_word": (UNKNOWN, lambda: _spoken(NON_KEYWORDS, "word", seed, _word_window)),
         "music_midi": (UNKNOWN, lambda: _music(seed)),
         "effects": (UNKNOWN, lambda: _files(effects, seed)),
         "noise": (SILENCE, lambda: _silence(seed, real_dir)),
+        "foreign_prompts": (UNKNOWN, lambda: _files(foreign, seed, FOREIGN_WINDOWS_PER_FILE)),
+        "chimes": (UNKNOWN, lambda: _chimes(chimes, seed)),
+        "tts_phrase": (UNKNOWN, lambda: _spoken(composed_phrases(seed=seed), "phrase", seed,
+                                                _sentence_windows, NEURAL_ENGINES, PHRASE_TAKES)),
     }
 
 
 def build_negatives(out_dir: PathLike, seed: int = 0, real_dir: PathLike = "",
                     sources: Sequence[str] = ()) -> dict:
-    """Render every source (or ``sources``) into ``out_dir/negatives.npz``: ``audio``
+    """Render ``DEFAULT_SOURCES`` (or ``sources``) into ``out_dir/negatives.npz``: ``audio``
     int16 ``(n, CHUNK_SAMPLES)``, ``label`` (index into ``LABELS``), ``source``,
     ``validation`` (bool). Writes and returns the per-source summary
     (``sources.json``: clips per split, label, licence)."""
     out_dir = Path(out_dir)
     available = _sources(seed, real_dir)
-    chosen = list(sources) or list(available)
+    chosen = list(sources) or list(DEFAULT_SOURCES)
     unknown = sorted(set(chosen) - set(available))
     if unknown:
         raise KwmlpError(f"unknown negative sources {unknown}; known: {sorted(available)}")
@@ -392,7 +463,9 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("--real-data", default="",
                         help="real-speech folder: its background recordings join the noise")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sources", default="", help="comma-separated subset (default: all)")
+    parser.add_argument("--sources", default="",
+                        help="comma-separated, of: " + ", ".join(LICENCES) + " (default: "
+                             + ", ".join(DEFAULT_SOURCES) + ")")
     args = parser.parse_args(argv)
     summary = build_negatives(args.out, args.seed, args.real_data,
                               [s for s in args.sources.split(",") if s])
