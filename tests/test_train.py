@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
+import kwmlp
 from kwmlp.checkpoints import load_checkpoint
 from kwmlp.errors import KwmlpError
 from kwmlp.train import train as train_module
@@ -20,6 +21,7 @@ from kwmlp.train.evaluate import confusion_matrix, evaluate_checkpoint
 from kwmlp.train import export as export_module
 from kwmlp.train.export import export_run
 from kwmlp.train.speech_commands import WORDS, list_clips, load_background_noise, load_clips
+from kwmlp.train.operating_point import FoldSweep, choose_threshold, summarize
 from kwmlp.train.train import make_scheduler
 
 SR = 16_000
@@ -463,6 +465,14 @@ def test_evaluate_and_export(corpus, tmp_path):
     assert meta["exported_epoch"] == 2 and "after the final epoch" in meta["selection"]
     assert meta["val_accuracy"] == train_module.read_log(run_dir)[-1]["val_acc"]
     assert meta["keywords"] == list(WORDS)  # the head's labels, for kwmlp.recognize
+    assert "threshold" not in meta
+
+    # --threshold: the checkpoint's own default, which spot/Stream/classify then use.
+    export_run(run_dir, last, weights="last", threshold=0.8)
+    assert load_checkpoint(last)[1]["threshold"] == 0.8
+    assert kwmlp.keywords.model_threshold(kwmlp.load_model(str(last), device="cpu")) == 0.8
+    with pytest.raises(ValueError, match="threshold"):
+        export_run(run_dir, last, weights="last", threshold=1.5)
 
 
 def test_export_of_a_fine_tune_records_the_stages_before_it(corpus, tmp_path):
@@ -668,3 +678,17 @@ def test_export_records_the_extra_corpus(corpus, tmp_path):
     assert meta["training_data"]["extra"]["clips"]["training"] == 2
     assert meta["training_data"]["extra"]["repeat"] == 2
     assert "extra corpus: 2 training clips (espeak-ng) (x2 per epoch)" in meta["trained_on"]
+
+
+def test_operating_point_takes_the_highest_threshold_that_keeps_pooled_recall():
+    """Two folds, thresholds 0.5/0.6/0.7: pooled recall 18/20, 15/20, 12/20; false accepts
+    6, 3, 0 in one hour of negatives (half an hour per fold)."""
+    thresholds = (0.5, 0.6, 0.7)
+    sweeps = [FoldSweep("fold0", 10, (9, 8, 7), 1800.0, (4, 2, 0)),
+              FoldSweep("fold1", 10, (9, 7, 5), 1800.0, (2, 1, 0))]
+    assert choose_threshold(sweeps, thresholds, recall_floor=0.75) == 0.6
+    assert choose_threshold(sweeps, thresholds, recall_floor=0.6) == 0.7
+    assert choose_threshold(sweeps, thresholds, recall_floor=0.95) is None
+    rows = summarize(sweeps, thresholds)["sweep"]
+    assert [r["recall"] for r in rows] == [0.9, 0.75, 0.6]
+    assert [r["false_accepts_per_hour"] for r in rows] == [6.0, 3.0, 0.0]

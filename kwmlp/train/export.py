@@ -70,12 +70,16 @@ def run_weights(run_dir: Path, weights: str) -> Tuple[KWMLP, dict]:
 
 
 def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = None,
-               generator: Optional[str] = None, weights: str = "best") -> Evaluation:
+               generator: Optional[str] = None, weights: str = "best",
+               threshold: Optional[float] = None) -> Evaluation:
     """Evaluate the run's ``weights`` (``SELECTIONS``) on the testing split and
     save them to ``out``.
 
-    ``data_dir`` defaults to the corpus the run was trained on. Returns the
-    test evaluation (also stored in the metadata)."""
+    ``data_dir`` defaults to the corpus the run was trained on; ``threshold`` (e.g.
+    ``operating_point``'s choice) becomes the checkpoint's default spotting threshold.
+    Returns the test evaluation (also stored in the metadata)."""
+    if threshold is not None and not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
     run_dir = Path(run_dir)
     model, best = run_weights(run_dir, weights)
     run = best["run"]
@@ -120,6 +124,8 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
     if run.get("negatives"):
         training_data["negatives"] = describe_negatives(run["negatives"],
                                                         run.get("negatives_repeat", 1))
+    if threshold is not None:
+        metadata["threshold"] = threshold
     metadata["trained_on"] = summarize_training_data(training_data)
     save_checkpoint(out, model, metadata)
     return evaluation
@@ -140,12 +146,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              "after the final epoch")
     parser.add_argument("--generator", help="how the corpus was made (command line, seed), "
                                             "recorded in the metadata")
+    parser.add_argument("--threshold", type=float,
+                        help="default spotting threshold stored in the checkpoint "
+                             "(python -m kwmlp.train.operating_point chooses one)")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    evaluation = export_run(args.run, args.out, args.data, args.generator, args.weights)
+    evaluation = export_run(args.run, args.out, args.data, args.generator, args.weights,
+                            args.threshold)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB); "
           f"held-out accuracy {evaluation.accuracy:.4f}")
 
