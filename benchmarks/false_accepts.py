@@ -38,7 +38,8 @@ import soundfile as sf
 import torch
 
 import kwmlp
-from kwmlp.keywords import DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD
+from kwmlp.keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD,
+                            model_threshold)
 from kwmlp.train.negatives import check_keyword_free, render_midi
 from spotting import _noise_dbfs  # benchmarks/ is on the path of a script run from it
 
@@ -171,9 +172,11 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("--model", default="", help="checkpoint (default: shipped weights)")
     parser.add_argument("--cache", default="runs/false_accepts", help="where the audio is kept")
     parser.add_argument("--sources", default=",".join(SOURCES), help="of: " + ", ".join(SOURCES))
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--threshold", type=float,
+                        help="default: the checkpoint's own, else %g" % DEFAULT_THRESHOLD)
     args = parser.parse_args(argv)
     model = kwmlp.load_model(args.model, device="cpu")
+    args.threshold = model_threshold(model, args.threshold)
     print(f"model {model.model_id()}  hop {DEFAULT_HOP_MS} ms  threshold {args.threshold:g}  "
           f"refractory {DEFAULT_REFRACTORY_MS} ms")
     print(f"{'source':<12} {'minutes':>8} {'detections':>10} {'per hour':>9}  most fired")

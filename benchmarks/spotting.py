@@ -18,7 +18,8 @@ from typing import Sequence
 import torch
 
 import kwmlp
-from kwmlp.keywords import DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD
+from kwmlp.keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD,
+                            model_threshold)
 from kwmlp.train.recordings import SAMPLE_RATE, make_recording, match
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
@@ -45,10 +46,12 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("--sets", default="real,heldout", help="of: " + ", ".join(SETS))
     parser.add_argument("--seeds", default="0,1,2", help="recordings per set, one per seed")
     parser.add_argument("--hop-ms", type=float, default=DEFAULT_HOP_MS)
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--threshold", type=float,
+                        help="default: the checkpoint's own, else %g" % DEFAULT_THRESHOLD)
     parser.add_argument("--refractory-ms", type=float, default=DEFAULT_REFRACTORY_MS)
     args = parser.parse_args(argv)
     model = kwmlp.load_model(args.model, device="cpu")
+    args.threshold = model_threshold(model, args.threshold)
     print(f"model {model.model_id()}  hop {args.hop_ms:g} ms  threshold {args.threshold:g}  "
           f"refractory {args.refractory_ms:g} ms")
     print("set      seed  words  detections  correct  precision  recall")
