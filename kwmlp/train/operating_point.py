@@ -13,7 +13,8 @@ meaningless, so it is chosen here, per fold of a speaker cross-validation
   accepts per hour.
 
 The rule: the highest threshold of ``THRESHOLDS`` at which the recall pooled over the
-folds is at least ``RECALL_FLOOR``; the false accepts per hour at each threshold are
+folds is at least ``RECALL_FLOOR`` (when none is, no threshold is chosen and the default,
+``keywords.DEFAULT_THRESHOLD``, stays); the false accepts per hour at each threshold are
 reported beside it. ``export --threshold`` writes the chosen value into a checkpoint's
 metadata, which ``spot``, ``Stream`` and ``classify`` use when given none::
 
