@@ -138,12 +138,14 @@ class Recognition:
     ``no_keyword`` ``(n_sounds, n_windows)``, the probability that a window
     holds none (``keyword_probabilities``), for the 1 s windows ``[start_ms,
     start_ms + 1000)`` (``start_ms``: ``(n_windows,)``, float32 ms);
-    ``words[i]`` names column ``i``."""
+    ``words[i]`` names column ``i``; ``threshold`` is the model's own
+    (``model_threshold``), which ``spot`` uses when given none."""
 
     probabilities: torch.Tensor
     start_ms: torch.Tensor
     words: Tuple[str, ...]
     no_keyword: torch.Tensor
+    threshold: float = DEFAULT_THRESHOLD
 
     @property
     def end_ms(self) -> torch.Tensor:
@@ -179,7 +181,7 @@ def recognize(audio: torch.Tensor, model: KWMLPEmbedder,
             no_keyword[sound, first:first + len(logits)] = none_p.cpu()
     start_ms = torch.arange(count, dtype=torch.float32) * hop * 1000 / SAMPLE_RATE
     return Recognition(probabilities.to(audio.device), start_ms.to(audio.device), words,
-                       no_keyword.to(audio.device))
+                       no_keyword.to(audio.device), model_threshold(model))
 
 
 @dataclass(frozen=True)
@@ -254,11 +256,13 @@ class Spotter:
         return Detection(self.words[word], start_ms, end_ms, self._score)
 
 
-def spot(recognition: Recognition, *, threshold: float = DEFAULT_THRESHOLD,
+def spot(recognition: Recognition, *, threshold: Optional[float] = None,
          refractory_ms: float = DEFAULT_REFRACTORY_MS,
          duration_ms: Optional[float] = None) -> List[List[Detection]]:
-    """Detections in each sound of a ``Recognition``, in time order. With
-    ``duration_ms`` (the audio's length), ends are clipped to it."""
+    """Detections in each sound of a ``Recognition``, in time order, at ``threshold``
+    (None: the model's, ``recognition.threshold``). With ``duration_ms`` (the audio's
+    length), ends are clipped to it."""
+    threshold = recognition.threshold if threshold is None else threshold
     starts = recognition.start_ms.tolist()
     hop_ms = starts[1] - starts[0] if len(starts) > 1 else DEFAULT_HOP_MS
     results = []
@@ -289,7 +293,7 @@ def spot_audio(audio: np.ndarray, model: KWMLPEmbedder, *, hop_ms: float = DEFAU
     ``model_threshold``). ``audio``: ``(n_samples,)`` float32 at 16 kHz."""
     with peak_warned_already():  # load_audio has warned about a loud file, naming it
         recognition = recognize(torch.from_numpy(audio)[None], model, hop_ms=hop_ms)
-    detections = spot(recognition, threshold=model_threshold(model, threshold),
+    detections = spot(recognition, threshold=threshold,
                       refractory_ms=refractory_ms,
                       duration_ms=1000 * len(audio) / SAMPLE_RATE)[0]
     return recognition, detections

@@ -80,6 +80,9 @@ def test_recognize_classify_spot_and_stream_use_the_fitted_labels(fitted):
                            np.zeros(8000, np.float32)])
     detections = kwmlp.keywords.spot_audio(talk, model)[1]
     assert [d.word for d in detections] == ["bravo"]
+    # kwmlp.spot on a Recognition spots at the checkpoint's threshold too (test_keywords)
+    recognition = kwmlp.recognize(torch.from_numpy(talk)[None], model)
+    assert recognition.threshold == model.metadata["threshold"]
     stream = kwmlp.Stream(model, embeddings=False)
     found = stream.push(torch.from_numpy(talk)).detections + stream.flush().detections
     assert [d.word for d in found] == ["bravo"]

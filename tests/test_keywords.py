@@ -13,7 +13,7 @@ import torch
 
 import kwmlp
 from kwmlp.errors import KwmlpError
-from kwmlp.keywords import Spotter, hop_samples
+from kwmlp.keywords import Recognition, Spotter, hop_samples
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import spotting  # noqa: E402
@@ -133,6 +133,20 @@ def test_spotter_refractory_period():
     assert (late.word, late.start_ms, late.end_ms) == ("b", 2000, 3000)
     # 1000 ms: quiet until 2500 ms, by when "b" no longer fires
     assert [d.word for d in _run_spotter(rows, refractory_ms=1000)] == ["a"]
+
+
+def test_spot_uses_the_recognitions_own_threshold_unless_given_one():
+    """A checkpoint's threshold (kwmlp fit, export --threshold) travels in its
+    Recognition; kwmlp.spot(recognition) spotted at 0.6 whatever the checkpoint said."""
+    rows = [LOW] * 5 + [[0.75, 0.2, 0.05]] * 5 + [LOW] * 5
+    probabilities = torch.tensor([rows])
+    starts = torch.arange(len(rows), dtype=torch.float32) * 100
+    no_keyword = torch.zeros(1, len(rows))
+    strict = Recognition(probabilities, starts, ("a", "b", "c"), no_keyword, threshold=0.8)
+    assert kwmlp.spot(strict) == [[]]
+    assert [d.word for d in kwmlp.spot(strict, threshold=0.6)[0]] == ["a"]
+    lenient = Recognition(probabilities, starts, ("a", "b", "c"), no_keyword, threshold=0.6)
+    assert [d.word for d in kwmlp.spot(lenient)[0]] == ["a"]
 
 
 def test_spotter_threshold_rejects_a_flat_posterior():
