@@ -41,7 +41,7 @@ import kwmlp
 from kwmlp.keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, DEFAULT_THRESHOLD,
                             model_threshold)
 from kwmlp.train.negatives import check_keyword_free, render_midi
-from spotting import _noise_dbfs  # benchmarks/ is on the path of a script run from it
+from kwmlp.train.recordings import noise_at_dbfs
 
 SAMPLE_RATE = 16_000
 GAP_S = 0.3  # between the files of one source
@@ -109,7 +109,7 @@ def _resampled(paths: Sequence[Path]) -> np.ndarray:
 
 def _noise(seconds: float, dbfs: float, pink: bool, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return _noise_dbfs(rng, int(seconds * SAMPLE_RATE), dbfs, pink)
+    return noise_at_dbfs(rng, int(seconds * SAMPLE_RATE), dbfs, pink)
 
 
 def held_out_voices() -> list:

@@ -46,7 +46,8 @@ def speech_extent(clip: np.ndarray) -> Tuple[int, int]:
     return loud[0] * FRAME, (loud[-1] + 1) * FRAME
 
 
-def _noise_dbfs(rng: np.random.Generator, n: int, dbfs: float, pink: bool) -> np.ndarray:
+def noise_at_dbfs(rng: np.random.Generator, n: int, dbfs: float, pink: bool) -> np.ndarray:
+    """``(n,)`` float32 white (or ``pink``, 1/f) Gaussian noise at ``dbfs`` RMS."""
     noise = rng.standard_normal(n)
     if pink:  # 1/f power: scale the spectrum by 1/sqrt(f)
         spectrum = np.fft.rfft(noise)
@@ -65,7 +66,7 @@ def make_recording(paths: Sequence[Path], seed: int = 0) -> Tuple[np.ndarray, Li
         gap = int(rng.uniform(*GAP_S) * SAMPLE_RATE)
         gap_audio = np.zeros(gap, np.float32)
         if index % 2:
-            gap_audio += _noise_dbfs(rng, gap, GAP_NOISE_DBFS, pink=True)
+            gap_audio += noise_at_dbfs(rng, gap, GAP_NOISE_DBFS, pink=True)
         pieces += [gap_audio, clip]
         lo, hi = speech_extent(clip)
         start = at + gap
@@ -74,7 +75,7 @@ def make_recording(paths: Sequence[Path], seed: int = 0) -> Tuple[np.ndarray, Li
         at = start + len(clip)
     pieces.append(np.zeros(int(GAP_S[1] * SAMPLE_RATE), np.float32))
     audio = np.concatenate(pieces)
-    audio += _noise_dbfs(rng, len(audio), FLOOR_DBFS, pink=False)
+    audio += noise_at_dbfs(rng, len(audio), FLOOR_DBFS, pink=False)
     return np.clip(audio, -1.0, 1.0), words
 
 
