@@ -624,6 +624,16 @@ def test_cross_validation_folds_train_and_score_on_disjoint_speakers(corpus, tmp
     np.testing.assert_allclose(souped.head.weight.detach().numpy(), (weights[0] + weights[1]) / 2,
                                rtol=1e-6)
 
+    # the operating point: each fold spots its own speakers' clips (35-word heads here)
+    from kwmlp.train import operating_point
+    negatives = np.zeros(3 * 16000, np.float32)
+    sweeps = [operating_point.sweep_fold(run, negatives, thresholds=(0.5, 0.9))
+              for run in operating_point.fold_runs(tmp_path / "cv")]
+    assert [s.words for s in sweeps] == [n_fold0, 22 - n_fold0]
+    assert all(len(s.found) == len(s.false_accepts) == 2 and s.negative_s == 3.0
+               for s in sweeps)
+    assert all(0 <= f <= s.words for s in sweeps for f in s.found)
+
 
 def test_the_runtime_never_imports_the_training_package():
     """Layers point one way: embedding, keywords, streaming and ``kwmlp info`` run

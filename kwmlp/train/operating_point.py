@@ -34,13 +34,13 @@ import torch
 from .._types import PathLike
 from ..embedder import KWMLPEmbedder
 from ..keywords import recognize, spot
-from ..vocabulary import LABELS
 from .crossval import fold_runs
 from .export import run_weights
 from .negatives import load_negatives
 from .real_speech import run_splits
 from .recordings import SAMPLE_RATE, make_recording, match
 from .speech_commands import INT16_SCALE
+from .train import TrainConfig
 
 THRESHOLDS: Tuple[float, ...] = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))  # 0.5-0.95
 RECALL_FLOOR = 0.75  # issue #21 asks recall >= 0.73 on the test speakers: a margin above
@@ -76,7 +76,8 @@ def sweep_fold(run_dir: Path, negatives: np.ndarray, thresholds: Sequence[float]
     """A fold run's final model on its own speakers' clips and on ``negatives``."""
     encoder, record = run_weights(run_dir, "last")
     run = record["run"]
-    model = KWMLPEmbedder(encoder.eval(), metadata={"labels": list(LABELS)})
+    labels = TrainConfig.from_json(run).labels  # 35 words, or with the no-keyword classes
+    model = KWMLPEmbedder(encoder.eval(), metadata={"labels": list(labels)})
     clips = run_splits(run["real_data"], run["cv_folds"], run["cv_fold"])
     audio, words = make_recording(list(clips["speech_commands"]["validation"][0].paths), seed)
     found = tuple(match(d, words) for d in _detections(model, audio, thresholds))
