@@ -73,6 +73,10 @@ def test_a_short_chime_lands_at_several_places_and_levels(tmp_path, monkeypatch)
     assert len(onsets) == len(peaks) == negatives.CHIME_PLACEMENTS
     for clip, onset in zip(audio, (int(np.flatnonzero(np.abs(c) > 100)[0]) for c in audio)):
         assert not clip[onset + 4_100:].any()  # the chime, 250 ms, then silence
+    # a source whose Debian packages are missing says so instead of adding nothing
+    monkeypatch.setattr(negatives, "SOUND_THEMES", (tmp_path / "missing",))
+    with pytest.raises(kwmlp.KwmlpError, match="chimes gave no clips.*yaru-theme-sound"):
+        negatives.build_negatives(tmp_path / "out2", seed=0, sources=["chimes"])
 
 
 def test_windows_cut_every_hop_pad_the_end_and_drop_quiet_ones():

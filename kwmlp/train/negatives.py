@@ -434,6 +434,9 @@ def build_negatives(out_dir: PathLike, seed: int = 0, real_dir: PathLike = "",
                 label.append(LABELS.index(label_name))
                 source.append(name)
                 validation.append(held_out)
+        if not sum(counts.values()):
+            raise KwmlpError(f"negative source {name} gave no clips; is its audio installed? "
+                             f"({LICENCES[name]})")
         summary[name] = {"label": label_name, "clips": counts, "licence": LICENCES[name]}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / NEGATIVES_NAME, lambda f: np.savez(
