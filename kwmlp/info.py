@@ -44,12 +44,13 @@ def summarize_training_data(data: object) -> str:
         held = [f"{n['clips']:,} {SOURCE_NAMES.get(s, s)} clips of {n['speakers']} other speakers"
                 for s, n in real.get("validation", {}).items() if n.get("clips", 1)]
         parts.append("real-voice validation: " + ", ".join(held))
-    extra = data.get("extra")
-    if isinstance(extra, Mapping):
-        engines = sorted({e for by_engine in extra.get("voices", {}).values() for e in by_engine})
-        parts.append(f"extra corpus: {extra.get('clips', {}).get('training', 0):,} training "
+    extra = data.get("extra")  # one corpus (a dict) before 2026-12-06, now a list of them
+    extra = [extra] if isinstance(extra, Mapping) else extra if isinstance(extra, list) else []
+    for corpus in (c for c in extra if isinstance(c, Mapping)):
+        engines = sorted({e for by_engine in corpus.get("voices", {}).values() for e in by_engine})
+        parts.append(f"extra corpus: {corpus.get('clips', {}).get('training', 0):,} training "
                      f"clips" + (f" ({', '.join(engines)})" if engines else "")
-                     + f" (x{extra.get('repeat', 1)} per epoch)")
+                     + f" (x{corpus.get('repeat', 1)} per epoch)")
     negatives = data.get("negatives")
     if isinstance(negatives, Mapping):
         counts = {}

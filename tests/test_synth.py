@@ -171,6 +171,23 @@ def test_neural_voices_are_opt_in_training_voices_with_fixed_mixes():
     assert len(specs) == 10 and sum(s.voice.engine == "piper" for s in specs) == 2
 
 
+def test_more_kokoro_mixes_keep_the_earlier_speakers_and_add_new_ones():
+    base = synth.build_voice_inventory(["kokoro"])
+    more = synth.build_voice_inventory(["kokoro"], kokoro_mixes=67)
+    assert len(more) == 72 and len({v.voice_id for v in more}) == 72
+    # Mix i is the same speaker whatever the count, so corpora of different sizes share
+    # their first speakers' identities and the new ones are new.
+    assert [(v.voice_id, v.params) for v in more[:len(base)]] == [(v.voice_id, v.params)
+                                                                  for v in base]
+    mixes = {tuple(sorted(v.params["mix"].items())) for v in more}
+    assert len(mixes) == 72
+    assert synth.parse_args(["--out", "x", "--kokoro-mixes", "67"]).kokoro_mixes == 67
+    with pytest.raises(SystemExit):
+        synth.parse_args(["--out", "x", "--kokoro-mixes", "-1"])
+    with pytest.raises(ValueError):
+        synth.build_voice_inventory(["kokoro"], kokoro_mixes=-1)
+
+
 def _duration_s(audio, rate_hz):
     voiced = np.flatnonzero(np.abs(audio) > 0.02 * np.abs(audio).max())
     return (voiced[-1] - voiced[0]) / rate_hz

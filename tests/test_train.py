@@ -544,6 +544,18 @@ def test_summary_counts_voices_not_engines():
     assert line.startswith("synthetic TTS speech")
 
 
+def test_summary_reads_an_extra_corpus_recorded_as_one_dict():
+    """Checkpoints exported before 2026-12-06 (compact v2's) record one extra corpus as a
+    dict; later ones a list."""
+    from kwmlp.info import summarize_training_data
+
+    corpus = {"clips": {"training": 4200}, "voices": {"train": {"kokoro": ["k0"]}}, "repeat": 1}
+    one = summarize_training_data({"extra": corpus})
+    assert one == summarize_training_data({"extra": [corpus]})
+    assert "extra corpus: 4,200 training clips (kokoro) (x1 per epoch)" in one
+    assert "extra corpus" not in summarize_training_data({"extra": "junk"})
+
+
 def test_simulated_rooms_start_at_the_direct_path_and_decay():
     pytest.importorskip("pyroomacoustics")
     from kwmlp.train.rooms import RIR_SAMPLES, simulate_rirs
@@ -657,7 +669,7 @@ def test_the_runtime_never_imports_the_training_package():
 def test_extra_corpus_joins_every_epoch_whole_after_the_main_one(corpus, tmp_path):
     extra = make_corpus(tmp_path / "extra", words=("cat", "yes"), train_voices=("n1", "n2"),
                         val_voices=("n3",), test_voices=())
-    config = train_module.TrainConfig(data=str(corpus), extra_data=str(extra), extra_repeat=3,
+    config = train_module.TrainConfig(data=str(corpus), extra_data=(str(extra),), extra_repeat=3,
                                       corpus_fraction=0.5)
     audio, labels, validation, _, n_corpus = train_module.load_training_data(config)
     assert n_corpus == 12  # the main corpus' training clips come first, as before
@@ -676,18 +688,46 @@ def test_extra_corpus_joins_every_epoch_whole_after_the_main_one(corpus, tmp_pat
     assert sum(i < n_corpus for i in order.tolist()) == 6
 
 
-def test_export_records_the_extra_corpus(corpus, tmp_path):
+def test_export_records_the_extra_corpora(corpus, tmp_path):
     extra = make_corpus(tmp_path / "extra", words=("cat",), train_voices=("n1", "n2"),
                         val_voices=(), test_voices=())
+    more = make_corpus(tmp_path / "more", words=("dog", "yes"), train_voices=("m1", "m2", "m3"),
+                       val_voices=(), test_voices=())
     run_dir = tmp_path / "run"
     train_module.main(_argv(corpus, run_dir, epochs=1)
-                      + ["--extra-data", str(extra), "--extra-repeat", "2"])
+                      + ["--extra-data", str(extra), str(more), "--extra-repeat", "2"])
     out = tmp_path / "kwmlp.pt"
     export_run(run_dir, out)
     _, meta = load_checkpoint(out)
-    assert meta["training_data"]["extra"]["clips"]["training"] == 2
-    assert meta["training_data"]["extra"]["repeat"] == 2
+    assert [c["clips"]["training"] for c in meta["training_data"]["extra"]] == [2, 6]
+    assert [c["repeat"] for c in meta["training_data"]["extra"]] == [2, 2]
     assert "extra corpus: 2 training clips (espeak-ng) (x2 per epoch)" in meta["trained_on"]
+    assert "extra corpus: 6 training clips (espeak-ng) (x2 per epoch)" in meta["trained_on"]
+
+
+def test_extra_corpora_load_in_order(corpus, tmp_path):
+    first = make_corpus(tmp_path / "first", words=("cat",), train_voices=("n1",),
+                        val_voices=(), test_voices=())
+    second = make_corpus(tmp_path / "second", words=("yes",), train_voices=("n1", "n2"),
+                         val_voices=(), test_voices=())
+    config = train_module.TrainConfig(data=str(corpus), extra_data=(str(first), str(second)))
+    _, labels, _, _, n_corpus = train_module.load_training_data(config)
+    assert labels[n_corpus:].tolist() == [WORDS.index("cat")] + [WORDS.index("yes")] * 2
+
+
+def test_a_run_recorded_with_one_extra_path_resumes(corpus, tmp_path):
+    """Runs started before --extra-data took several corpora wrote it as one string."""
+    extra = make_corpus(tmp_path / "extra", words=("cat",), train_voices=("n1",),
+                        val_voices=(), test_voices=())
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = train_module.TrainConfig(data=str(corpus), extra_data=(str(extra),))
+    recorded = {**config.to_json(), "extra_data": str(extra)}
+    (run_dir / train_module.CONFIG_NAME).write_text(json.dumps(recorded))
+    train_module._check_config(run_dir, config)  # same run: no error
+    other = train_module.TrainConfig(data=str(corpus), extra_data=(str(extra), str(corpus)))
+    with pytest.raises(KwmlpError, match="extra_data"):
+        train_module._check_config(run_dir, other)
 
 
 def test_operating_point_takes_the_highest_threshold_that_keeps_pooled_recall():

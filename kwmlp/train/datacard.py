@@ -13,7 +13,8 @@ cannot disagree.
                "validation": {source: {"clips", "speakers"}},
                "background_noise": bool},
      "negatives"?: {"path", "repeat", "seed", "sources": {name: {"label", "clips", "licence"}}},
-     "extra"?: {<describe_corpus of --extra-data>, "repeat"}}   # its training split only
+     "extra"?: [{<describe_corpus of one --extra-data corpus>, "repeat"}, ...]}
+                                            # training splits only; a dict before 2026-12-06
 """
 from __future__ import annotations
 

@@ -118,9 +118,10 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
         if "speech_commands" in real:  # none when the run trained on every fold
             metadata["real_voice_accuracy"] = real["speech_commands"]["accuracy"]
         metadata["real_voice"] = real
-    if run.get("extra_data"):
-        training_data["extra"] = {**describe_corpus(run["extra_data"]),
-                                  "repeat": run.get("extra_repeat", 1)}
+    extra = run.get("extra_data") or []
+    if extra:
+        training_data["extra"] = [{**describe_corpus(path), "repeat": run.get("extra_repeat", 1)}
+                                  for path in ([extra] if isinstance(extra, str) else extra)]
     if run.get("negatives"):
         training_data["negatives"] = describe_negatives(run["negatives"],
                                                         run.get("negatives_repeat", 1))

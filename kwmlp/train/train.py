@@ -102,8 +102,8 @@ class TrainConfig:
     negatives: str = ""  # negatives.build_negatives folder; "" = a 35-word head only
     negatives_repeat: int = 1  # copies of its training clips per epoch
     corpus_fraction: float = 1.0  # share of the corpus' training clips drawn afresh each epoch
-    extra_data: str = ""  # a second corpus (e.g. neural TTS voices): its training split, whole
-    extra_repeat: int = 1  # copies of its training clips per epoch
+    extra_data: Tuple[str, ...] = ()  # more corpora (e.g. neural TTS): their training splits
+    extra_repeat: int = 1  # copies of their training clips per epoch
 
     def __post_init__(self) -> None:
         if not 0 < self.corpus_fraction <= 1:
@@ -121,7 +121,9 @@ class TrainConfig:
     def from_json(cls, values: dict) -> "TrainConfig":
         augment = {k: tuple(v) if isinstance(v, list) else v
                    for k, v in values["augment"].items()}
-        return cls(**{**values, "augment": AugmentConfig(**augment)})
+        extra = values.get("extra_data") or ()
+        extra = (extra,) if isinstance(extra, str) else tuple(extra)  # one path before 12-06
+        return cls(**{**values, "augment": AugmentConfig(**augment), "extra_data": extra})
 
 
 # learning-rate schedule
@@ -200,7 +202,8 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
 
     Training: the corpus' training split (the first clips), then ``real_repeat``
     copies of the real Speech Commands training speakers' clips and ``fsdd_repeat`` of
-    the real digit speakers', and ``extra_repeat`` of ``extra_data``'s training split
+    the real digit speakers', and ``extra_repeat`` of each ``extra_data`` corpus'
+    training split
     (every epoch, whatever ``corpus_fraction``). Validation, keyed as in the log:
     ``val_acc`` (the corpus' held-out voices) and, with ``real_data``, ``real_val_acc``
     (real Speech Commands speakers never trained on, the selection figure: the fixed
@@ -227,8 +230,8 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
         validation["fsdd_val_acc"] = load_real_clips(real["fsdd"]["validation"][0])
         if config.real_noise:
             noise = noise + load_real_noise(config.real_data)
-    if config.extra_data:
-        audio, labels = load_clips(list_clips(config.extra_data)["training"])
+    for extra in config.extra_data:
+        audio, labels = load_clips(list_clips(extra)["training"])
         train_audio.append(audio.repeat(config.extra_repeat, 1))
         train_labels.append(labels.repeat(config.extra_repeat))
     if config.negatives:
@@ -438,8 +441,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
     for name in AUGMENT_PROBS:
         parser.add_argument("--" + name.replace("_", "-"), type=float,
                             default=getattr(defaults.augment, name))
-    parser.add_argument("--extra-data", default="",
-                        help="another Speech Commands-layout corpus (e.g. python -m "
+    parser.add_argument("--extra-data", nargs="+", default=[], metavar="DIR",
+                        help="more Speech Commands-layout corpora (e.g. python -m "
                              "kwmlp.train.synth --engines kokoro piper) whose training clips "
                              "join every epoch, --extra-repeat times")
     parser.add_argument("--real-noise", action="store_true",
@@ -448,9 +451,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
     args = vars(parser.parse_args(argv))
     out, threads = Path(args.pop("out")), args.pop("threads")
     augment = AugmentConfig(**{name: args.pop(name) for name in AUGMENT_PROBS})
-    for name in ("data", "real_data", "init", "negatives", "extra_data"):
+    for name in ("data", "real_data", "init", "negatives"):
         if args[name]:
             args[name] = str(Path(args[name]).resolve())
+    args["extra_data"] = tuple(str(Path(d).resolve()) for d in args["extra_data"])
     return TrainConfig(**args, augment=augment), out, threads
 
 

@@ -21,7 +21,7 @@ from ...frontend import CHUNK_SAMPLES, SAMPLE_RATE
 from ..speech_commands import NOISE_DIR, WORDS
 from .dsp import fit_to_window, place_in_window, resample_to_16k, trim_silence, write_wav
 from .engines import Renderer
-from .neural import kokoro_model_path
+from .neural import KOKORO_MIXES, kokoro_model_path
 from .noise import NOISE_DURATION_S, write_background_noise
 from .plan import SPLITS, ClipSpec, clip_rng, plan_clips
 from .voices import DEBIAN_ENGINES, ENGINES, Voice, build_voice_inventory, check_engines
@@ -213,13 +213,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--engines", nargs="+", default=list(DEBIAN_ENGINES), choices=ENGINES,
                         help="default: the Debian engines; kokoro and piper are neural "
                              "voices from the train extra (training split only)")
+    parser.add_argument("--kokoro-mixes", type=int, default=KOKORO_MIXES, metavar="N",
+                        help="Kokoro speakers mixed from its five voices, besides those five "
+                             f"(default {KOKORO_MIXES})")
     parser.add_argument("--noise-seconds", type=float, default=NOISE_DURATION_S,
                         help="length of each background noise file")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a corpus already in --out")
     parser.add_argument("--progress-every", type=int, default=1000, metavar="N",
                         help="log a progress line every N clips (0: never)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.kokoro_mixes < 0:
+        parser.error(f"--kokoro-mixes must be >= 0, got {args.kokoro_mixes}")
+    return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -229,7 +235,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         summary = generate_corpus(
             args.out, seed=args.seed, clips_per_word=args.clips_per_word, words=args.words,
-            voices=build_voice_inventory(args.engines), workers=args.workers,
+            voices=build_voice_inventory(args.engines, kokoro_mixes=args.kokoro_mixes),
+            workers=args.workers,
             noise_duration_s=args.noise_seconds, overwrite=args.overwrite,
             progress_every=args.progress_every)
     except KwmlpError as error:

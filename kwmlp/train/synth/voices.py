@@ -116,8 +116,13 @@ def split_for_voice(engine: str, speaker: str, accent: str = "", variant: str = 
     return "training"
 
 
-def build_voice_inventory(engines: Sequence[str] = DEBIAN_ENGINES) -> List[Voice]:
-    """Every voice of the given engines, in a fixed order, with its split."""
+def build_voice_inventory(engines: Sequence[str] = DEBIAN_ENGINES, *,
+                          kokoro_mixes: int = KOKORO_MIXES) -> List[Voice]:
+    """Every voice of the given engines, in a fixed order, with its split; Kokoro's are
+    its five recorded voices and the first ``kokoro_mixes`` seeded mixes of them (the
+    same mixes, by index, for any count)."""
+    if kokoro_mixes < 0:
+        raise ValueError(f"kokoro_mixes must be >= 0, got {kokoro_mixes}")
     unknown = set(engines) - set(ENGINES)
     if unknown:
         raise ValueError(f"unknown engines {sorted(unknown)}; choose from {ENGINES}")
@@ -139,7 +144,7 @@ def build_voice_inventory(engines: Sequence[str] = DEBIAN_ENGINES) -> List[Voice
                 split=split_for_voice(engine, speaker),
                 params={"voice": name, "f0_mean_hz": f0_mean, "f0_std_hz": f0_std}))
     if "kokoro" in engines:
-        for index in range(len(KOKORO_BASE_VOICES) + KOKORO_MIXES):
+        for index in range(len(KOKORO_BASE_VOICES) + kokoro_mixes):
             accent = KOKORO_ACCENTS[index % len(KOKORO_ACCENTS)]
             voices.append(Voice(
                 voice_id=f"kokoro-{index:02d}", engine="kokoro", speaker=f"kokoro-{index:02d}",
