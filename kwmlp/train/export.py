@@ -118,10 +118,10 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
         if "speech_commands" in real:  # none when the run trained on every fold
             metadata["real_voice_accuracy"] = real["speech_commands"]["accuracy"]
         metadata["real_voice"] = real
-    extra = run.get("extra_data") or []
+    extra = TrainConfig.from_json(run).extra_data
     if extra:
         training_data["extra"] = [{**describe_corpus(path), "repeat": run.get("extra_repeat", 1)}
-                                  for path in ([extra] if isinstance(extra, str) else extra)]
+                                  for path in extra]
     if run.get("negatives"):
         training_data["negatives"] = describe_negatives(run["negatives"],
                                                         run.get("negatives_repeat", 1))
