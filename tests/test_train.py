@@ -730,6 +730,50 @@ def test_a_run_recorded_with_one_extra_path_resumes(corpus, tmp_path):
         train_module._check_config(run_dir, other)
 
 
+def test_balanced_copies_give_every_label_the_mean_share():
+    # labels 0,0,0,1 at repeat 2: mean 2 clips a label, so 2*2/3 -> 1 copy and 2*2/1 -> 4
+    assert train_module.balanced_copies(torch.tensor([0, 0, 0, 1]), 2).tolist() == [1, 1, 1, 4]
+    # absent labels do not count in the mean: 1.5 clips a label, 3*1.5/2 = 2.25 -> 2, 4.5 -> 4
+    assert train_module.balanced_copies(torch.tensor([2, 2, 5]), 3).tolist() == [2, 2, 4]
+    # a label with far more clips than the mean still keeps one copy of each
+    assert train_module.balanced_copies(torch.tensor([0] * 9 + [1]), 1).tolist() == [1] * 9 + [5]
+
+
+def test_real_balance_evens_out_the_real_words(corpus, tmp_path):
+    from kwmlp.train.real_speech import list_real_clips
+    from test_real_speech import make_real_dir
+
+    real_dir = make_real_dir(tmp_path / "real")
+    trained = sorted(set(list_real_clips(real_dir)["speech_commands"]["training"][1]))
+    manifest = real_dir / "MANIFEST.tsv"
+    rows = manifest.read_text().splitlines()
+    # "yes" by two training speakers only; "bed" by every one
+    keep = [r for r in rows if "/yes/" not in r or r.split("\t")[3] in trained[:2]]
+    manifest.write_text("\n".join(keep) + "\n")
+    n_bed, n_yes = len(trained), 2
+    assert n_bed >= 6
+    common = dict(data=str(corpus), real_data=str(real_dir), real_repeat=4)
+    plain = train_module.load_training_data(train_module.TrainConfig(**common))
+    balanced = train_module.load_training_data(
+        train_module.TrainConfig(**common, real_balance=True))
+    n_corpus = plain[4]
+    assert balanced[4] == n_corpus
+
+    def real_counts(labels):
+        tail = labels[n_corpus:].tolist()
+        return tail.count(WORDS.index("bed")), tail.count(WORDS.index("yes"))
+
+    assert real_counts(plain[1]) == (4 * n_bed, 4 * n_yes)
+    mean = (n_bed + n_yes) / 2
+    bed, yes = real_counts(balanced[1])
+    assert bed == n_bed * max(1, round(4 * mean / n_bed))
+    assert yes == n_yes * round(4 * mean / n_yes)
+    assert abs(bed - yes) <= n_bed  # about 4 * mean each, where plain gives 4*n_bed vs 8
+    # every balanced copy is one of the real clips, unchanged
+    real_rows = {bytes(row.numpy()) for row in plain[0][n_corpus:]}
+    assert all(bytes(row.numpy()) in real_rows for row in balanced[0][n_corpus:])
+
+
 def test_operating_point_takes_the_highest_threshold_that_keeps_pooled_recall():
     """Two folds, thresholds 0.5/0.6/0.7: pooled recall 18/20, 15/20, 12/20; false accepts
     6, 3, 0 in one hour of negatives (half an hour per fold)."""

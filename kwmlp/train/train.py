@@ -93,6 +93,7 @@ class TrainConfig:
     init: str = ""  # checkpoint to fine-tune from ("" = random init)
     real_data: str = ""  # real-speech folder (real_speech.MANIFEST_NAME); "" = none
     real_repeat: int = 0  # copies of the real Speech Commands training clips per epoch
+    real_balance: bool = False  # per-word copies instead, as many clips a word (balanced_copies)
     fsdd_repeat: int = 0  # copies of the real spoken-digit training clips per epoch
     real_noise: bool = False  # mix the real background recordings in too
     rir_rooms: int = 200  # simulated rooms in the bank, when augment.reverb_prob > 0
@@ -201,10 +202,10 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
     of corpus clips)``.
 
     Training: the corpus' training split (the first clips), then ``real_repeat``
-    copies of the real Speech Commands training speakers' clips and ``fsdd_repeat`` of
-    the real digit speakers', and ``extra_repeat`` of each ``extra_data`` corpus'
-    training split
-    (every epoch, whatever ``corpus_fraction``). Validation, keyed as in the log:
+    copies of the real Speech Commands training speakers' clips (with ``real_balance``,
+    ``balanced_copies`` per word) and ``fsdd_repeat`` of the real digit speakers', and
+    ``extra_repeat`` of each ``extra_data`` corpus' training split (every epoch,
+    whatever ``corpus_fraction``). Validation, keyed as in the log:
     ``val_acc`` (the corpus' held-out voices) and, with ``real_data``, ``real_val_acc``
     (real Speech Commands speakers never trained on, the selection figure: the fixed
     validation half, or with ``cv_folds`` the speakers of fold ``cv_fold``, none with
@@ -223,6 +224,10 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
                                ("fsdd", config.fsdd_repeat)):
             if repeat > 0:
                 audio, labels = load_real_clips(real[source]["training"][0])
+                if config.real_balance and source == "speech_commands":
+                    copies = balanced_copies(labels, repeat)
+                    audio = audio.repeat_interleave(copies, dim=0)
+                    labels, repeat = labels.repeat_interleave(copies), 1
                 train_audio.append(audio.repeat(repeat, 1))
                 train_labels.append(labels.repeat(repeat))
         if len(real["speech_commands"]["validation"][0]):
@@ -241,6 +246,18 @@ def load_training_data(config: TrainConfig) -> Tuple[torch.Tensor, torch.Tensor,
         train_labels.append(labels.repeat(config.negatives_repeat))
         validation["negatives_val_acc"] = negatives["validation"]
     return torch.cat(train_audio), torch.cat(train_labels), validation, noise, len(train_audio[0])
+
+
+def balanced_copies(labels: torch.Tensor, repeat: int) -> torch.Tensor:
+    """``(n,)`` copies per clip of ``labels`` ``(n,)`` so that every label gets about
+    ``repeat`` times the mean clips per label: a label with ``k`` clips gets
+    ``round(repeat * mean / k)`` copies of each (at least 1), and the total stays about
+    ``repeat * n``. Real words with few clips (5 of "follow" against 21 of "three")
+    then weigh as much per epoch as the others."""
+    counts = torch.bincount(labels)
+    mean = counts[counts > 0].double().mean()
+    per_label = torch.round(repeat * mean / counts.clamp(min=1)).long().clamp(min=1)
+    return per_label[labels]
 
 
 def init_from(model: KWMLP, checkpoint: PathLike) -> None:
@@ -445,6 +462,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
                         help="more Speech Commands-layout corpora (e.g. python -m "
                              "kwmlp.train.synth --engines kokoro piper) whose training clips "
                              "join every epoch, --extra-repeat times")
+    parser.add_argument("--real-balance", action="store_true",
+                        help="give each real Speech Commands word about --real-repeat times the "
+                             "mean clips per word (its rare words more copies)")
     parser.add_argument("--real-noise", action="store_true",
                         help="mix the real background recordings of --real-data in too")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
