@@ -499,6 +499,19 @@ def test_confusion_matrix_counts():
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [2, 0, 1]]
 
 
+def test_evaluation_counts_no_keyword_answers_as_wrong_and_reports_their_share():
+    from kwmlp.train.evaluate import evaluation_of
+
+    # four clips of "bed" and "yes": one right, one a wrong word, two "_unknown_"
+    bed, yes, unknown = WORDS.index("bed"), WORDS.index("yes"), len(WORDS) + 1
+    labels = torch.tensor([bed, bed, yes, yes])
+    evaluation = evaluation_of(torch.tensor([bed, yes, unknown, unknown]), labels,
+                               len(WORDS) + 2, "t")
+    assert evaluation.accuracy == 0.25
+    assert evaluation.no_keyword_share() == 0.5
+    assert evaluation.summary()["no_keyword_answers"] == 0.5
+
+
 # real speech, rooms and the training-data description
 
 def test_training_with_real_speech_selects_on_real_voices(corpus, tmp_path):

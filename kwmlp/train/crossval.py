@@ -129,8 +129,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
               f"command words {fold['command_words_accuracy']:.4f}")
     for key in ("accuracy", "command_words_accuracy"):
         print(f"{key}: mean {summary[key]['mean']:.4f} ± {summary[key]['std']:.4f} over folds")
-    print(f"pooled: {summary['pooled']['accuracy']:.4f} on {summary['pooled']['n_clips']} clips "
-          f"({len(WORDS)} words); wrote {out}")
+    pooled = summary["pooled"]
+    print(f"pooled: {pooled['accuracy']:.4f} on {pooled['n_clips']} clips ({len(WORDS)} words; "
+          f"{pooled['no_keyword_answers']:.4f} of them answered no keyword); wrote {out}")
     for row in summary.get("holdout", []):
         print(f"held-out speakers, {row['model']}: {row['clips']} clips, 35 words "
               f"{row['accuracy']:.4f}, command words {row['command_words_accuracy']:.4f}")

@@ -58,11 +58,16 @@ class Evaluation:
         rows = self.confusion[index]
         return rows[:, index].diagonal().sum().item() / max(1, rows.sum().item())
 
+    def no_keyword_share(self) -> float:
+        """Share of the (keyword) clips the head answered with a no-keyword class."""
+        return self.confusion[:, len(WORDS):].sum().item() / max(1, self.confusion.sum().item())
+
     def summary(self) -> dict:
         """The figures a model card and the metadata record."""
         return {"split": self.split, "n_clips": int(self.confusion.sum()),
                 "accuracy": round(self.accuracy, 4),
                 "command_words_accuracy": round(self.accuracy_on(COMMAND_WORDS), 4),
+                "no_keyword_answers": round(self.no_keyword_share(), 4),
                 "word_accuracy": self.word_accuracy(), "most_confused": self.most_confused()}
 
 
