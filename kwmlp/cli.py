@@ -262,7 +262,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     spot = commands.add_parser(
         "spot", help="find the 35 keywords in audio files or raw PCM on stdin",
-        description="Spot keywords with the checkpoint's 35-word head.",
+        description="Spot keywords with the checkpoint's head: the 35 words of the shipped "
+                    "weights, or the labels of a kwmlp fit checkpoint (--model).",
         epilog=SPOT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     spot.add_argument("paths", nargs="+", metavar="FILE",
                       help="audio files, or - for raw 16 kHz mono s16le PCM on stdin")
@@ -412,8 +413,12 @@ def _spot(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
     status = EXIT_OK
     for path in args.paths:
         if path == "-":
-            for detection in spot_pcm(sys.stdin.buffer, model, **options):
-                _print_detections(path, [detection])
+            try:
+                for detection in spot_pcm(sys.stdin.buffer, model, **options):
+                    _print_detections(path, [detection])
+            except KwmlpError as err:
+                logging.error(f"error: stdin: {err}")
+                status = EXIT_FAILED
             continue
         audio = _load_or_report(path)
         if audio is None:

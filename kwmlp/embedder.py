@@ -35,6 +35,7 @@ DEFAULT_CHUNK_BATCH_SIZE = 64  # chunks per frontend+encoder pass; bounds memory
 SCENE_FRAMES = ("all", "audio")
 EMBEDDING_KINDS = ("both", "scene", "timestamp")
 PEAK_WARNING = "audio peak"  # how check_samples' warning starts
+MAX_CHANNELS = 8  # (n > 8, <= 8) audio is taken for (n_samples, n_channels), not sounds
 
 
 def check_audio(audio: torch.Tensor) -> None:
@@ -51,6 +52,12 @@ def check_audio(audio: torch.Tensor) -> None:
     check_samples(audio, stacklevel=5)
     if audio.shape[0] == 0 or audio.shape[1] == 0:
         raise ValueError(f"audio is empty: shape {tuple(audio.shape)}")
+    if audio.shape[1] <= MAX_CHANNELS < audio.shape[0]:
+        # what soundfile returns for a multi-channel file: thousands of "sounds"
+        # of a few samples each would be embedded without a word otherwise
+        raise ValueError(f"audio of shape {tuple(audio.shape)} looks like (n_samples, "
+                         f"n_channels); kwmlp takes mono (n_sounds, n_samples): mix down, "
+                         f"e.g. audio.mean(dim=1)[None]")
 
 
 def check_samples(samples: torch.Tensor, *, name: str = "audio", stacklevel: int = 1) -> None:

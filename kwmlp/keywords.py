@@ -47,7 +47,7 @@ import torch
 from ._types import PathLike
 from .audio import DEFAULT_RESAMPLER, load_audio
 from .checkpoints import PUBLISHED_SOURCE
-from .embedder import HOP_MS, KWMLPEmbedder, peak_warned_already
+from .embedder import HOP_MS, KWMLPEmbedder, check_samples, peak_warned_already
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE
 from .vocabulary import WORDS, is_keyword, keywords_of
@@ -85,6 +85,12 @@ def checkpoint_labels(metadata: Mapping, n_classes: int, where: str) -> Tuple[st
         raise KwmlpError(f"{where}: the head scores {n_classes} classes but the "
                          f"checkpoint names {len(labels)} labels")
     return labels
+
+
+def check_threshold(threshold: float) -> None:
+    """``ValueError`` unless ``0 < threshold <= 1`` (NaN fails too)."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
 
 
 def model_threshold(model: KWMLPEmbedder, threshold: Optional[float] = None) -> float:
@@ -204,8 +210,7 @@ class Spotter:
     def __init__(self, words: Tuple[str, ...], *, hop_ms: float = DEFAULT_HOP_MS,
                  threshold: float = DEFAULT_THRESHOLD,
                  refractory_ms: float = DEFAULT_REFRACTORY_MS) -> None:
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+        check_threshold(threshold)
         if not refractory_ms >= 0:
             raise ValueError(f"refractory_ms must be >= 0, got {refractory_ms!r}")
         hop_samples(hop_ms)
@@ -318,6 +323,20 @@ def centred_window(audio: np.ndarray) -> np.ndarray:
     return window
 
 
+def _clip_samples(clip: Union[np.ndarray, torch.Tensor], index: int) -> np.ndarray:
+    """Clip ``index`` of ``classify`` as float32 ``(n_samples,)``, checked as
+    ``recognize`` checks audio (float, finite; a peak above 1 warns)."""
+    samples = clip.detach().cpu() if isinstance(clip, torch.Tensor) else torch.from_numpy(
+        np.ascontiguousarray(clip))
+    if samples.ndim != 1:
+        raise ValueError(f"clip {index} must be 1-D (n_samples,), got shape "
+                         f"{tuple(samples.shape)}; mix several channels down first")
+    if len(samples) == 0:
+        raise ValueError(f"clip {index} is empty")
+    check_samples(samples, name="audio", stacklevel=3)
+    return samples.float().numpy()
+
+
 @dataclass(frozen=True)
 class Classification:
     """A clip's answer: the best word (or ``NO_LABEL``) and its probability in
@@ -330,18 +349,24 @@ class Classification:
 def classify(clips: Union[np.ndarray, torch.Tensor, Sequence[np.ndarray]],
              model: KWMLPEmbedder, *, threshold: Optional[float] = None,
              hop_ms: float = DEFAULT_HOP_MS) -> List[Classification]:
-    """One answer per 16 kHz clip (a 1-D array, or a sequence of them of any
-    lengths), from the model's head: see the module docstring."""
+    """One answer per 16 kHz float clip in [-1, 1]: a 1-D array or tensor
+    ``(n_samples,)``, a 2-D one ``(n_clips, n_samples)``, or a sequence of 1-D
+    ones of any lengths; from the model's head, see the module docstring.
+    Raises ``TypeError`` for integer PCM or a model not from ``load_model``,
+    ``ValueError`` for an empty clip, a clip that is not 1-D or a threshold
+    outside (0, 1]."""
+    if not isinstance(model, KWMLPEmbedder):
+        raise TypeError(f"model must come from kwmlp.load_model(), got {type(model).__name__}")
     if isinstance(clips, (np.ndarray, torch.Tensor)) and clips.ndim == 1:
         clips = [clips]
     threshold = model_threshold(model, threshold)
+    check_threshold(threshold)
     words = head_words(model)
     results = []
-    for clip in clips:
-        clip = clip.numpy() if isinstance(clip, torch.Tensor) else np.asarray(clip, np.float32)
-        if len(clip) <= CHUNK_SAMPLES:
-            clip = centred_window(clip)
-        recognition = recognize(torch.from_numpy(clip)[None], model, hop_ms=hop_ms)
+    for i, clip in enumerate(clips):
+        clip = _clip_samples(clip, i)
+        window = centred_window(clip) if len(clip) <= CHUNK_SAMPLES else clip
+        recognition = recognize(torch.from_numpy(window)[None], model, hop_ms=hop_ms)
         best = recognition.probabilities[0].max(dim=0).values
         score, index = best.max(dim=0)
         label = words[index] if score.item() >= threshold else NO_LABEL

@@ -29,6 +29,7 @@ columns (``kwmlp_labels``, JSON).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -39,6 +40,7 @@ import torch
 from torch import nn
 
 from ._types import PathLike
+from .atomic import write_atomic
 from .embedder import KWMLPEmbedder
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, nnaudio_mfcc, mel_dct_t, mfcc_from_mel
@@ -60,8 +62,9 @@ def require_onnx() -> None:
 
 def check_output_path(path: PathLike) -> None:
     """Raise ``KwmlpError`` if ``path`` cannot be written as a file: it is a
-    folder, or its folder is missing, not a folder or not writable. Cheap, so
-    the CLI calls it before loading the model."""
+    folder, or its folder is missing, not a folder or not writable, or it exists
+    and is not an ONNX model (a checkpoint or a recording is never replaced).
+    Cheap, so the CLI calls it before loading the model."""
     path = Path(path)
     folder = path.parent
     if path.is_dir():
@@ -73,6 +76,21 @@ def check_output_path(path: PathLike) -> None:
         raise KwmlpError(f"{path}: {folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise KwmlpError(f"{path}: cannot write in {folder} (permission denied)")
+    if path.exists() and not _is_onnx_model(path):
+        raise KwmlpError(f"{path}: exists and is not an ONNX model, so export will not "
+                         f"replace it; name another file")
+
+
+def _is_onnx_model(path: Path) -> bool:
+    """Whether ``path`` parses as an ONNX model with a graph (protobuf parses
+    many byte strings, so a graph with nodes and an opset is asked for too)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # any parse failure means "not ONNX"; nothing else is raised here
+        return False
+    return len(model.graph.node) > 0 and len(model.opset_import) > 0
 
 
 class ChunkGraph(nn.Module):
@@ -113,22 +131,25 @@ def export_onnx(model: KWMLPEmbedder, path: PathLike, *, head: bool = False) -> 
     example = torch.zeros(EXAMPLE_BATCH, CHUNK_SAMPLES)
     names = output_names(head)
     axes = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in names}}
+    exported = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # the deliberate choice above, not a user's concern
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(graph, (example,), str(path), input_names=[INPUT_NAME],
+        torch.onnx.export(graph, (example,), exported, input_names=[INPUT_NAME],
                           output_names=list(names), dynamic_axes=axes, opset_version=OPSET,
                           dynamo=False)
-    _record_metadata(path, model, head)
+    complete = _with_metadata(exported.getvalue(), model, head).SerializeToString()
+    write_atomic(Path(path), lambda file: file.write(complete))  # never half a file
 
 
-def _record_metadata(path: PathLike, model: KWMLPEmbedder, head: bool) -> None:
-    """Name the model and, with the head, the ``logits`` columns (``LABELS_KEY``: a
-    JSON list, the no-keyword classes included) in the graph's metadata_props, so
-    a user of the file alone knows which column is which."""
+def _with_metadata(serialized: bytes, model: KWMLPEmbedder, head: bool):
+    """The exported graph (``onnx.ModelProto``) naming the model and, with the
+    head, the ``logits`` columns (``LABELS_KEY``: a JSON list, the no-keyword
+    classes included) in its metadata_props, so a user of the file alone knows
+    which column is which."""
     import onnx
 
-    graph = onnx.load(str(path))
+    graph = onnx.load_model_from_string(serialized)
     entries = {MODEL_ID_KEY: model.model_id()}
     if head:
         from .keywords import head_labels
@@ -136,4 +157,4 @@ def _record_metadata(path: PathLike, model: KWMLPEmbedder, head: bool) -> None:
         entries[LABELS_KEY] = json.dumps(list(head_labels(model)))
     for key, value in entries.items():
         graph.metadata_props.add(key=key, value=value)
-    onnx.save(graph, str(path))
+    return graph

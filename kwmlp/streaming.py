@@ -240,9 +240,14 @@ def spot_pcm(reader: BinaryIO, model: KWMLPEmbedder, *, hop_ms: float = DEFAULT_
     ``sys.stdin.buffer`` behind ``arecord -f S16_LE -r 16000 -c 1``), each
     yielded as soon as it ends, the last when the input ends: what ``kwmlp spot
     -`` prints. Reads ``hop_ms`` of audio at a time, so a live microphone is
-    answered within about a window (1 s) of each word."""
+    answered within about a window (1 s) of each word. Raises ``KwmlpError`` if
+    the input ends before its first sample."""
     stream = Stream(model, hop_ms=hop_ms, threshold=threshold, refractory_ms=refractory_ms,
                     embeddings=False)
+    heard = False
     for block in read_pcm16(reader, stream.hop):
+        heard = True
         yield from stream.push(block).detections
+    if not heard:
+        raise KwmlpError("no audio on the input (raw 16 kHz mono s16le PCM expected)")
     yield from stream.flush().detections

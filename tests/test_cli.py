@@ -339,3 +339,11 @@ def test_a_broken_pipe_that_is_not_stdout_is_not_swallowed(monkeypatch):
         if read_end is not None:
             os.close(read_end)
         os.close(write_end)
+
+
+def test_spot_says_so_when_stdin_holds_no_audio():
+    result = subprocess.run([sys.executable, "-m", "kwmlp", "spot", "-"], input=b"",
+                            capture_output=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert b"stdin: no audio on the input" in result.stderr
+    assert result.stdout == b"" and b"Traceback" not in result.stderr

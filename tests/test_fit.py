@@ -327,3 +327,76 @@ def test_cli_classify_reads_stdin_and_warns_once_about_a_loud_file(fitted, tmp_p
              subtype="FLOAT")
     run = _kwmlp("classify", loud)
     assert run.returncode == 0 and run.stderr.count("exceeds 1.0") == 1, run.stderr
+
+
+def test_fit_never_writes_over_its_base_model(tmp_path):
+    data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
+    base = tmp_path / "base.pt"
+    shutil.copy(kwmlp.checkpoints.default_weights_path(), base)
+    before = base.read_bytes()
+    with pytest.raises(KwmlpError, match="is the base model this fit starts from"):
+        kwmlp.fit(data, base, model_file_path=str(base), epochs=20)
+    assert base.read_bytes() == before
+    for epochs in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="epochs must be a positive integer"):
+            kwmlp.fit(data, tmp_path / "x.pt", epochs=epochs)
+
+
+def test_label_names_that_print_like_others_are_refused(tmp_path):
+    for name in ("yes ", "None", "NONE"):
+        bad = tmp_path / f"bad-{name.strip()}-{len(name)}"
+        shutil.copytree(HELDOUT / "cat", bad / "alpha")
+        shutil.copytree(HELDOUT / "dog", bad / name)
+        with pytest.raises(KwmlpError, match="cannot be a label"):
+            kwmlp.fit(bad, tmp_path / "x.pt")
+    (tmp_path / "file.wav").write_bytes(b"")
+    with pytest.raises(KwmlpError, match="a file, not a folder"):
+        kwmlp.fit(tmp_path / "file.wav", tmp_path / "x.pt")
+
+
+def test_negatives_that_give_no_audio_stop_the_fit(tmp_path):
+    shutil.copytree(HELDOUT / "cat", tmp_path / "one" / "alpha")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(KwmlpError, match="no audio files in this --negatives folder"):
+        kwmlp.fit(tmp_path / "one", tmp_path / "x.pt", negatives=[tmp_path / "empty"])
+    (tmp_path / "unreadable").mkdir()
+    for name in ("a.wav", "b.wav"):
+        (tmp_path / "unreadable" / name).write_bytes(b"")
+    with pytest.raises(KwmlpError, match=r"no readable training clip for \['_unknown_'\]"):
+        kwmlp.fit(tmp_path / "one", tmp_path / "x.pt", negatives=[tmp_path / "unreadable"])
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_validation_unknown_clips_count_as_none_without_training_negatives(tmp_path):
+    """--val's _unknown_/ is scored (as "none") even when the training folder has none."""
+    data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
+    val = _folder(tmp_path / "val", labels={"alpha": "cat", "bravo": "dog"}, unknown=("bed",))
+    report = kwmlp.fit(data, tmp_path / "x.pt", val_dir=val, epochs=20)
+    n_val = sum(1 for _ in val.rglob("*.wav"))
+    assert n_val == 9 and report.n_validation == n_val  # 3 + 3 label clips and 3 of "bed"
+    assert NO_LABEL in report.per_label  # the unknown clips (and generated silence)
+    assert UNKNOWN not in report.labels
+
+
+def test_classify_checks_its_audio_as_recognize_does(fitted):
+    _, model, data = fitted
+    clip = kwmlp.load_audio(data / "alpha" / "flite-rms_nohash_0.wav")[0]
+    with pytest.raises(TypeError, match="must be float"):
+        kwmlp.classify((clip * 32767).astype(np.int16), model)
+    with pytest.raises(ValueError, match="threshold must be in"):
+        kwmlp.classify(clip, model, threshold=2.0)
+    with pytest.raises(ValueError, match="threshold must be in"):
+        kwmlp.classify(clip, model, threshold=float("nan"))
+    with pytest.raises(TypeError, match="model must come from kwmlp.load_model"):
+        kwmlp.classify(clip, model.weights_path)
+    with pytest.raises(ValueError, match="clip 0 is empty"):
+        kwmlp.classify(np.zeros(0, np.float32), model)
+    with pytest.raises(ValueError, match="must be 1-D"):
+        kwmlp.classify([np.stack([clip, clip], 1)], model)
+    # a reversed (negative-stride) array is the same clip, reversed, not an error
+    long = np.concatenate([clip, np.zeros(8000, np.float32)])
+    assert len(kwmlp.classify(long[::-1], model)) == 1
+    # a (n_clips, n_samples) array is n clips, each the same as alone
+    (alone,) = kwmlp.classify(clip, model)
+    both = kwmlp.classify(np.stack([clip, clip]), model)
+    assert [b.label for b in both] == [alone.label] * 2

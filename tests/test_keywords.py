@@ -260,3 +260,14 @@ def test_labels_that_do_not_match_the_head_are_refused(tmp_path, model):
     save_checkpoint(path, model.encoder, {"labels": ["yes", "no"]})
     with pytest.raises(KwmlpError, match="scores 37 classes but the checkpoint names 2"):
         kwmlp.recognize(torch.zeros(1, 16000), kwmlp.load_model(str(path), device="cpu"))
+
+
+def test_a_multichannel_array_is_refused_not_taken_for_many_sounds(model):
+    """soundfile gives (n_samples, n_channels): that is no batch of 2-sample sounds."""
+    stereo = torch.zeros(16000, 2)
+    with pytest.raises(ValueError, match=r"looks like \(n_samples, n_channels\)"):
+        kwmlp.recognize(stereo, model)
+    with pytest.raises(ValueError, match=r"looks like \(n_samples, n_channels\)"):
+        kwmlp.get_scene_embeddings(stereo, model)
+    # the same samples the right way round (one sound per channel) are fine
+    assert kwmlp.recognize(stereo.T.contiguous(), model).probabilities.shape[0] == 2

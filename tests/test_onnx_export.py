@@ -126,3 +126,36 @@ def test_export_onnx_checks_its_path_too(published_checkpoint, tmp_path):
         export_onnx(model, tmp_path)
     with pytest.raises(KwmlpError, match="does not exist"):
         export_onnx(model, tmp_path / "nodir" / "x.onnx")
+
+
+def test_export_replaces_only_an_onnx_file_and_never_leaves_half_a_file(tmp_path, monkeypatch):
+    import onnx
+
+    from kwmlp.onnx_export import export_onnx
+
+    model = kwmlp.load_model(device="cpu")
+    checkpoint = tmp_path / "mine.pt"
+    checkpoint.write_bytes(Path(model.weights_path).read_bytes())
+    recording = tmp_path / "take.wav"
+    recording.write_bytes((HELDOUT / "cat" / "flite-rms_nohash_0.wav").read_bytes())
+    for victim in (checkpoint, recording):
+        before = victim.read_bytes()
+        with pytest.raises(KwmlpError, match="exists and is not an ONNX model"):
+            export_onnx(model, victim)
+        assert victim.read_bytes() == before
+    out = tmp_path / "k.onnx"
+    export_onnx(model, out)
+    export_onnx(model, out)  # an earlier export is replaced
+    assert onnx.load(str(out)).metadata_props[0].key == "kwmlp_model_id"
+
+    # Interrupted while writing: the earlier file stays whole and no temporary is left.
+    before = out.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("kwmlp.onnx_export._with_metadata", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(model, out, head=True)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.onnx", "mine.pt", "take.wav"]

@@ -79,7 +79,7 @@ DEFAULT_EPOCHS = {"head": 300, "finetune": 15}  # LBFGS steps; passes over the w
 FINETUNE_LR, FINETUNE_BATCH = 3e-4, 64
 FEATURE_BATCH = 128  # augmented copies per encoder pass in head mode
 SPEAKER = re.compile(r"(?P<speaker>[^_]+)_nohash_")
-LABEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .'+-]*")
+LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 .'+-]*[A-Za-z0-9.'+-])?")
 AUGMENT = AugmentConfig(noise_prob=0.8, snr_db=(5.0, 30.0), gain_db=(-6.0, 6.0),
                         max_shift_ms=100.0, speed_prob=0.5, speed_factor=(0.9, 1.1),
                         reverb_prob=0.3)
@@ -151,7 +151,11 @@ def negative_files(folders: Sequence[PathLike]) -> List[Path]:
             what = "not a folder" if folder.exists() else "no such folder"
             raise KwmlpError(f"{folder}: {what} (--negatives takes folders of audio that "
                              f"must map to {NO_LABEL!r})")
-        files.extend(_audio_files(folder))
+        found = _audio_files(folder)
+        if not found:
+            raise KwmlpError(f"{folder}: no audio files in this --negatives folder "
+                             f"(extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
+        files.extend(found)
     return files
 
 
@@ -185,7 +189,8 @@ def list_labels(data_dir: PathLike) -> Tuple[List[str], Dict[str, List[Path]]]:
     label name that cannot be used."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise KwmlpError(f"{data_dir}: no such folder (kwmlp fit takes a folder with one "
+        what = "a file, not a folder" if data_dir.exists() else "no such folder"
+        raise KwmlpError(f"{data_dir}: {what} (kwmlp fit takes a folder with one "
                          f"sub-folder of audio per label)")
     labels, files = [], {}
     for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()
@@ -194,10 +199,11 @@ def list_labels(data_dir: PathLike) -> Tuple[List[str], Dict[str, List[Path]]]:
         if folder.name in NEGATIVE_FOLDERS:
             files.setdefault(NEGATIVE_FOLDERS[folder.name], []).extend(found)
             continue
-        if not LABEL_NAME.fullmatch(folder.name) or folder.name == NO_LABEL:
+        if not LABEL_NAME.fullmatch(folder.name) or folder.name.lower() == NO_LABEL:
             raise KwmlpError(f"{folder}: {folder.name!r} cannot be a label (ASCII letters, "
                              f"digits, spaces and .'+- only, starting with a letter or digit, "
-                             f"and not {NO_LABEL!r}; _background_ and _unknown_ hold "
+                             f"not ending in a space, and not {NO_LABEL!r} in any case, the "
+                             f"answer for no label; _background_ and _unknown_ hold "
                              f"no-keyword audio)")
         if not found:
             raise KwmlpError(f"{folder}: no audio files for the label {folder.name!r} "
@@ -482,9 +488,10 @@ def _bar(total: int, what: str, progress: bool) -> tqdm:
                 leave=False)
 
 
-def _check_output(output: Path, inputs: Sequence[Path]) -> None:
+def _check_output(output: Path, inputs: Sequence[Path], base: Path) -> None:
     """Refuse, before minutes of fitting, an output that cannot be written or
-    would replace something not a kwmlp checkpoint (an input clip, say)."""
+    would replace something not a kwmlp checkpoint (an input clip, say) or the
+    ``base`` checkpoint the fit starts from."""
     if output.is_dir():
         raise KwmlpError(f"{output}: is a folder; name the checkpoint to write, e.g. "
                          f"{output / 'mine.pt'}")
@@ -497,6 +504,9 @@ def _check_output(output: Path, inputs: Sequence[Path]) -> None:
         if output.resolve().is_relative_to(given.resolve()):
             raise KwmlpError(f"{output}: inside the input folder {given}; write the "
                              f"checkpoint elsewhere")
+    if output.exists() and base.exists() and output.samefile(base):
+        raise KwmlpError(f"{output}: is the base model this fit starts from; write the "
+                         f"fitted checkpoint to another file")
     if output.exists():
         try:
             load_checkpoint(output)
@@ -525,8 +535,12 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     start = time.perf_counter()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if epochs is not None and not (isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f"epochs must be a positive integer or None (the mode's "
+                         f"default), got {epochs!r}")
     _check_output(Path(output), [Path(data_dir), *map(Path, negatives)]
-                  + ([Path(val_dir)] if val_dir is not None else []))
+                  + ([Path(val_dir)] if val_dir is not None else []),
+                  Path(model_file_path or default_weights_path()))
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     labels, files = list_labels(data_dir)
@@ -545,17 +559,21 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
         if unknown:
             raise KwmlpError(f"{val_dir}: labels {unknown} are not in {data_dir}")
         train_clips = clips
-        val_clips = [Clip(p, classes.index(c), _speaker(p)) for c in val_files
-                     if c in classes for p in val_files[c]]
+        # A no-keyword clip is scored as "none" whichever no-keyword class it names,
+        # so validation _unknown_/ counts even when training has no _unknown_ class.
+        val_clips = [Clip(p, classes.index(c if c in classes else SILENCE), _speaker(p))
+                     for c in val_files for p in val_files[c]]
         how = f"the clips of {val_dir}"
     else:
         train_clips, val_clips, how = split_clips(clips, seed)
     failures: List[str] = []
     train_read, val_read = _read(train_clips, failures), _read(val_clips, failures)
     windows, window_labels = _windows(train_read)
-    missing = sorted(set(range(len(labels))) - set(window_labels.tolist()))
+    missing = sorted(set(range(len(classes))) - set(window_labels.tolist())
+                     - {classes.index(SILENCE)})  # _silence_ is generated below anyway
     if missing:
-        raise KwmlpError(f"{data_dir}: no readable clip for {[labels[i] for i in missing]}")
+        raise KwmlpError(f"{data_dir}: no readable training clip for "
+                         f"{[classes[i] for i in missing]}")
     hollow = hollow_labels(train_read, labels)
     silence = classes.index(SILENCE)
     windows = torch.cat([windows, silence_windows(SILENCE_WINDOWS, generator)])
