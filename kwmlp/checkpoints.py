@@ -23,7 +23,7 @@ import torch
 from ._types import PathLike
 from .atomic import write_atomic
 from .encoder import KWMLP
-from .errors import KwmlpError
+from .errors import CheckpointNotFoundError, KwmlpError
 
 FORMAT_NAME = "kwmlp"
 FORMAT_VERSION = 1
@@ -105,7 +105,7 @@ def build_encoder(config: Mapping, state_dict: Mapping[str, torch.Tensor],
 
 def _read(path: Path) -> dict:
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     if path.is_dir():
         raise KwmlpError(f"{path}: is a folder; pass the checkpoint file inside it")
     if not path.is_file():  # a FIFO or device: torch.load could block on it
@@ -147,7 +147,8 @@ def _entry(payload: dict, key: str, path: Path, default: Optional[dict] = None) 
 def load_checkpoint(path: PathLike) -> Tuple[KWMLP, dict]:
     """Load either format. Returns the encoder (eval mode, CPU) and metadata.
 
-    Raises ``FileNotFoundError`` for a missing path and ``KwmlpError``,
+    Raises ``CheckpointNotFoundError`` (a ``KwmlpError`` and a
+    ``FileNotFoundError``) for a missing path and ``KwmlpError``,
     naming the path and the problem, for anything else that is not a
     checkpoint of either format."""
     path = Path(path)

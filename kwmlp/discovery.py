@@ -33,23 +33,51 @@ def find_audio_files(inputs: Union[PathLike, Iterable[PathLike]], recursive: boo
 
     A file named as an input is taken whatever its extension; in folders,
     only ``AUDIO_EXTENSIONS`` count, hidden files and folders (``.*``) are
-    skipped, and subfolders are searched only if ``recursive``."""
+    skipped, and subfolders are searched only if ``recursive``. One file
+    under two names (a symbolic link beside it) is taken once, under its own
+    name rather than the link's, and the name left out is logged."""
     found: Dict[Path, Tuple[Path, Path]] = {}
     failures = []
     for item in as_paths(inputs):
         if item.is_file():
-            found.setdefault(item.resolve(), (item, Path(item.name)))
+            _take(found, item, Path(item.name))
         elif item.is_dir():
             for folder, subfolders, names in os.walk(item):
                 subfolders[:] = sorted(d for d in subfolders
                                        if recursive and not d.startswith("."))
                 for name in sorted(names):
                     path = Path(folder) / name
-                    if not name.startswith(".") and path.suffix.lower() in AUDIO_EXTENSIONS:
-                        found.setdefault(path.resolve(), (path, path.relative_to(item)))
+                    if name.startswith(".") or path.suffix.lower() not in AUDIO_EXTENSIONS:
+                        continue
+                    if path.exists() and not path.is_file():
+                        failures.append(_not_a_file(path))
+                    else:  # a broken link too: reading it fails, naming it
+                        _take(found, path, path.relative_to(item))
+        elif item.exists():
+            failures.append(_not_a_file(item))
         else:
             failures.append(FileFailure(item, f"{item}: no such file or folder"))
     return list(found.values()), failures
+
+
+def _not_a_file(path: Path) -> FileFailure:
+    return FileFailure(path, f"{path}: not a regular file or folder (a pipe or device); "
+                             f"save the audio to a file first")
+
+
+def _take(found: Dict[Path, Tuple[Path, Path]], path: Path, relative: Path) -> None:
+    """Add ``(path, relative)`` to ``found`` (by resolved file) unless its file is
+    there already; a file's own name wins over a link's."""
+    key = path.resolve()
+    kept = found.get(key)
+    if kept is None:
+        found[key] = (path, relative)
+        return
+    dropped = path
+    if kept[0].is_symlink() and not path.is_symlink():
+        found[key], dropped = (path, relative), kept[0]
+    logger.info("%s: the same file as %s, embedded once under that name", dropped,
+                found[key][0])
 
 
 def _collisions(planned: Mapping[Path, Mapping[str, Path]]) -> Dict[Path, str]:
@@ -83,9 +111,21 @@ def _replacing_inputs(planned: Mapping[Path, Mapping[str, Path]]) -> Dict[Path, 
 
 
 def check_output_dir(output_dir: Optional[PathLike]) -> None:
-    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
+    """``KwmlpError`` if ``output_dir`` (None: beside the inputs) is empty, or it or
+    the nearest of its parents that exists is not a folder."""
+    if output_dir is None:
+        return
+    if str(output_dir) == "":
+        raise KwmlpError("the output folder is an empty string (an unset variable?); name "
+                         "a folder, or . for this one")
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
         raise KwmlpError(f"{output_dir}: exists and is not a folder; name a folder for the "
                          f"outputs")
+    existing = next(parent for parent in path.absolute().parents if parent.exists())
+    if not path.exists() and not existing.is_dir():
+        raise KwmlpError(f"{output_dir}: {existing} is a file, so no folder can be made "
+                         f"below it; name another output folder")
 
 
 def plan_outputs(inputs: Union[PathLike, Iterable[PathLike]], recursive: bool,

@@ -69,13 +69,17 @@ def _sort_inputs(planned: Plan, manifest: Optional[Manifest], sink: Sink, overwr
             continue
         reason = (manifest.why_not_done(row_key(relative), path, sink.settings)
                   if manifest is not None else None)
+        exists = any(output.exists() for output in outputs.values())
         if reason is None:
             if sink.outputs_good(path, outputs):
                 skipped += 1
                 continue
+            if not exists:  # nothing to call stale: a first run without a manifest
+                todo.append(path)
+                continue
             reason = "its existing output is from another model, other options or arrays, " \
                      "or incomplete"
-        if reason != "not recorded" or any(output.exists() for output in outputs.values()):
+        if reason != "not recorded" or exists:
             stale.add(path)
             logger.info("%s: %s; embedding it again", path, reason)
         todo.append(path)
@@ -156,8 +160,8 @@ def embed_run(inputs: Union[PathLike, Iterable[PathLike]], output_dir: Optional[
     check_batch_seconds(batch_seconds)
     check_resampler(resampler)
     check_workers(workers)
-    output_dir = None if output_dir is None else Path(output_dir)
     check_output_dir(output_dir)
+    output_dir = None if output_dir is None else Path(output_dir)
     if engine == "ray":  # missing: say so before any work
         require("ray.data", "ray", "engine='ray'")
     if model is not None and (model_file_path or model_options):

@@ -56,7 +56,10 @@ def test_published_shallower_depth_loads(tmp_path):
 
 
 def test_missing_file(tmp_path):
+    # caught by either of the two handlers a user would write
     with pytest.raises(FileNotFoundError, match="nope.pt"):
+        kwmlp.load_model(str(tmp_path / "nope.pt"))
+    with pytest.raises(kwmlp.KwmlpError, match="checkpoint not found: .*nope.pt"):
         kwmlp.load_model(str(tmp_path / "nope.pt"))
 
 

@@ -259,6 +259,14 @@ def test_an_output_dir_that_is_a_file_is_an_error(tmp_path, published_checkpoint
                 published_checkpoint)
     assert run.returncode == 1 and "out: exists and is not a folder" in run.stderr
     assert "files embedded" not in run.stderr
+    # below a file, or an empty name (an unset variable): refused, no traceback
+    for where, message in ((tmp_path / "out" / "sub", "is a file, so no folder can be made"),
+                           ("", "the output folder is an empty string")):
+        run = kwmlp("embed", tmp_path / "a.wav", "-o", where, "--model", published_checkpoint,
+                    cwd=tmp_path)
+        assert run.returncode == 1 and message in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+    assert not (tmp_path / "a.npz").exists()
 
 
 def test_the_progress_bar_is_drawn_on_a_terminal(tmp_path, published_checkpoint):

@@ -126,6 +126,19 @@ def test_find_audio_files(tmp_path):
     assert [str(r) for _, r in deep] == ["B.FLAC", "a.wav", "sub/c.ogg", "sub/deeper/d.wav"]
 
 
+def test_a_linked_alias_leaves_the_file_under_its_own_name(tmp_path):
+    import os
+
+    (tmp_path / "x.wav").write_bytes(b"")
+    (tmp_path / "alias.wav").symlink_to("x.wav")  # sorts first
+    os.mkfifo(tmp_path / "pipe.wav")
+    found, failures = find_audio_files([tmp_path, tmp_path / "pipe.wav"])
+    assert [(p.name, str(r)) for p, r in found] == [("x.wav", "x.wav")]
+    message = (f"{tmp_path / 'pipe.wav'}: not a regular file or folder (a pipe or device); "
+               f"save the audio to a file first")
+    assert [f.message for f in failures] == [message, message]  # found in the folder, and named
+
+
 def test_output_paths(tmp_path):
     src = tmp_path / "in" / "sub" / "x.y.wav"
     rel = src.relative_to(tmp_path / "in")

@@ -192,7 +192,8 @@ def test_embed_corpus_takes_a_model_as_save_embeddings_does(tmp_path, model, wei
 
 def test_outputs_next_to_their_inputs_are_redone_when_the_input_is_newer(tmp_path, model):
     _tone(tmp_path / "x.wav", 1.0, 440)
-    assert kwmlp.save_embeddings([tmp_path / "x.wav"], None, model).done == 1
+    first = kwmlp.save_embeddings([tmp_path / "x.wav"], None, model)
+    assert (first.done, first.redone) == (1, 0)  # nothing was there to call stale
     assert kwmlp.save_embeddings([tmp_path / "x.wav"], None, model).skipped == 1
     _tone(tmp_path / "x.wav", 2.0, 900)  # a new take, saved after its embedding
     later = (tmp_path / "x.npz").stat().st_mtime_ns + 10**9
