@@ -35,6 +35,7 @@ from .results import ARRAY_NAMES, FileEmbedding
 FORMATS = ("npz", "npy", "parquet")
 FILE_FORMATS = ("npz", "npy")  # one output (or set of outputs) per input
 METADATA_NAME = "metadata"  # output_paths key of the npy format's JSON file
+SOURCE_KEY = "source"  # the input file's name, in each npz / npy metadata output
 RECORD_EVERY_FILES = 256  # npz/npy outputs per manifest record; a kill redoes at most these
 DEFAULT_PART_SECONDS = 1800.0  # audio per Parquet part: ~46 MB of timestamp embeddings
 PART_MAX_ROWS = 65536  # a part of scene-only rows is cut here (~270 MB of scenes)
@@ -192,9 +193,14 @@ class FileSink(Sink):
         return output_paths(path, relative, self.output_dir, self.format, self.kind)
 
     def outputs_good(self, source: Path, outputs: Outputs) -> bool:
-        # Beside the inputs no manifest records the source: an output older than it is stale.
-        return (outputs_are_current(outputs, self.metadata, self.model)
+        # The output names its input's file, so x.npz of x.wav is not taken for x.flac's
+        # when they are embedded in separate runs. Beside the inputs no manifest records
+        # the source: an output older than it is stale.
+        return (outputs_are_current(outputs, self._file_metadata(source), self.model)
                 and (self.output_dir is not None or _newer_than(outputs, source)))
+
+    def _file_metadata(self, source: Path) -> Dict[str, object]:
+        return {**self.metadata, SOURCE_KEY: source.name}
 
     def prepare(self, todo_outputs: Sequence[Outputs], manifest: Optional[Manifest]) -> None:
         super().prepare(todo_outputs, manifest)
@@ -207,7 +213,7 @@ class FileSink(Sink):
                 remove_stale_temporaries(folder, names)
 
     def write(self, result: FileEmbedding, relative: Path, outputs: Outputs) -> str:
-        write_outputs(result, outputs, self.metadata)
+        write_outputs(result, outputs, self._file_metadata(result.path))
         if self.manifest is not None:
             names = {os.fsdecode(path.relative_to(self.output_dir)) for path in outputs.values()}
             self.entries.append(self._entry(result, relative, sorted(names)))

@@ -160,7 +160,8 @@ def test_save_embeddings_writes_what_the_hear_api_gives(clips, model, references
     for path, (emb, ts, scene) in zip(clips, references):
         saved = np.load(out / f"{path.stem}.npz")
         assert set(saved.files) == {"embedding", "timestamps", "scene", "model_id",
-                                    "model_options", "sample_rate", "resampler"}
+                                    "model_options", "sample_rate", "resampler", "source"}
+        assert str(saved["source"]) == path.name
         np.testing.assert_allclose(saved["embedding"], emb, atol=1e-6, rtol=0)
         np.testing.assert_array_equal(saved["timestamps"], ts)
         np.testing.assert_allclose(saved["scene"], scene, atol=1e-6, rtol=0)
@@ -424,7 +425,7 @@ def test_npy_outputs_record_what_made_them(clips, model, tmp_path):
     save_embeddings(clips[:1], out, model, format="npy", kind="timestamp")
     record = json.loads((out / "a_metadata.json").read_text())
     assert record == {"model_id": model.model_id(), "model_options": model.model_options(),
-                      "sample_rate": 16000, "resampler": "soxr",
+                      "sample_rate": 16000, "resampler": "soxr", "source": clips[0].name,
                       "arrays": ["embedding", "timestamps"]}
     assert save_embeddings(clips[:1], out, model, format="npy", kind="timestamp").skipped == 1
     summary = save_embeddings(clips[:1], out, model, format="npy")  # now the scene too

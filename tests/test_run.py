@@ -205,6 +205,23 @@ def test_outputs_next_to_their_inputs_are_redone_when_the_input_is_newer(tmp_pat
     assert not (tmp_path / "_kwmlp-manifest").exists()  # no manifest among the user's audio
 
 
+@pytest.mark.parametrize("beside", [True, False])
+def test_x_wav_and_x_flac_embedded_in_separate_runs_each_get_their_own(tmp_path, model, beside):
+    """They write the same x.npz: a later run of either must not take the other's for its own."""
+    _tone(tmp_path / "x.wav", 2.0, 440)
+    t = np.arange(8000) / 16000
+    sf.write(tmp_path / "x.flac", (0.3 * np.sin(2 * np.pi * 900 * t)).astype(np.float32), 16000)
+    old = (tmp_path / "x.wav").stat().st_mtime_ns - 10**9  # the flac is the older file
+    os.utime(tmp_path / "x.flac", ns=(old, old))
+    out = None if beside else tmp_path / "out"
+    npz = tmp_path / "x.npz" if beside else out / "x.npz"
+    for source in ("x.wav", "x.flac", "x.wav"):
+        report = kwmlp.save_embeddings([tmp_path / source], out, model)
+        assert report.done == 1, (source, report)
+        np.testing.assert_allclose(np.load(npz)["scene"], _scene(tmp_path / source, model),
+                                   atol=1e-5, rtol=0)
+
+
 def test_a_folder_made_by_kwmlp_0_1_resumes_without_redoing(tmp_path, weights):
     import json
 
