@@ -107,11 +107,13 @@ class Manifest:
     Opening it takes the lock and checks ``folder_settings`` against the
     folder's: others raise ``KwmlpError`` (outputs are never mixed) unless
     ``overwrite``, which deletes every recorded output and record so the run
-    starts clean. With ``overwrite`` and the same settings, records are kept
-    if ``keep_on_overwrite`` (outputs rewritten in place supersede them)."""
+    starts clean. With the same settings ``overwrite`` deletes nothing: the
+    inputs it recomputes get new records that supersede their old ones (a new
+    npz/npy file in place, a row in a new Parquet part), and the other inputs'
+    outputs stay."""
 
     def __init__(self, output_dir: Path, folder_settings: Mapping[str, object],
-                 overwrite: bool = False, keep_on_overwrite: bool = False):
+                 overwrite: bool = False):
         self.output_dir = output_dir
         self.folder = output_dir / MANIFEST_DIR
         self.records = self.folder / RECORDS_DIR
@@ -126,13 +128,13 @@ class Manifest:
             raise KwmlpError(f"{output_dir}: another kwmlp run is writing to this folder; "
                              f"wait for it or choose another output folder") from None
         try:
-            self._open(dict(folder_settings), overwrite, keep_on_overwrite)
+            self._open(dict(folder_settings), overwrite)
         except BaseException:
             self.close()
             raise
         self._seq = count()
 
-    def _open(self, settings: Dict[str, object], overwrite: bool, keep: bool) -> None:
+    def _open(self, settings: Dict[str, object], overwrite: bool) -> None:
         existing = read_settings(self.output_dir)
         differ = sorted(k for k in settings if existing is not None and k in existing
                         and existing[k] != settings[k])
@@ -158,7 +160,7 @@ class Manifest:
             for entry in self.done.values():
                 entry.setdefault("settings", legacy)
         self._remove_unrecorded_expected()
-        if overwrite and (differ or not keep):
+        if overwrite and differ:
             for entry in self.done.values():
                 for name in entry["outputs"]:
                     (self.output_dir / name).unlink(missing_ok=True)

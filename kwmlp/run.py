@@ -55,8 +55,7 @@ def _open_manifest(output_dir: Optional[Path], sink: Sink, overwrite: bool
                    ) -> contextlib.AbstractContextManager:
     if output_dir is None:  # outputs beside their inputs: no one folder to hold a manifest
         return contextlib.nullcontext(None)
-    return Manifest(output_dir, sink.folder_settings, overwrite,
-                    keep_on_overwrite=sink.replaces_in_place)
+    return Manifest(output_dir, sink.folder_settings, overwrite)
 
 
 def _sort_inputs(planned: Plan, manifest: Optional[Manifest], sink: Sink, overwrite: bool

@@ -143,7 +143,6 @@ class Sink:
     (the manifest refuses a folder holding others)."""
 
     format: str
-    replaces_in_place = True  # rewriting an input's outputs replaces the old ones
 
     def __init__(self, model: KWMLPEmbedder, metadata: Mapping[str, object], kind: str,
                  output_dir: Optional[Path]):
@@ -229,7 +228,6 @@ class ParquetSink(Sink):
     file, is at fault, and the parts before it stay recorded."""
 
     format = "parquet"
-    replaces_in_place = False  # a new row goes to a new part; the old part keeps the old one
 
     def __init__(self, *args: object, part_seconds: float = DEFAULT_PART_SECONDS):
         super().__init__(*args)

@@ -201,6 +201,21 @@ def test_resume_does_only_what_is_missing_or_changed(data, published_checkpoint,
         assert sorted(rows) == ["d.wav", "e.flac"]  # the current row of each, once
 
 
+def test_overwrite_with_the_same_settings_keeps_the_other_inputs_rows(data, published_checkpoint,
+                                                                    tmp_path):
+    """--overwrite recomputes the inputs given; a Parquet folder's other inputs stay."""
+    out = tmp_path / "out"
+    options = dict(format="parquet", model_file_path=str(published_checkpoint), device="cpu")
+    kwmlp.embed_corpus([data / "a.wav", data / "f.wav"], out, **options)
+    first = kwmlp.read_parquet_embeddings(out)
+    again = kwmlp.embed_corpus([data / "f.wav"], out, overwrite=True, **options)
+    assert again.done == 1
+    rows = kwmlp.read_parquet_embeddings(out)
+    assert sorted(rows) == ["a.wav", "f.wav"]
+    np.testing.assert_array_equal(rows["a.wav"]["scene"], first["a.wav"]["scene"])
+    np.testing.assert_allclose(rows["f.wav"]["scene"], first["f.wav"]["scene"], atol=1e-6)
+
+
 def test_other_options_are_refused_and_overwrite_replaces(data, published_checkpoint,
                                                          tmp_path):
     out = tmp_path / "out"
