@@ -136,7 +136,8 @@ class KWMLPEmbedder(nn.Module):
                  weights_path: PathLike = "", metadata: Optional[Mapping] = None) -> None:
         super().__init__()
         layer = encoder.depth if layer is None else layer
-        if not isinstance(layer, int) or not 1 <= layer <= encoder.depth:
+        # bool is an int to Python, but layer=True is a mistake, not layer 1
+        if not isinstance(layer, int) or isinstance(layer, bool) or not 1 <= layer <= encoder.depth:
             raise ValueError(f"layer must be an int in 1..{encoder.depth}, got {layer!r}")
         if pooling not in POOLING_METHODS:
             raise ValueError(f"pooling must be one of {POOLING_METHODS}, got {pooling!r}")

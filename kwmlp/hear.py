@@ -22,14 +22,27 @@ def load_model(model_file_path: str = "", *, layer: Optional[int] = None,
 
     On Linux/glibc this also keeps freed heap memory for reuse, process-wide
     (``kwmlp.allocator``; ``KWMLP_TUNE_MALLOC=0`` opts out)."""
+    device = _check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     retain_freed_memory()
     path = Path(model_file_path) if model_file_path else default_weights_path()
     encoder, metadata = load_checkpoint(path)
     model = KWMLPEmbedder(encoder, layer=layer, pooling=pooling, scene_frames=scene_frames,
                           frontend=frontend, chunk_batch_size=chunk_batch_size,
                           weights_path=path, metadata=metadata)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.eval().to(device)
+
+
+def _check_device(device: str) -> torch.device:
+    """``device`` as a ``torch.device``; ``ValueError`` for a name torch does not
+    know or a CUDA device this machine lacks, before the checkpoint is read."""
+    try:
+        checked = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got "
+                         f"{device!r}") from None
+    if checked.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: torch sees no CUDA device here; use 'cpu'")
+    return checked
 
 
 def _check_arguments(audio: object, model: object, function: str) -> KWMLPEmbedder:

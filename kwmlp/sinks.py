@@ -17,10 +17,13 @@ dataset, so all its rows share one model, options, resampler and kind.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -128,6 +131,21 @@ def outputs_are_current(outputs: Mapping[str, Path], metadata: Mapping[str, obje
                for name, array in arrays.items())
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends (in the main thread, where
+    Python runs its handlers; elsewhere nothing is held), so the block runs whole
+    and the interrupt is raised right after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _newer_than(outputs: Mapping[str, Path], source: Path) -> bool:
     """Whether every output was written after ``source`` last changed."""
     try:
@@ -212,12 +230,14 @@ class FileSink(Sink):
                 remove_stale_temporaries(folder, names)
 
     def write(self, result: FileEmbedding, relative: Path, outputs: Outputs) -> str:
-        write_outputs(result, outputs, self._file_metadata(result.path))
-        if self.manifest is not None:
-            names = {os.fsdecode(path.relative_to(self.output_dir)) for path in outputs.values()}
-            self.entries.append(self._entry(result, relative, sorted(names)))
-            if len(self.entries) >= RECORD_EVERY_FILES:
-                self.close()
+        with signals_held():  # Ctrl-C between the two would leave an output unrecorded
+            write_outputs(result, outputs, self._file_metadata(result.path))
+            if self.manifest is not None:
+                names = {os.fsdecode(path.relative_to(self.output_dir))
+                         for path in outputs.values()}
+                self.entries.append(self._entry(result, relative, sorted(names)))
+        if self.manifest is not None and len(self.entries) >= RECORD_EVERY_FILES:
+            self.close()
         return ", ".join(sorted(set(map(str, outputs.values()))))
 
 

@@ -539,3 +539,20 @@ def test_prefetched_cancels_what_has_not_started_on_early_exit():
 def test_prefetched_rejects_no_lookahead():
     with pytest.raises(ValueError, match="at least 1"):
         list(prefetched(concurrent.futures.ThreadPoolExecutor(1), range(2), str, 0))
+
+
+def test_an_interrupt_during_a_write_is_raised_after_it():
+    """What keeps a written output from going unrecorded on Ctrl-C (sinks.FileSink.write)."""
+    import os
+    import signal
+
+    from kwmlp.sinks import signals_held
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("written")
+            steps.append("recorded")
+        steps.append("after")  # never: the interrupt comes between
+    assert steps == ["written", "recorded"]

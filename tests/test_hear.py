@@ -109,6 +109,19 @@ def test_options_layer_pooling_scene_frames(published_checkpoint, published_para
                                oracle.pool_iterative(frames[:emb.shape[1]]), atol=1e-5)
 
 
+@pytest.mark.parametrize("options, message", [
+    (dict(layer=True), "layer must be an int in 1..12, got True"),
+    (dict(layer=13), "layer must be an int in 1..12, got 13"),
+    (dict(device="foo"), "device must be a torch device"),
+    (dict(device="cuda:0"), "torch sees no CUDA device here"),
+])
+def test_load_model_refuses_bad_options_clearly(options, message):
+    if "cuda" in str(options.get("device")) and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match=message):
+        kwmlp.load_model(**options)
+
+
 def test_outputs_float32_on_input_device_and_no_grad(model):
     audio = torch.rand(1, 8000, dtype=torch.float64, requires_grad=True) - 0.5
     emb, ts = kwmlp.get_timestamp_embeddings(audio, model)
