@@ -47,7 +47,7 @@ import torch
 from ._types import PathLike
 from .audio import DEFAULT_RESAMPLER, load_audio
 from .checkpoints import PUBLISHED_SOURCE
-from .embedder import HOP_MS, KWMLPEmbedder, check_samples, peak_warned_already
+from .embedder import HOP_MS, KWMLPEmbedder, peak_warned_already
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE
 from .vocabulary import WORDS, is_keyword, keywords_of
@@ -314,27 +314,27 @@ def spot_file(path: PathLike, model: KWMLPEmbedder, *, resampler: str = DEFAULT_
 
 def centred_window(audio: np.ndarray) -> np.ndarray:
     """A clip of at most ``CHUNK_SAMPLES`` ``(n,)`` centred in one zero-padded 1 s
-    window ``(CHUNK_SAMPLES,)``."""
+    window ``(CHUNK_SAMPLES,)`` of the clip's dtype (integer PCM stays integer, for
+    ``recognize`` to refuse)."""
     if len(audio) > CHUNK_SAMPLES:
         raise ValueError(f"a clip of {len(audio)} samples does not fit one window")
-    window = np.zeros(CHUNK_SAMPLES, dtype=np.float32)
+    window = np.zeros(CHUNK_SAMPLES, dtype=audio.dtype)
     start = (CHUNK_SAMPLES - len(audio)) // 2
     window[start:start + len(audio)] = audio
     return window
 
 
 def _clip_samples(clip: Union[np.ndarray, torch.Tensor], index: int) -> np.ndarray:
-    """Clip ``index`` of ``classify`` as float32 ``(n_samples,)``, checked as
-    ``recognize`` checks audio (float, finite; a peak above 1 warns)."""
-    samples = clip.detach().cpu() if isinstance(clip, torch.Tensor) else torch.from_numpy(
-        np.ascontiguousarray(clip))
+    """Clip ``index`` of ``classify`` as a contiguous ``(n_samples,)`` array of its
+    own dtype, so ``recognize`` checks its samples (float, finite, peak) once."""
+    samples = (clip.detach().cpu().numpy() if isinstance(clip, torch.Tensor)
+               else np.ascontiguousarray(clip))
     if samples.ndim != 1:
         raise ValueError(f"clip {index} must be 1-D (n_samples,), got shape "
                          f"{tuple(samples.shape)}; mix several channels down first")
     if len(samples) == 0:
         raise ValueError(f"clip {index} is empty")
-    check_samples(samples, name="audio", stacklevel=3)
-    return samples.float().numpy()
+    return samples
 
 
 @dataclass(frozen=True)

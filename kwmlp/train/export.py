@@ -15,6 +15,7 @@ import torch
 from .. import __version__
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..info import summarize_training_data
+from ..keywords import check_threshold
 from .datacard import describe_corpus, describe_negatives, describe_real_data
 from .evaluate import Evaluation, evaluate_model, evaluate_real
 from .._types import PathLike
@@ -78,8 +79,8 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
     ``data_dir`` defaults to the corpus the run was trained on; ``threshold`` (e.g.
     ``operating_point``'s choice) becomes the checkpoint's default spotting threshold.
     Returns the test evaluation (also stored in the metadata)."""
-    if threshold is not None and not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+    if threshold is not None:
+        check_threshold(threshold)
     run_dir = Path(run_dir)
     model, best = run_weights(run_dir, weights)
     run = best["run"]
