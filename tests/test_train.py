@@ -799,3 +799,32 @@ def test_operating_point_takes_the_highest_threshold_that_keeps_pooled_recall():
     rows = summarize(sweeps, thresholds)["sweep"]
     assert [r["recall"] for r in rows] == [0.9, 0.75, 0.6]
     assert [r["false_accepts_per_hour"] for r in rows] == [6.0, 3.0, 0.0]
+
+
+def test_mix_batch_blends_each_clip_with_one_partner_at_a_folded_beta_weight():
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.eye(8, dtype=torch.float64)  # row i: a one at sample i, so parts are visible
+    weights = []
+    for _ in range(4000):
+        mixed, partner, weight = train_module.mix_batch(batch, 1.0, generator)
+        weights.append(weight)
+    assert sorted(partner.tolist()) == list(range(8))
+    expected = np.eye(8) * weight
+    expected[np.arange(8), partner.numpy()] += 1.0 - weight
+    np.testing.assert_allclose(mixed.numpy(), expected)
+    # Beta(1, 1) is uniform: max(u, 1 - u) is uniform on [0.5, 1], mean 0.75, sd 1/sqrt(48)
+    assert min(weights) >= 0.5 and max(weights) <= 1.0
+    assert abs(np.mean(weights) - 0.75) < 0.01
+    assert abs(np.std(weights) - 1 / math.sqrt(48)) < 0.01
+    # a small alpha keeps most clips almost whole
+    small = [train_module.mix_batch(batch, 0.05, generator)[2] for _ in range(500)]
+    assert np.median(small) > 0.99
+
+
+def test_mixup_is_recorded_and_a_negative_alpha_refused(corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    train_module.main(_argv(corpus, run_dir, epochs=1) + ["--mixup-alpha", "0.4"])
+    assert json.loads((run_dir / "config.json").read_text())["mixup_alpha"] == 0.4
+    assert math.isfinite(train_module.read_log(run_dir)[0]["train_loss"])
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        train_module.TrainConfig(data=str(corpus), mixup_alpha=-1.0)

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -105,10 +106,13 @@ class TrainConfig:
     corpus_fraction: float = 1.0  # share of the corpus' training clips drawn afresh each epoch
     extra_data: Tuple[str, ...] = ()  # more corpora (e.g. neural TTS): their training splits
     extra_repeat: int = 1  # copies of their training clips per epoch
+    mixup_alpha: float = 0.0  # > 0: every batch mixed with itself shuffled (mix_batch)
 
     def __post_init__(self) -> None:
         if not 0 < self.corpus_fraction <= 1:
             raise ValueError(f"corpus_fraction must be in (0, 1], got {self.corpus_fraction}")
+        if not self.mixup_alpha >= 0:
+            raise ValueError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -292,6 +296,19 @@ def epoch_corpus_clips(n_corpus: int, corpus_fraction: float) -> int:
     return min(n_corpus, round(n_corpus * corpus_fraction))
 
 
+def mix_batch(waveform: torch.Tensor, alpha: float,
+              generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup (Zhang et al., 2018) of a ``(batch, samples)`` waveform batch with itself
+    in a random order: returns ``(weight * waveform + (1 - weight) * waveform[partner],
+    partner, weight)``, the weight drawn from Beta(alpha, alpha) and folded to >= 0.5 so
+    each row stays mostly its own clip (its label the main one)."""
+    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+    weight = float(np.random.default_rng(seed).beta(alpha, alpha))
+    weight = max(weight, 1.0 - weight)
+    partner = torch.randperm(len(waveform), generator=generator)
+    return weight * waveform + (1.0 - weight) * waveform[partner], partner, weight
+
+
 def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch.Tensor,
                 noise: List[torch.Tensor], optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
                 config: TrainConfig, shuffle: torch.Generator, augment: torch.Generator,
@@ -314,9 +331,15 @@ def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch
             waveform = augment_waveform(
                 audio[index].float() / INT16_SCALE, noise, config.augment, augment, rirs,
                 coded[index].float() / INT16_SCALE if coded is not None else None)
+            partner, weight = torch.arange(len(index)), 1.0
+            if config.mixup_alpha > 0:
+                waveform, partner, weight = mix_batch(waveform, config.mixup_alpha, augment)
             mfcc = augmented_mfcc(frontend, waveform, config.augment, augment)
         logits = model(mfcc)
         loss = F.cross_entropy(logits, labels[index], label_smoothing=config.label_smoothing)
+        if weight < 1.0:
+            loss = weight * loss + (1.0 - weight) * F.cross_entropy(
+                logits, labels[index][partner], label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -452,7 +475,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
         parser.add_argument("--" + name.replace("_", "-"), type=int,
                             default=getattr(defaults, name))
     for name in ("lr", "weight_decay", "label_smoothing", "block_survival", "ema_decay",
-                 "corpus_fraction"):
+                 "corpus_fraction", "mixup_alpha"):
         parser.add_argument("--" + name.replace("_", "-"), type=float,
                             default=getattr(defaults, name))
     for name in AUGMENT_PROBS:
