@@ -133,17 +133,29 @@ def outputs_are_current(outputs: Mapping[str, Path], metadata: Mapping[str, obje
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends (in the main thread, where
-    Python runs its handlers; elsewhere nothing is held), so the block runs whole
-    and the interrupt is raised right after it."""
+    """Hold SIGINT and SIGTERM until the block ends, so the block runs whole and
+    the signal is acted on right after it (in the main thread, where Python runs
+    its handlers; elsewhere nothing is held).
+
+    The Python handlers are swapped rather than the signals masked: the kernel
+    hands a signal sent to the process to any thread not masking it (torch and
+    Ray start many), and Python would then still raise in the main thread.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught: List[int] = []
+    held = [number for number in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(number) is not None]  # None: set outside Python, cannot restore
+    previous = {number: signal.signal(number, lambda number, frame: caught.append(number))
+                for number in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(caught):
+            signal.raise_signal(number)
 
 
 def _newer_than(outputs: Mapping[str, Path], source: Path) -> bool:
@@ -288,14 +300,17 @@ class ParquetSink(Sink):
         sizes = (self.model.scene_embedding_size, self.model.timestamp_embedding_size)
         name = self.writer.new_name()
         self.manifest.expect(name)  # a part never recorded is then known to be ours
-        try:
-            self.writer.write(name, rows_table(rows, self.metadata, *sizes))
-        except OSError as err:
-            raise KwmlpError(f"{self.output_dir}: cannot write a Parquet part ({err}); the "
-                             f"parts written before are recorded, rerun to finish the "
-                             f"rest") from None
-        self.entries = [self._entry(result, relative, [name]) for result, relative in results]
-        super().close()
+        table = rows_table(rows, self.metadata, *sizes)
+        with signals_held():  # Ctrl-C between the two would leave a part to redo
+            try:
+                self.writer.write(name, table)
+            except OSError as err:
+                raise KwmlpError(f"{self.output_dir}: cannot write a Parquet part ({err}); "
+                                 f"the parts written before are recorded, rerun to finish "
+                                 f"the rest") from None
+            self.entries = [self._entry(result, relative, [name])
+                            for result, relative in results]
+            super().close()
 
     def close(self) -> None:
         self._write_part()

@@ -541,18 +541,69 @@ def test_prefetched_rejects_no_lookahead():
         list(prefetched(concurrent.futures.ThreadPoolExecutor(1), range(2), str, 0))
 
 
-def test_an_interrupt_during_a_write_is_raised_after_it():
-    """What keeps a written output from going unrecorded on Ctrl-C (sinks.FileSink.write)."""
-    import os
-    import signal
+def _write_with_a_signal_held(send, steps: list) -> None:
+    import time
 
     from kwmlp.sinks import signals_held
 
+    with signals_held():
+        send()
+        time.sleep(0.3)  # the handler's C half runs in the receiving thread: let it
+        for _ in range(1000):
+            steps.append("writing")  # bytecode on which Python runs pending handlers
+        steps.append("recorded")
+    steps.append("after")
+
+
+@pytest.mark.parametrize("receiver", ["main thread", "other thread"])
+def test_an_interrupt_during_a_write_is_raised_after_it(receiver):
+    """What keeps a written output from going unrecorded on Ctrl-C (sinks.FileSink.write),
+    also when the kernel hands the signal to another thread (torch and Ray start many)."""
+    import signal
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    if receiver == "main thread":
+        send = lambda: signal.raise_signal(signal.SIGINT)  # noqa: E731
+    else:
+        send = lambda: signal.pthread_kill(other.ident, signal.SIGINT)  # noqa: E731
     steps = []
-    with pytest.raises(KeyboardInterrupt):
-        with signals_held():
-            os.kill(os.getpid(), signal.SIGINT)
-            steps.append("written")
-            steps.append("recorded")
-        steps.append("after")  # never: the interrupt comes between
-    assert steps == ["written", "recorded"]
+    # A background job starts with SIGINT ignored (CI does): give this test Ctrl-C's handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _write_with_a_signal_held(send, steps)
+        handler_after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        stop.set()
+        other.join()
+    assert steps == ["writing"] * 1000 + ["recorded"]
+    assert handler_after is signal.default_int_handler
+
+
+def test_a_held_signal_stays_ignored_where_it_was_ignored():
+    import signal
+
+    steps = []
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job
+    try:
+        _write_with_a_signal_held(lambda: signal.raise_signal(signal.SIGINT), steps)
+        handler_after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert steps == ["writing"] * 1000 + ["recorded", "after"]
+    assert handler_after == signal.SIG_IGN
+
+
+def test_a_held_signal_reaches_the_handler_it_was_held_from():
+    import signal
+
+    steps = []
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: steps.append("handled"))
+    try:
+        _write_with_a_signal_held(lambda: signal.raise_signal(signal.SIGTERM), steps)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert steps == ["writing"] * 1000 + ["recorded", "handled", "after"]
