@@ -237,8 +237,8 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--ray-address", metavar="ADDRESS",
                        help="Ray cluster to use with --engine ray (default: RAY_ADDRESS, "
                             "else a local Ray instance)")
-    embed.add_argument("--part-seconds", type=_positive_float, default=DEFAULT_PART_SECONDS,
-                       metavar="S", help="audio per Parquet part file (default: %(default)s)")
+    embed.add_argument("--part-seconds", type=_positive_float, metavar="S",
+                       help=f"audio per Parquet part file (default: {DEFAULT_PART_SECONDS:g})")
     embed.add_argument("--overwrite", action="store_true",
                        help="recompute inputs whose outputs already exist")
     embed.add_argument("--device", choices=("cpu", "cuda"),
@@ -355,6 +355,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                          "-o/--output-dir, the folder that keeps the outputs and their manifest")
         if args.ray_address and args.engine != "ray":
             parser.error("--ray-address goes with --engine ray")
+    if args.command == "embed" and args.part_seconds is not None and args.format != "parquet":
+        parser.error("--part-seconds sizes Parquet part files: it goes with --format parquet")
     return args
 
 
@@ -388,7 +390,8 @@ def _embed_corpus(args: argparse.Namespace) -> int:
         args.paths, args.output_dir, engine=args.engine or "local", workers=args.workers,
         format=args.format, recursive=args.recursive, overwrite=args.overwrite, kind=args.kind,
         batch_seconds=args.batch_seconds, resampler=args.resampler,
-        part_seconds=args.part_seconds, ray_address=args.ray_address, progress=not args.quiet,
+        part_seconds=args.part_seconds or DEFAULT_PART_SECONDS, ray_address=args.ray_address,
+        progress=not args.quiet,
         model_file_path=args.model or "", **_model_options(args)))
 
 

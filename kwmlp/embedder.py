@@ -247,8 +247,9 @@ class KWMLPEmbedder(nn.Module):
     # provenance
 
     def model_id(self) -> str:
-        """``kwmlp-`` and 12 hex digits of a SHA-256 over the encoder's weights:
-        the same weights give the same id whichever file or format held them."""
+        """``kwmlp-`` and 12 hex digits of a SHA-256 over every weight, the keyword
+        head's included (a fitted head is another model, though its embeddings are the
+        base model's): the same weights give the same id whichever file held them."""
         digest = hashlib.sha256()
         for name, tensor in sorted(self.encoder.state_dict().items()):
             digest.update(name.encode())

@@ -273,6 +273,8 @@ def test_plain_import_loads_no_optional_dependency():
     (["embed", "d", "-o", "o", "--ray-address", "auto"], "goes with --engine ray"),
     (["embed", "d", "-o", "o", "--engine", "spark"], "invalid choice"),
     (["embed", "d", "-o", "o", "--workers", "0"], "positive integer"),
+    (["embed", "d", "-o", "o", "--part-seconds", "5"], "goes with --format parquet"),
+    (["embed", "d", "-o", "o", "--format", "npy", "--part-seconds", "5"], "goes with --format"),
 ])
 def test_corpus_arguments_exit_2(capsys, argv, message):
     from kwmlp.cli import parse_args
