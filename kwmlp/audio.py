@@ -155,17 +155,68 @@ def read_pcm16(reader: BinaryIO, block_samples: int) -> Iterator[np.ndarray]:
     """Raw 16 kHz mono s16le PCM from ``reader`` (e.g. ``sys.stdin.buffer`` behind
     ``arecord -f S16_LE -r 16000 -c 1``) as float32 blocks ``(block_samples,)``
     in [-1, 1) as soon as each is complete; the last may be shorter. A trailing
-    odd byte (half a sample) is dropped."""
+    odd byte (half a sample) is dropped. A WAV header of that format (arecord
+    writes one unless ``-t raw``) is skipped; any other audio file is refused
+    (``KwmlpError``) rather than read as samples."""
     block_bytes = 2 * block_samples
-    pending = b""
+    pending = _pcm_start(reader)
     while True:
+        while len(pending) >= block_bytes:
+            yield _int16_to_float(pending[:block_bytes])
+            pending = pending[block_bytes:]
         data = reader.read(block_bytes - len(pending))
         if not data:
             break
         pending += data
-        if len(pending) == block_bytes:
-            yield np.frombuffer(pending, dtype="<i2").astype(np.float32) / INT16_SCALE
-            pending = b""
     whole = len(pending) // 2 * 2
     if whole:
-        yield np.frombuffer(pending[:whole], dtype="<i2").astype(np.float32) / INT16_SCALE
+        yield _int16_to_float(pending[:whole])
+
+
+def _int16_to_float(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / INT16_SCALE
+
+
+FILE_MAGIC = {b"fLaC": "FLAC", b"OggS": "Ogg", b"FORM": "AIFF", b"ID3": "MP3",
+              b"RIFF": "RIFF", b"RF64": "RF64"}  # how audio files (not raw PCM) start
+
+
+def _read_up_to(reader: BinaryIO, n_bytes: int) -> bytes:
+    """``n_bytes`` from ``reader``, fewer only at its end (a pipe gives what it has)."""
+    data = b""
+    while len(data) < n_bytes:
+        more = reader.read(n_bytes - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _pcm_start(reader: BinaryIO) -> bytes:
+    """The first bytes of the PCM: the stream's first 12, or none after a WAV
+    header of 16 kHz mono 16-bit PCM, which is read up to its data chunk."""
+    head = _read_up_to(reader, 12)
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        while True:
+            chunk = _read_up_to(reader, 8)
+            if len(chunk) < 8:
+                raise KwmlpError("a WAV header that ends before its data chunk")
+            tag, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if tag == b"data":
+                return b""  # to the end: a live recorder cannot know the data size
+            body = _read_up_to(reader, size + size % 2)
+            if tag == b"fmt " and len(body) >= 16:
+                code, channels, rate = (int.from_bytes(body[i:j], "little")
+                                        for i, j in ((0, 2), (2, 4), (4, 8)))
+                bits = int.from_bytes(body[14:16], "little")
+                if code not in (1, 0xFFFE) or (channels, rate, bits) != (1, SAMPLE_RATE, 16):
+                    raise KwmlpError(
+                        f"a WAV of {channels} channel(s) at {rate} Hz, {bits}-bit (format "
+                        f"{code}); raw input must be {SAMPLE_RATE} Hz mono 16-bit PCM: give "
+                        f"the file's name instead of -, or convert it (e.g. sox FILE -r "
+                        f"{SAMPLE_RATE} -c 1 -b 16 -t wav -)")
+    for magic, name in FILE_MAGIC.items():
+        if head.startswith(magic):
+            raise KwmlpError(f"this is a {name} file, not raw 16 kHz mono s16le PCM: give "
+                             f"the file's name instead of -")
+    return head

@@ -35,6 +35,9 @@ DEFAULT_CHUNK_BATCH_SIZE = 64  # chunks per frontend+encoder pass; bounds memory
 SCENE_FRAMES = ("all", "audio")
 EMBEDDING_KINDS = ("both", "scene", "timestamp")
 PEAK_WARNING = "audio peak"  # how check_samples' warning starts
+# Refused, not warned about: unscaled integer PCM (int16 peaks at 32767) is far below;
+# from about 1e16 the MFCC's power overflows float32 and every output is NaN.
+MAX_PEAK = 1e6
 MAX_CHANNELS = 8  # (n > 8, <= 8) audio is taken for (n_samples, n_channels), not sounds
 
 
@@ -63,10 +66,13 @@ def check_audio(audio: torch.Tensor) -> None:
 def check_samples(samples: torch.Tensor, *, name: str = "audio", stacklevel: int = 1) -> None:
     """The checks of a tensor's samples (any shape) shared by ``check_audio``
     and ``kwmlp.Stream.push``: float (``TypeError``), with data (not on the
-    meta device) and finite (``ValueError``); warns if the peak exceeds 1,
+    meta device), finite and peaking at most ``MAX_PEAK`` (``ValueError``); warns
+    if the peak exceeds 1,
     ``stacklevel`` frames above the caller (1: the caller itself), as
     ``warnings.warn`` counts. An empty tensor passes: whether it may be is the
     caller's rule."""
+    if samples.is_complex():
+        raise TypeError(f"{name} must be real float samples in [-1, 1], got {samples.dtype}")
     if not samples.is_floating_point():
         raise TypeError(f"{name} must be float in [-1, 1], got {samples.dtype}; scale integer "
                         f"PCM first, e.g. {name}.float() / 32768 for int16")
@@ -81,6 +87,9 @@ def check_samples(samples: torch.Tensor, *, name: str = "audio", stacklevel: int
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} contains NaN or inf samples")
     peak = max(-low, high)
+    if peak > MAX_PEAK:
+        raise ValueError(f"{name} peaks at {peak:.3g}, far outside [-1, 1]: its power would "
+                         f"overflow float32 and every output be NaN; scale it to [-1, 1]")
     if peak > 1.0:
         warnings.warn(f"{PEAK_WARNING} {peak:.3g} exceeds 1.0; kwmlp expects float audio in "
                       f"[-1, 1] and does not clip or rescale it", stacklevel=stacklevel + 1)
@@ -235,7 +244,7 @@ class KWMLPEmbedder(nn.Module):
         device = self.device
         n_padded = PAD_START_SAMPLES + audio.shape[1] + PAD_END_SAMPLES
         blocks = torch.empty(audio.shape[0] * n_chunks(n_padded), BLOCK_FRAMES,
-                             self.timestamp_embedding_size, device=device)
+                             self.timestamp_embedding_size, dtype=torch.float32, device=device)
         row = 0
         for batch in chunk_batches(audio, batch_size=self.chunk_batch_size, device=device,
                                    pad_start=PAD_START_SAMPLES, pad_end=PAD_END_SAMPLES):

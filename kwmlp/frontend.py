@@ -47,7 +47,7 @@ def chunk_batches(audio: torch.Tensor, *, batch_size: int, pad_start: int = 0,
     ids = range(n_sounds * per_sound)
     for first in range(0, len(ids), batch_size):
         block = ids[first:first + batch_size]
-        batch = torch.zeros(len(block), CHUNK_SAMPLES, device=device)
+        batch = torch.zeros(len(block), CHUNK_SAMPLES, dtype=torch.float32, device=device)
         for row, flat in enumerate(block):
             sound, chunk = divmod(flat, per_sound)
             start = chunk * CHUNK_SAMPLES - pad_start  # chunk start, in unpadded samples

@@ -87,8 +87,16 @@ def checkpoint_labels(metadata: Mapping, n_classes: int, where: str) -> Tuple[st
     return labels
 
 
+def _check_number(name: str, value: object) -> None:
+    """``TypeError`` unless ``value`` is a real number (a bool or a str is not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+
+
 def check_threshold(threshold: float) -> None:
-    """``ValueError`` unless ``0 < threshold <= 1`` (NaN fails too)."""
+    """``TypeError`` unless a number, ``ValueError`` unless ``0 < threshold <= 1``
+    (NaN fails too)."""
+    _check_number("threshold", threshold)
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
 
@@ -178,8 +186,8 @@ def recognize(audio: torch.Tensor, model: KWMLPEmbedder,
     hop = hop_samples(hop_ms)
     model.check_input(audio)
     count = n_windows(audio.shape[1], hop)
-    probabilities = torch.empty(audio.shape[0], count, len(words))
-    no_keyword = torch.empty(audio.shape[0], count)
+    probabilities = torch.empty(audio.shape[0], count, len(words), dtype=torch.float32)
+    no_keyword = torch.empty(audio.shape[0], count, dtype=torch.float32)
     for sound, samples in enumerate(audio):
         for first, logits in model.map_chunks(model.classify_chunks, _windows(samples, hop)):
             word_p, none_p = keyword_probabilities(logits, labels)
@@ -211,6 +219,7 @@ class Spotter:
                  threshold: float = DEFAULT_THRESHOLD,
                  refractory_ms: float = DEFAULT_REFRACTORY_MS) -> None:
         check_threshold(threshold)
+        _check_number("refractory_ms", refractory_ms)
         if not refractory_ms >= 0:
             raise ValueError(f"refractory_ms must be >= 0, got {refractory_ms!r}")
         hop_samples(hop_ms)

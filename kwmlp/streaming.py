@@ -45,6 +45,11 @@ from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, Detection, Spotter
 from .vocabulary import keywords_of
 
 
+def _zeros(*shape: int) -> torch.Tensor:
+    """float32 zeros whatever torch's default dtype (kwmlp computes in float32)."""
+    return torch.zeros(*shape, dtype=torch.float32)
+
+
 @dataclass
 class StreamOutput:
     """What one ``push``/``flush`` made available: ``embedding`` ``(n_frames,
@@ -97,6 +102,9 @@ class Stream:
         if not isinstance(model, KWMLPEmbedder):
             raise TypeError(f"model must come from kwmlp.load_model(), got "
                             f"{type(model).__name__}")
+        for name, value in (("embeddings", embeddings), ("keywords", keywords)):
+            if not isinstance(value, bool):  # keywords=["yes"] would read as True
+                raise TypeError(f"{name} must be True or False, got {value!r}")
         if not (embeddings or keywords):
             raise ValueError("a stream with embeddings=False and keywords=False has no output")
         self.model, self.embeddings, self.keywords = model, embeddings, keywords
@@ -110,7 +118,7 @@ class Stream:
 
     def reset(self) -> None:
         """Forget all audio: the next sample pushed is time 0."""
-        self._buffer = torch.zeros(0)  # samples from self._offset on
+        self._buffer = _zeros(0)  # samples from self._offset on
         self._offset = 0  # absolute index of self._buffer[0]
         self._received = 0
         self._next_chunk = 0
@@ -158,7 +166,7 @@ class Stream:
     def _span(self, start: int) -> torch.Tensor:
         """Samples ``[start, start + CHUNK_SAMPLES)`` (absolute; zeros outside
         what was received, as the offline padding)."""
-        out = torch.zeros(CHUNK_SAMPLES)
+        out = _zeros(CHUNK_SAMPLES)
         lo, hi = max(start, self._offset), min(start + CHUNK_SAMPLES, self._received)
         if hi > lo:
             out[lo - start:hi - start] = self._buffer[lo - self._offset:hi - self._offset]
@@ -181,7 +189,7 @@ class Stream:
     def _frames(self, n: int, final: bool):
         dim = self.model.timestamp_embedding_size
         if not self.embeddings:
-            return torch.zeros(0, dim), torch.zeros(0)
+            return _zeros(0, dim), _zeros(0)
         # Chunk c covers padded samples [16000 c, 16000 (c + 1)), i.e. audio from
         # 16000 c - 80; complete once that much audio is in, or at the end.
         if final:
@@ -190,7 +198,7 @@ class Stream:
             last = (n + PAD_START_SAMPLES) // CHUNK_SAMPLES
         first, self._next_chunk = self._next_chunk, max(self._next_chunk, last)
         if last <= first:
-            return torch.zeros(0, dim), torch.zeros(0)
+            return _zeros(0, dim), _zeros(0)
         chunks = torch.stack([self._span(c * CHUNK_SAMPLES - PAD_START_SAMPLES)
                               for c in range(first, last)])
         blocks = extend_chunk_frames(self._run(self.model.embed_chunks, chunks))
@@ -205,7 +213,7 @@ class Stream:
     def _windows(self, n: int, final: bool):
         n_words = len(self.words)
         if not self.keywords:
-            return torch.zeros(0, n_words), torch.zeros(0), torch.zeros(0), []
+            return _zeros(0, n_words), _zeros(0), _zeros(0), []
         if final:
             last = n_windows(n, self.hop) if n else 0
         else:
@@ -213,8 +221,8 @@ class Stream:
         first, self._next_window = self._next_window, max(self._next_window, last)
         detections: List[Detection] = []
         if last <= first:
-            probabilities, no_keyword = torch.zeros(0, n_words), torch.zeros(0)
-            starts = torch.zeros(0)
+            probabilities, no_keyword = _zeros(0, n_words), _zeros(0)
+            starts = _zeros(0)
         else:
             windows = torch.stack([self._span(k * self.hop) for k in range(first, last)])
             probabilities, no_keyword = keyword_probabilities(

@@ -276,3 +276,38 @@ def test_the_embedder_owns_the_pipeline(published_checkpoint, published_params):
 def test_a_batch_of_no_chunks_gives_empty_outputs(model):
     assert model.embed_chunks(torch.zeros(0, 16000)).shape == (0, 98, 64)
     assert model.classify_chunks(torch.zeros(0, 16000)).shape == (0, 35)
+
+
+def test_a_float64_default_dtype_changes_nothing():
+    """Users set torch.set_default_dtype(torch.float64); kwmlp computes in float32 anyway."""
+    model = kwmlp.load_model(device="cpu")  # the shipped weights: a head recognize can name
+    audio = torch.from_numpy(np.random.default_rng(3).uniform(-0.5, 0.5, (2, 20_000))
+                             .astype(np.float32))
+    scene = kwmlp.get_scene_embeddings(audio, model)
+    frames, _ = kwmlp.get_timestamp_embeddings(audio, model)
+    words = kwmlp.recognize(audio, model).probabilities
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for loaded in (model, kwmlp.load_model(device="cpu")):
+            assert torch.equal(kwmlp.get_scene_embeddings(audio, loaded), scene)
+            assert torch.equal(kwmlp.get_timestamp_embeddings(audio, loaded)[0], frames)
+            again = kwmlp.recognize(audio, loaded).probabilities
+            assert again.dtype == torch.float32 and torch.equal(again, words)
+            streamed = kwmlp.Stream(loaded).flush()
+            assert streamed.embedding.dtype == torch.float32
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def test_audio_far_outside_the_unit_range_is_refused_not_turned_into_nan(model):
+    for peak, dtype in ((1e20, torch.float32), (1e39, torch.float64)):
+        audio = torch.zeros(1, 16000, dtype=dtype)
+        audio[0, 100] = peak
+        with pytest.raises(ValueError, match="far outside"):
+            kwmlp.get_scene_embeddings(audio, model)
+    with pytest.raises(TypeError, match="real float"):
+        kwmlp.get_scene_embeddings(torch.zeros(1, 16000, dtype=torch.complex64), model)
+    with pytest.warns(UserWarning, match="audio peak"):  # unscaled int16 PCM: warned, computed
+        out = kwmlp.get_scene_embeddings(torch.full((1, 16000), 32767.0), model)
+    assert torch.isfinite(out).all()

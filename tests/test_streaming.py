@@ -216,3 +216,37 @@ def test_spotting_raw_pcm_finds_what_spotting_the_file_finds(model, audio, tmp_p
     assert [(d.word, d.start_ms, d.end_ms) for d in from_pcm] == [
         (d.word, d.start_ms, d.end_ms) for d in from_file]
     assert [d.score for d in from_pcm] == pytest.approx([d.score for d in from_file], abs=1e-5)
+
+
+def test_raw_pcm_skips_a_16k_mono_wav_header_and_refuses_other_files(model, audio, tmp_path):
+    """arecord writes a WAV header unless -t raw; a file piped in must not be read as samples."""
+    import io
+
+    import soundfile as sf
+
+    from kwmlp.audio import read_pcm16
+    from kwmlp.errors import KwmlpError
+
+    pcm = np.round(audio.numpy() * 32767).astype("<i2")
+    wav = io.BytesIO()
+    sf.write(wav, pcm, 16000, subtype="PCM_16", format="WAV")
+    for block in (1, 7, 16000):  # blocks shorter than a header too
+        from_wav = np.concatenate(list(read_pcm16(io.BytesIO(wav.getvalue()), block)))
+        np.testing.assert_array_equal(from_wav, pcm / np.float32(32768))
+    for rate, channels, fmt in ((8000, 1, "WAV"), (16000, 2, "WAV"), (16000, 1, "FLAC")):
+        other = io.BytesIO()
+        sf.write(other, np.zeros((1600, channels), "<i2"), rate, format=fmt)
+        with pytest.raises(KwmlpError, match="give the file's name instead of -"):
+            list(read_pcm16(io.BytesIO(other.getvalue()), 160))
+
+
+def test_stream_switches_and_spotting_numbers_are_type_checked(model):
+    with pytest.raises(TypeError, match=r"keywords must be True or False, got \['yes'\]"):
+        kwmlp.Stream(model, keywords=["yes"])  # not a word filter
+    with pytest.raises(TypeError, match="threshold must be a number, got True"):
+        kwmlp.Stream(model, threshold=True)
+    with pytest.raises(TypeError, match="threshold must be a number"):
+        kwmlp.Stream(model, threshold="0.5")
+    with pytest.raises(TypeError, match="refractory_ms must be a number"):
+        kwmlp.Stream(model, refractory_ms="100")
+    assert kwmlp.Stream(model, threshold=np.float32(0.5)).spotter.threshold == 0.5
