@@ -156,9 +156,11 @@ class Stream:
     def _check(self, samples) -> torch.Tensor:
         if isinstance(samples, np.ndarray):
             samples = _tensor_from_numpy(samples)
-        if not isinstance(samples, torch.Tensor) or samples.ndim != 1:
-            raise ValueError(f"push takes 1-D samples (n,), got "
-                             f"{getattr(samples, 'shape', type(samples).__name__)}")
+        if not isinstance(samples, torch.Tensor):
+            raise TypeError(f"push takes a torch tensor or numpy array of samples, got "
+                            f"{type(samples).__name__}")
+        if samples.ndim != 1:
+            raise ValueError(f"push takes 1-D samples (n,), got shape {tuple(samples.shape)}")
         # the offline API's checks and peak warning; stacklevel: push's caller
         check_samples(samples, name="samples", stacklevel=3)
         return samples.detach().float().cpu()

@@ -147,8 +147,10 @@ def test_layer_option_and_bad_input(model, audio):
     embedding, _ = kwmlp.get_timestamp_embeddings(audio[None, :15_920], layered)
     torch.testing.assert_close(out.embedding, embedding[0, :99], atol=1e-5, rtol=0)
     stream = kwmlp.Stream(model)
-    with pytest.raises(ValueError, match="1-D"):
+    with pytest.raises(ValueError, match=r"1-D samples \(n,\), got shape \(1, 100\)"):
         stream.push(audio[None, :100])
+    with pytest.raises(TypeError, match="torch tensor or numpy array of samples, got list"):
+        stream.push([0.0] * 100)
     with pytest.raises(TypeError, match="32768"):
         stream.push(np.zeros(100, np.int16))
     with pytest.raises(ValueError, match="no output"):
