@@ -86,9 +86,10 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
 
 def build_encoder(config: Mapping, state_dict: Mapping[str, torch.Tensor],
                   source: str = "checkpoint") -> KWMLP:
-    """Build ``KWMLP(**config)`` and load ``state_dict`` strictly."""
+    """Build ``KWMLP(**config)`` in float32 (whatever torch's default dtype) and
+    load ``state_dict`` strictly."""
     try:
-        model = KWMLP(**config)
+        model = KWMLP(**config).float()
     except (TypeError, ValueError) as err:
         raise KwmlpError(f"{source}: bad encoder config {dict(config)}: {err}") from None
     expected = model.state_dict()

@@ -60,13 +60,13 @@ def chunk_batches(audio: torch.Tensor, *, batch_size: int, pad_start: int = 0,
 def nnaudio_mfcc() -> nn.Module:
     """nnAudio's MFCC layer with the paper's settings (40 coefficients, 40 mel
     bands, 30 ms windows every 10 ms): the reference the ``fft`` backend and the
-    ONNX export reproduce."""
+    ONNX export reproduce. float32 whatever torch's default dtype."""
     from nnAudio.features import MFCC as NNAudioMFCC
 
     return NNAudioMFCC(
         sr=SAMPLE_RATE, n_mfcc=N_MFCC, n_mels=N_MELS, n_fft=N_FFT, win_length=N_FFT,
         hop_length=HOP_SAMPLES, center=False, verbose=False,
-    )
+    ).float()
 
 
 def dct_matrix(n: int) -> torch.Tensor:
@@ -90,7 +90,8 @@ class MFCC(nn.Module):
         if backend == "nnaudio":
             self.nnaudio = reference
         else:
-            self.register_buffer("window", torch.hann_window(N_FFT, periodic=True))
+            self.register_buffer("window", torch.hann_window(N_FFT, periodic=True,
+                                                             dtype=torch.float32))
             # Frames first, so the mel and DCT products are one GEMM each.
             self.register_buffer("mel_basis_t", reference.melspec_layer.mel_basis.t().contiguous())
             self.register_buffer("dct_t", mel_dct_t())

@@ -29,9 +29,7 @@ def load_model(model_file_path: str = "", *, layer: Optional[int] = None,
     model = KWMLPEmbedder(encoder, layer=layer, pooling=pooling, scene_frames=scene_frames,
                           frontend=frontend, chunk_batch_size=chunk_batch_size,
                           weights_path=path, metadata=metadata)
-    # float(): built under a float64 default dtype (torch.set_default_dtype), the
-    # modules would hold float64 weights and filter banks; kwmlp computes in float32.
-    return model.eval().float().to(device)
+    return model.eval().to(device)
 
 
 def _check_device(device: str) -> torch.device:
