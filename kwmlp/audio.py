@@ -80,6 +80,20 @@ def downmix(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=1, dtype=np.float32)
 
 
+CANCELLED_DB = 20.0  # uncorrelated channels mix about 3 dB down; 20 dB means they oppose
+
+
+def mix_loss_db(audio: np.ndarray, mono: np.ndarray) -> float:
+    """How far (dB) the energy of ``mono``, the downmix of ``audio`` ``(n_frames,
+    n_channels)``, lies below the channels' mean energy: 0 for identical channels,
+    about 3 for uncorrelated ones, ``inf`` for exactly opposite ones, 0 for silence."""
+    channels = float(np.mean(np.square(audio, dtype=np.float64)))
+    mixed = float(np.mean(np.square(mono, dtype=np.float64)))
+    if channels == 0.0:
+        return 0.0
+    return float("inf") if mixed == 0.0 else 10.0 * float(np.log10(channels / mixed))
+
+
 def check_resampler(resampler: str) -> None:
     if resampler not in RESAMPLERS:
         raise ValueError(f"resampler must be one of {RESAMPLERS}, got {resampler!r}")
@@ -116,8 +130,9 @@ def load_audio(path: PathLike, resampler: str = DEFAULT_RESAMPLER) -> Tuple[np.n
     Raises ``KwmlpError``, naming the path and the reason, for a file that is
     missing, unreadable, corrupt, has zero channels (libsndfile refuses those),
     holds no samples (or too few to resample) or holds NaN/inf. Warns if a
-    float file peaks above 1.0, and if its header promises more audio than it
-    holds (a truncated WAV or AIFF, of which only what is there is read).
+    float file peaks above 1.0, if its header promises more audio than it
+    holds (a truncated WAV or AIFF, of which only what is there is read), and
+    if its channels cancel when averaged (``mix_loss_db`` above ``CANCELLED_DB``).
     """
     check_resampler(resampler)
     path = Path(path)
@@ -140,6 +155,11 @@ def load_audio(path: PathLike, resampler: str = DEFAULT_RESAMPLER) -> Tuple[np.n
         warnings.warn(f"{path}: peak {peak:.3g} exceeds 1.0; kwmlp expects audio in [-1, 1] "
                       f"and does not clip or rescale it", stacklevel=2)
     mono = downmix(audio)
+    loss = mix_loss_db(audio, mono)
+    if loss > CANCELLED_DB:  # e.g. one microphone wired in reverse: nothing would be heard
+        warnings.warn(f"{path}: its {audio.shape[1]} channels cancel when averaged to mono "
+                      f"(the mix lies {loss:.0f} dB below them: out of phase?); kwmlp embeds "
+                      f"the mix", stacklevel=2)
     try:
         mono = resample(mono, sample_rate, resampler)
     except ValueError:  # fewer samples than make one at 16 kHz

@@ -58,7 +58,8 @@ def test_downmix_averages_channels(tmp_path):
     sf.write(tmp_path / "same.wav", np.stack([x, x], axis=1), 16000, subtype="FLOAT")
     sf.write(tmp_path / "left.wav", np.stack([x, np.zeros_like(x)], axis=1), 16000,
              subtype="FLOAT")
-    np.testing.assert_array_equal(kwmlp.load_audio(tmp_path / "opposite.wav")[0], 0)
+    with pytest.warns(UserWarning, match=r"opposite\.wav: its 2 channels cancel .* inf dB"):
+        np.testing.assert_array_equal(kwmlp.load_audio(tmp_path / "opposite.wav")[0], 0)
     np.testing.assert_array_equal(kwmlp.load_audio(tmp_path / "same.wav")[0], x)
     np.testing.assert_array_equal(kwmlp.load_audio(tmp_path / "left.wav")[0], x / 2)
 
@@ -66,7 +67,30 @@ def test_downmix_averages_channels(tmp_path):
 def test_opposite_channels_cancel_before_resampling(tmp_path):
     x = tone(440, 0.5, 44100)
     sf.write(tmp_path / "opposite.flac", np.stack([x, -x], axis=1), 44100)
-    np.testing.assert_array_equal(kwmlp.load_audio(tmp_path / "opposite.flac")[0], 0)
+    with pytest.warns(UserWarning, match="cancel when averaged"):
+        np.testing.assert_array_equal(kwmlp.load_audio(tmp_path / "opposite.flac")[0], 0)
+
+
+def test_channels_that_nearly_cancel_warn_with_the_loss_and_ordinary_ones_do_not(tmp_path):
+    x = tone(440, 0.5, 16000)
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, len(x)).astype(np.float32)
+    # x and -0.99x: mix 0.005x, channels' mean energy (1 + 0.99^2) / 2 of x's, so
+    # 10 log10(0.99005 / 0.005^2) = 46.0 dB down
+    sf.write(tmp_path / "reversed.wav", np.stack([x, -0.99 * x], axis=1), 16000,
+             subtype="FLOAT")
+    with pytest.warns(UserWarning, match=r"reversed\.wav: .* 46 dB below"):
+        kwmlp.load_audio(tmp_path / "reversed.wav")
+    quiet = {  # uncorrelated channels mix 3 dB down, one silent channel 3 dB, silence 0
+        "uncorrelated.wav": np.stack([x, noise], axis=1),
+        "one-side.wav": np.stack([np.zeros_like(x), x], axis=1),
+        "silence.wav": np.zeros((len(x), 2), np.float32),
+        "half-opposite.wav": np.stack([x, -0.5 * x], axis=1),  # 10 log10(0.625 / 0.0625) = 10 dB
+    }
+    for name, stereo in quiet.items():
+        sf.write(tmp_path / name, stereo, 16000, subtype="FLOAT")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            kwmlp.load_audio(tmp_path / name)
 
 
 def test_loud_float_file_warns_naming_it(tmp_path):
