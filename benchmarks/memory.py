@@ -1,10 +1,12 @@
 """Peak resident memory of scene (and timestamp) embeddings for long clips.
 
     python benchmarks/memory.py [--minutes 5,15,30,60] [--options '{"chunk_batch_size": 128}']
+    python benchmarks/memory.py --minutes 133.33 --sounds 4000  # HEAR: a batch of 2 s sounds
 
 Each length runs in a fresh subprocess; the figure is that process's peak RSS
 (``ru_maxrss``), so it includes Python, torch and the model (the "idle" row).
-The audio itself is float32: 3.84 MB per minute.
+The audio itself is float32: 3.84 MB per minute. ``--sounds N`` splits each
+length into N equal sounds passed as one batch.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 SAMPLE_RATE = 16_000
 
 
-def worker(minutes: float, kind: str, options: dict) -> dict:
+def worker(minutes: float, kind: str, sounds: int, options: dict) -> dict:
     import resource
 
     import torch
@@ -27,8 +29,8 @@ def worker(minutes: float, kind: str, options: dict) -> dict:
 
     torch.set_num_threads(2)
     model = kwmlp.load_model(options.pop("weights", ""), device="cpu", **options)
-    n_samples = int(minutes * 60 * SAMPLE_RATE)
-    audio = torch.empty(1, n_samples).uniform_(-0.25, 0.25) if minutes else None
+    n_samples = int(minutes * 60 * SAMPLE_RATE) // sounds
+    audio = torch.empty(sounds, n_samples).uniform_(-0.25, 0.25) if minutes else None
     start = time.perf_counter()
     if kind == "scene" and audio is not None:
         kwmlp.get_scene_embeddings(audio, model)
@@ -44,13 +46,14 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", default="5,15,30,60")
     parser.add_argument("--kinds", default="scene,timestamp")
+    parser.add_argument("--sounds", type=int, default=1, help="sounds in the batch")
     parser.add_argument("--options", default="{}", help="JSON load_model options")
     parser.add_argument("--json", default="benchmarks/memory.json")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         minutes, kind = args.worker
-        print(json.dumps(worker(float(minutes), kind, json.loads(args.options))))
+        print(json.dumps(worker(float(minutes), kind, args.sounds, json.loads(args.options))))
         return
 
     rows = []
@@ -58,7 +61,7 @@ def main(argv=None) -> None:
     for kind in args.kinds.split(","):
         for minutes in lengths:
             cmd = [sys.executable, __file__, "--worker", str(minutes), kind,
-                   "--options", args.options]
+                   "--sounds", str(args.sounds), "--options", args.options]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{'kind':<10} {'minutes':>7} {'peak RSS':>10} {'above idle':>11} {'per minute':>11} "

@@ -212,7 +212,8 @@ class KWMLPEmbedder(nn.Module):
                 f"{audio.shape[1]} samples has none (the first needs "
                 f"{MIN_TIMESTAMPED_SAMPLES}, {HOP_MS:g} ms); pad the audio or use "
                 f"scene_frames='all'")
-        frames, count = self._frames(audio)
+        frames, count = self._frames(audio, every_frame=kind != "timestamp"
+                                     and self.scene_frames == "all")
         out = {}
         if kind != "scene":
             times_ms = HOP_MS * torch.arange(1, count + 1, dtype=torch.float32)
@@ -238,21 +239,28 @@ class KWMLPEmbedder(nn.Module):
                             f"use the model as load_model returns it (no .double()/.half())")
 
     @torch.no_grad()
-    def _frames(self, audio: torch.Tensor) -> Tuple[torch.Tensor, int]:
-        # Chunks are embedded chunk_batch_size at a time and written straight
-        # into one buffer: the extended 100-frame blocks laid end to end, minus
-        # the first and last frame of the whole sequence.
-        device = self.device
+    def _frames(self, audio: torch.Tensor, every_frame: bool = True
+                ) -> Tuple[torch.Tensor, int]:
+        # Each chunk's extended 100-frame block is written straight to its place
+        # in the stitched sequence (blocks end to end, minus the first and last
+        # frame of the whole), so no second copy of the frames is ever made;
+        # without every_frame only the timestamped ones are kept.
         n_padded = PAD_START_SAMPLES + audio.shape[1] + PAD_END_SAMPLES
-        blocks = torch.empty(audio.shape[0] * n_chunks(n_padded), BLOCK_FRAMES,
-                             self.timestamp_embedding_size, dtype=torch.float32, device=device)
+        per_sound, count = n_chunks(n_padded), n_timestamps(n_padded)
+        kept = BLOCK_FRAMES * per_sound - 2 if every_frame else count
+        frames = torch.empty(audio.shape[0], kept, self.timestamp_embedding_size,
+                             dtype=torch.float32, device=self.device)
         row = 0
-        for batch in chunk_batches(audio, batch_size=self.chunk_batch_size, device=device,
+        for batch in chunk_batches(audio, batch_size=self.chunk_batch_size, device=self.device,
                                    pad_start=PAD_START_SAMPLES, pad_end=PAD_END_SAMPLES):
-            blocks[row:row + len(batch)] = extend_chunk_frames(self.embed_chunks(batch))
-            row += len(batch)
-        stitched = blocks.reshape(audio.shape[0], -1, blocks.shape[-1])[:, 1:-1]
-        return stitched, n_timestamps(n_padded)
+            for block in extend_chunk_frames(self.embed_chunks(batch)):
+                sound, chunk = divmod(row, per_sound)
+                start = chunk * BLOCK_FRAMES - 1  # where the block's first frame lands
+                lo, hi = max(start, 0), min(start + BLOCK_FRAMES, kept)
+                if lo < hi:
+                    frames[sound, lo:hi] = block[lo - start:hi - start]
+                row += 1
+        return frames, count
 
     # provenance
 
