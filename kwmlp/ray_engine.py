@@ -10,7 +10,9 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence
@@ -124,6 +126,20 @@ def _stderr_muted(muted: bool) -> Iterator[None]:
         os.close(saved)
 
 
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """The caller's SIGTERM handler back after the block: ray.init makes SIGTERM
+    ``sys.exit`` in the driver, which would bypass the CLI's handler (SIGTERM
+    unwinds as Ctrl-C does, exit 130) and any handler of a library user."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler not set from Python, not ours to restore
+            signal.signal(signal.SIGTERM, previous)
+
+
 def ray_results(paths: Sequence[Path], model: KWMLPEmbedder, kind: str, batch_seconds: float,
                 resampler: str, workers: Optional[int], address: Optional[str]
                 ) -> Iterator[Result]:
@@ -149,7 +165,7 @@ def _ray_pipeline(ray, paths: Sequence[Path], durations_s: Dict[int, float],
     started = not ray.is_initialized()
     if started:
         try:
-            with _stderr_muted(not verbose):
+            with _sigterm_kept(), _stderr_muted(not verbose):
                 ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
                          logging_level=logging.INFO if verbose else logging.ERROR)
         except Exception as err:  # Ray raises plain Exception/ConnectionError for these

@@ -446,6 +446,28 @@ def test_ray_that_cannot_start_is_a_clear_error(data, published_checkpoint, tmp_
                            model_file_path=str(published_checkpoint), device="cpu")
 
 
+def test_ray_leaves_the_callers_sigterm_handler_in_place(data, published_checkpoint,
+                                                         tmp_path):
+    # ray.init sets SIGTERM to sys.exit; the CLI's handler (SIGTERM unwinds like
+    # Ctrl-C: temporaries removed, exit 130) and a library user's must survive it.
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("a Ray session is running")
+
+    def handler(number, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        summary = kwmlp.embed_corpus([data / "a.wav"], tmp_path / "out", engine="ray",
+                                     workers=1, model_file_path=str(published_checkpoint),
+                                     device="cpu")
+        assert summary.done == 1
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _children(pid):
     """PIDs whose parent is ``pid`` (Linux /proc)."""
     found = []
