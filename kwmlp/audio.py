@@ -80,18 +80,40 @@ def downmix(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=1, dtype=np.float32)
 
 
-CANCELLED_DB = 20.0  # uncorrelated channels mix about 3 dB down; 20 dB means they oppose
+CANCELLED_DB = 20.0  # a mix this far under uncorrelated channels' level lost its content
+AUDIBLE_RMS = 1e-3  # blocks quieter than -60 dBFS are not judged
 
 
-def mix_loss_db(audio: np.ndarray, mono: np.ndarray) -> float:
-    """How far (dB) the energy of ``mono``, the downmix of ``audio`` ``(n_frames,
-    n_channels)``, lies below the channels' mean energy: 0 for identical channels,
-    about 3 for uncorrelated ones, ``inf`` for exactly opposite ones, 0 for silence."""
-    channels = float(np.mean(np.square(audio, dtype=np.float64)))
-    mixed = float(np.mean(np.square(mono, dtype=np.float64)))
-    if channels == 0.0:
-        return 0.0
-    return float("inf") if mixed == 0.0 else 10.0 * float(np.log10(channels / mixed))
+def _block_variances(x: np.ndarray, block: int) -> np.ndarray:
+    """``(n, ...)`` -> ``(ceil(n / block), ...)``: each block's variance along axis 0
+    (its energy with the DC removed), the last block as long as it is."""
+    starts = np.arange(0, len(x), block)
+    n = np.diff(np.append(starts, len(x))).reshape(-1, *[1] * (x.ndim - 1))
+    mean = np.add.reduceat(x, starts, axis=0, dtype=np.float64) / n
+    return np.add.reduceat(np.square(x), starts, axis=0, dtype=np.float64) / n - mean ** 2
+
+
+def cancelled_blocks(audio: np.ndarray, mono: np.ndarray, block: int) -> Tuple[int, int, float]:
+    """Which blocks of ``block`` frames of ``audio`` ``(n_frames, n_channels)`` lose
+    their content in ``mono`` ``(n_frames,)``, the mean of its channels:
+    ``(cancelled, blocks, worst dB)``. A block is cancelled when it is audible
+    (channel RMS, DC removed, at least ``AUDIBLE_RMS``) and its mix lies
+    ``CANCELLED_DB`` under the level uncorrelated channels would mix to (their mean
+    energy over ``n_channels``): identical channels lie 10·log10(n_channels) dB
+    above it, exactly opposite ones infinitely under."""
+    n_frames, n_channels = audio.shape
+    blocks = -(-n_frames // block)
+    if n_channels == 1:
+        return 0, blocks, 0.0
+    step = 64 * block  # a few blocks at a time: temporaries stay small
+    channels = np.concatenate([_block_variances(audio[i:i + step], block).mean(axis=1)
+                               for i in range(0, n_frames, step)])
+    mixed = np.concatenate([_block_variances(mono[i:i + step], block)
+                            for i in range(0, n_frames, step)])
+    audible = channels >= AUDIBLE_RMS ** 2
+    with np.errstate(divide="ignore"):
+        loss = 10.0 * np.log10(channels[audible] / n_channels / np.maximum(mixed[audible], 0.0))
+    return int((loss > CANCELLED_DB).sum()), blocks, float(loss.max(initial=0.0))
 
 
 def check_resampler(resampler: str) -> None:
@@ -132,7 +154,7 @@ def load_audio(path: PathLike, resampler: str = DEFAULT_RESAMPLER) -> Tuple[np.n
     holds no samples (or too few to resample) or holds NaN/inf. Warns if a
     float file peaks above 1.0, if its header promises more audio than it
     holds (a truncated WAV or AIFF, of which only what is there is read), and
-    if its channels cancel when averaged (``mix_loss_db`` above ``CANCELLED_DB``).
+    if its channels cancel when averaged (``cancelled_blocks``).
     """
     check_resampler(resampler)
     path = Path(path)
@@ -155,11 +177,14 @@ def load_audio(path: PathLike, resampler: str = DEFAULT_RESAMPLER) -> Tuple[np.n
         warnings.warn(f"{path}: peak {peak:.3g} exceeds 1.0; kwmlp expects audio in [-1, 1] "
                       f"and does not clip or rescale it", stacklevel=2)
     mono = downmix(audio)
-    loss = mix_loss_db(audio, mono)
-    if loss > CANCELLED_DB:  # e.g. one microphone wired in reverse: nothing would be heard
-        warnings.warn(f"{path}: its {audio.shape[1]} channels cancel when averaged to mono "
-                      f"(the mix lies {loss:.0f} dB below them: out of phase?); kwmlp embeds "
-                      f"the mix", stacklevel=2)
+    cancelled, blocks, worst = cancelled_blocks(audio, mono, sample_rate)
+    if cancelled:  # e.g. one microphone wired in reverse: those seconds would be silence
+        how = ("to silence" if worst == np.inf
+               else f"up to {worst:.0f} dB under uncorrelated channels")
+        warnings.warn(f"{path}: its {audio.shape[1]} channels cancel when averaged to mono in "
+                      f"{cancelled} of its {blocks} seconds ({how}: a channel wired in "
+                      f"reverse?); kwmlp embeds the mix, so keep one channel or invert one "
+                      f"to be heard", stacklevel=2)
     try:
         mono = resample(mono, sample_rate, resampler)
     except ValueError:  # fewer samples than make one at 16 kHz

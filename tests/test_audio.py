@@ -58,7 +58,8 @@ def test_downmix_averages_channels(tmp_path):
     sf.write(tmp_path / "same.wav", np.stack([x, x], axis=1), 16000, subtype="FLOAT")
     sf.write(tmp_path / "left.wav", np.stack([x, np.zeros_like(x)], axis=1), 16000,
              subtype="FLOAT")
-    with pytest.warns(UserWarning, match=r"opposite\.wav: its 2 channels cancel .* inf dB"):
+    with pytest.warns(UserWarning, match=r"opposite\.wav: its 2 channels cancel .* in 1 of "
+                                         r"its 1 seconds \(to silence"):
         np.testing.assert_array_equal(kwmlp.load_audio(tmp_path / "opposite.wav")[0], 0)
     np.testing.assert_array_equal(kwmlp.load_audio(tmp_path / "same.wav")[0], x)
     np.testing.assert_array_equal(kwmlp.load_audio(tmp_path / "left.wav")[0], x / 2)
@@ -73,24 +74,42 @@ def test_opposite_channels_cancel_before_resampling(tmp_path):
 
 def test_channels_that_nearly_cancel_warn_with_the_loss_and_ordinary_ones_do_not(tmp_path):
     x = tone(440, 0.5, 16000)
-    noise = np.random.default_rng(0).uniform(-0.5, 0.5, len(x)).astype(np.float32)
-    # x and -0.99x: mix 0.005x, channels' mean energy (1 + 0.99^2) / 2 of x's, so
-    # 10 log10(0.99005 / 0.005^2) = 46.0 dB down
+    rng = np.random.default_rng(0)
+    # x and -0.99x: mix 0.005x; uncorrelated channels would mix to half their mean
+    # energy, (1 + 0.99^2) / 2 / 2 of x's, so 10 log10(0.495 / 0.005^2) = 43.0 dB under
     sf.write(tmp_path / "reversed.wav", np.stack([x, -0.99 * x], axis=1), 16000,
              subtype="FLOAT")
-    with pytest.warns(UserWarning, match=r"reversed\.wav: .* 46 dB below"):
+    with pytest.warns(UserWarning, match=r"reversed\.wav: .*\(up to 43 dB under"):
         kwmlp.load_audio(tmp_path / "reversed.wav")
-    quiet = {  # uncorrelated channels mix 3 dB down, one silent channel 3 dB, silence 0
-        "uncorrelated.wav": np.stack([x, noise], axis=1),
+    quiet = {
+        "uncorrelated.wav": np.stack([x, rng.uniform(-0.5, 0.5, len(x))], axis=1),
         "one-side.wav": np.stack([np.zeros_like(x), x], axis=1),
-        "silence.wav": np.zeros((len(x), 2), np.float32),
-        "half-opposite.wav": np.stack([x, -0.5 * x], axis=1),  # 10 log10(0.625 / 0.0625) = 10 dB
+        "silence.wav": np.zeros((len(x), 2)),
+        "half-opposite.wav": np.stack([x, -0.5 * x], axis=1),  # 10 log10(0.3125 / 0.0625) = 7 dB
+        # 128 uncorrelated channels mix 21 dB under their mean energy: as expected of 128
+        "array.wav": rng.uniform(-0.5, 0.5, (len(x), 128)),
+        # quiet in-phase music on opposite DC offsets: the offsets cancel, the music stays
+        "dc.wav": np.stack([0.001 * x + 0.01, 0.001 * x - 0.01], axis=1),
+        # anti-phase, but under -60 dBFS: a noise floor, not content
+        "hum.wav": np.stack([0.0005 * x, -0.0005 * x], axis=1),
     }
-    for name, stereo in quiet.items():
-        sf.write(tmp_path / name, stereo, 16000, subtype="FLOAT")
+    for name, channels in quiet.items():
+        sf.write(tmp_path / name, channels.astype(np.float32), 16000, subtype="FLOAT")
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             kwmlp.load_audio(tmp_path / name)
+
+
+def test_cancelling_seconds_are_found_inside_louder_in_phase_audio(tmp_path):
+    # 3 s of loud in-phase music, then 2 s of quiet anti-phase speech: over the whole
+    # file the mix keeps most of the energy, but those two seconds would be silence
+    music, speech = tone(440, 3.0, 8000), tone(300, 2.0, 8000, amplitude=0.1)
+    stereo = np.concatenate([np.stack([music, music], axis=1),
+                             np.stack([speech, -speech], axis=1)])
+    sf.write(tmp_path / "split.flac", stereo, 8000)
+    with pytest.warns(UserWarning, match=r"split\.flac: its 2 channels cancel when averaged to "
+                                         r"mono in 2 of its 5 seconds"):
+        kwmlp.load_audio(tmp_path / "split.flac")
 
 
 def test_loud_float_file_warns_naming_it(tmp_path):
