@@ -10,7 +10,8 @@ import soundfile as sf
 import torch
 
 import kwmlp
-from kwmlp.checkpoints import load_checkpoint
+from kwmlp.checkpoints import load_checkpoint, save_checkpoint
+from kwmlp.encoder import KWMLP
 from kwmlp.errors import KwmlpError
 from kwmlp.train import train as train_module
 from kwmlp.train.augment import (CODECS, AugmentConfig, augment_waveform, codec_copies,
@@ -828,3 +829,43 @@ def test_mixup_is_recorded_and_a_negative_alpha_refused(corpus, tmp_path):
     assert math.isfinite(train_module.read_log(run_dir)[0]["train_loss"])
     with pytest.raises(ValueError, match="mixup_alpha"):
         train_module.TrainConfig(data=str(corpus), mixup_alpha=-1.0)
+
+
+def test_distill_loss_is_the_softened_kl_times_t_squared():
+    rng = np.random.default_rng(0)
+    student, teacher = rng.normal(size=(5, 7)), rng.normal(size=(5, 7))
+
+    def log_softmax(z):
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    for t in (1.0, 2.0, 4.0):
+        log_p, log_q = log_softmax(teacher / t), log_softmax(student / t)
+        expected = t * t * np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=1))
+        got = train_module.distill_loss(torch.from_numpy(student), torch.from_numpy(teacher), t)
+        assert float(got) == pytest.approx(expected, rel=1e-10)
+    same = torch.from_numpy(teacher)
+    assert float(train_module.distill_loss(same, same, 2.0)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_teacher_is_learnt_from_recorded_and_must_answer_the_same_classes(corpus, tmp_path):
+    train_module.main(_argv(corpus, tmp_path / "teacher", epochs=1))
+    teacher = tmp_path / "teacher" / "best.pt"
+    run_dir = tmp_path / "student"
+    train_module.main(_argv(corpus, run_dir, epochs=1)
+                      + ["--teacher", str(teacher), "--distill-weight", "0.7"])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["teacher"] == str(teacher.resolve()) and config["distill_weight"] == 0.7
+    distilled = train_module.read_log(run_dir)[0]["train_loss"]
+    train_module.main(_argv(corpus, tmp_path / "plain", epochs=1))
+    plain = train_module.read_log(tmp_path / "plain")[0]["train_loss"]
+    assert math.isfinite(distilled) and distilled != plain  # the same run but for the teacher
+
+    model, _ = load_checkpoint(teacher)
+    save_checkpoint(tmp_path / "wide.pt", KWMLP(**{**model.config(), "n_classes": 40}))
+    with pytest.raises(KwmlpError, match="answers 40 classes"):
+        train_module.main(_argv(corpus, tmp_path / "other", epochs=1)
+                          + ["--teacher", str(tmp_path / "wide.pt")])
+    for bad in ({"distill_weight": 1.5}, {"distill_temperature": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            train_module.TrainConfig(data=str(corpus), **bad)

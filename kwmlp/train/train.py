@@ -107,12 +107,19 @@ class TrainConfig:
     extra_data: Tuple[str, ...] = ()  # more corpora (e.g. neural TTS): their training splits
     extra_repeat: int = 1  # copies of their training clips per epoch
     mixup_alpha: float = 0.0  # > 0: every batch mixed with itself shuffled (mix_batch)
+    teacher: str = ""  # checkpoint whose softened logits the run also learns (distill_loss)
+    distill_weight: float = 0.5  # share of the distillation term in the loss, with a teacher
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0 < self.corpus_fraction <= 1:
             raise ValueError(f"corpus_fraction must be in (0, 1], got {self.corpus_fraction}")
         if not self.mixup_alpha >= 0:
             raise ValueError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}")
+        if not 0 <= self.distill_weight <= 1:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if not self.distill_temperature > 0:
+            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -309,18 +316,40 @@ def mix_batch(waveform: torch.Tensor, alpha: float,
     return weight * waveform + (1.0 - weight) * waveform[partner], partner, weight
 
 
+def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor,
+                 temperature: float) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al., 2015) for ``(batch, classes)`` logits:
+    KL(teacher || student) of both distributions softened by ``temperature``, averaged
+    over the batch and scaled by temperature², so its gradients keep the hard loss's
+    scale whatever the temperature."""
+    return temperature ** 2 * F.kl_div(F.log_softmax(logits / temperature, dim=1),
+                                       F.log_softmax(teacher_logits / temperature, dim=1),
+                                       log_target=True, reduction="batchmean")
+
+
+def load_teacher(checkpoint: PathLike, labels: Sequence[str]) -> KWMLP:
+    """The frozen model of ``checkpoint`` in eval mode; its head must answer ``labels``."""
+    teacher = load_checkpoint(checkpoint)[0]
+    classes = teacher.head.out_features
+    if classes != len(labels):
+        raise KwmlpError(f"teacher {checkpoint} answers {classes} classes, the run "
+                         f"{len(labels)}")
+    return teacher.float().eval().requires_grad_(False)
+
+
 def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch.Tensor,
                 noise: List[torch.Tensor], optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
                 config: TrainConfig, shuffle: torch.Generator, augment: torch.Generator,
                 n_corpus: int, rirs: Optional[torch.Tensor] = None,
-                coded: Optional[torch.Tensor] = None,
-                ema: Optional[nn.Module] = None) -> Tuple[float, float]:
+                coded: Optional[torch.Tensor] = None, ema: Optional[nn.Module] = None,
+                teacher: Optional[KWMLP] = None) -> Tuple[float, float]:
     """One pass over int16 clips ``(n, CHUNK_SAMPLES)`` in a random order, one optimiser
     and scheduler step per batch, the first ``n_corpus`` clips sampled per
     ``config.corpus_fraction`` (``epoch_order``); ``rirs`` ``(n_rooms, rir_samples)``
     for reverberation,
     ``coded`` the clips' codec copies (``codec_copies``) for the codec lever, ``ema`` a
-    copy of the model that follows it by ``update_ema`` after every step.
+    copy of the model that follows it by ``update_ema`` after every step, ``teacher`` a
+    model whose logits on the same input the run also learns (``distill_loss``).
     Returns (mean train loss, train accuracy)."""
     model.train()
     order = epoch_order(len(audio), n_corpus, config.corpus_fraction, shuffle)
@@ -335,11 +364,15 @@ def train_epoch(model: KWMLP, frontend: MFCC, audio: torch.Tensor, labels: torch
             if config.mixup_alpha > 0:
                 waveform, partner, weight = mix_batch(waveform, config.mixup_alpha, augment)
             mfcc = augmented_mfcc(frontend, waveform, config.augment, augment)
+            teacher_logits = teacher(mfcc) if teacher is not None else None
         logits = model(mfcc)
         loss = F.cross_entropy(logits, labels[index], label_smoothing=config.label_smoothing)
         if weight < 1.0:
             loss = weight * loss + (1.0 - weight) * F.cross_entropy(
                 logits, labels[index][partner], label_smoothing=config.label_smoothing)
+        if teacher_logits is not None:
+            loss = (1.0 - config.distill_weight) * loss + config.distill_weight * distill_loss(
+                logits, teacher_logits, config.distill_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -388,6 +421,7 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     if config.init:
         init_from(model, config.init)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay > 0 else None
+    teacher = load_teacher(config.teacher, config.labels) if config.teacher else None
     frontend = MFCC(backend="fft")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -418,7 +452,7 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
         started = time.perf_counter()
         train_loss, train_acc = train_epoch(model, frontend, train_audio, train_labels, noise,
                                             optimizer, scheduler, config, shuffle, augment,
-                                            n_corpus, rirs, coded, ema)
+                                            n_corpus, rirs, coded, ema, teacher)
         train_seconds = time.perf_counter() - started
         accuracies = validate(model, frontend, validation)
         # The weights best.pt would hold this epoch, and their figures under the plain keys.
@@ -463,6 +497,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
     parser.add_argument("--data", required=True, help="corpus directory (Speech Commands V2)")
     parser.add_argument("--out", required=True, help="run directory (checkpoints, log.jsonl)")
     parser.add_argument("--init", default="", help="checkpoint to fine-tune from")
+    parser.add_argument("--teacher", default="",
+                        help="checkpoint whose softened logits the run also learns "
+                             "(--distill-weight, --distill-temperature)")
     parser.add_argument("--real-data", default="",
                         help="real-speech folder with MANIFEST.tsv (real clips, real noise, "
                              "real-voice validation)")
@@ -475,7 +512,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
         parser.add_argument("--" + name.replace("_", "-"), type=int,
                             default=getattr(defaults, name))
     for name in ("lr", "weight_decay", "label_smoothing", "block_survival", "ema_decay",
-                 "corpus_fraction", "mixup_alpha"):
+                 "corpus_fraction", "mixup_alpha", "distill_weight", "distill_temperature"):
         parser.add_argument("--" + name.replace("_", "-"), type=float,
                             default=getattr(defaults, name))
     for name in AUGMENT_PROBS:
@@ -494,7 +531,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[TrainConfig, Path,
     args = vars(parser.parse_args(argv))
     out, threads = Path(args.pop("out")), args.pop("threads")
     augment = AugmentConfig(**{name: args.pop(name) for name in AUGMENT_PROBS})
-    for name in ("data", "real_data", "init", "negatives"):
+    for name in ("data", "real_data", "init", "negatives", "teacher"):
         if args[name]:
             args[name] = str(Path(args[name]).resolve())
     args["extra_data"] = tuple(str(Path(d).resolve()) for d in args["extra_data"])
