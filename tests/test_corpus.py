@@ -67,9 +67,10 @@ def single_process_failures(data, model, tmp_path_factory):
     return sorted(f.message for f in summary.failures)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ray_session():
-    """One local 2-CPU Ray instance for this module's Ray tests."""
+    """A local 2-CPU Ray instance the test did not start, shut down after it (so the
+    tests that need Ray not running are not skipped)."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
