@@ -863,9 +863,13 @@ def test_a_teacher_is_learnt_from_recorded_and_must_answer_the_same_classes(corp
 
     model, _ = load_checkpoint(teacher)
     save_checkpoint(tmp_path / "wide.pt", KWMLP(**{**model.config(), "n_classes": 40}))
-    with pytest.raises(KwmlpError, match="answers 40 classes"):
-        train_module.main(_argv(corpus, tmp_path / "other", epochs=1)
-                          + ["--teacher", str(tmp_path / "wide.pt")])
+    save_checkpoint(tmp_path / "headless.pt", KWMLP(**{**model.config(), "n_classes": 0}))
+    for wrong, classes in (("wide.pt", 40), ("headless.pt", 0)):
+        with pytest.raises(KwmlpError, match=f"answers {classes} classes"):
+            train_module.main(_argv(corpus, tmp_path / "other", epochs=1)
+                              + ["--teacher", str(tmp_path / wrong)])
+        # a start that failed records no config, so the corrected command can use the folder
+        assert not (tmp_path / "other" / train_module.CONFIG_NAME).exists()
     for bad in ({"distill_weight": 1.5}, {"distill_temperature": 0.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             train_module.TrainConfig(data=str(corpus), **bad)

@@ -160,10 +160,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, *, warmup_steps: int,
 # run state
 
 def _check_config(run_dir: Path, config: TrainConfig) -> None:
-    """Record the config in a new run; refuse to resume a run made with another one."""
+    """Refuse to resume a run made with another config (a new run passes)."""
     path = run_dir / CONFIG_NAME
     if not path.exists():
-        path.write_text(json.dumps(config.to_json(), indent=1))
         return
     # Through from_json, so a run recorded before a field existed reads as its default.
     recorded = TrainConfig.from_json(json.loads(path.read_text())).to_json()
@@ -173,6 +172,15 @@ def _check_config(run_dir: Path, config: TrainConfig) -> None:
         raise KwmlpError(f"{run_dir} was started with a different config ({differing}: "
                          f"{[recorded.get(k) for k in differing]} there, "
                          f"{[current.get(k) for k in differing]} now); use a new --out")
+
+
+def _record_config(run_dir: Path, config: TrainConfig) -> None:
+    """Record a new run's config, once its data and models have loaded: a start that
+    fails (a missing corpus or checkpoint) leaves none to block the corrected command."""
+    path = run_dir / CONFIG_NAME
+    if not path.exists():
+        write_atomic(path, lambda file: file.write(json.dumps(config.to_json(),
+                                                              indent=1).encode()))
 
 
 def _truncate_log(log_path: Path, last_epoch: int) -> None:
@@ -330,7 +338,7 @@ def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor,
 def load_teacher(checkpoint: PathLike, labels: Sequence[str]) -> KWMLP:
     """The frozen model of ``checkpoint`` in eval mode; its head must answer ``labels``."""
     teacher = load_checkpoint(checkpoint)[0]
-    classes = teacher.head.out_features
+    classes = teacher.head.out_features if teacher.head is not None else 0
     if classes != len(labels):
         raise KwmlpError(f"teacher {checkpoint} answers {classes} classes, the run "
                          f"{len(labels)}")
@@ -422,6 +430,7 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
         init_from(model, config.init)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay > 0 else None
     teacher = load_teacher(config.teacher, config.labels) if config.teacher else None
+    _record_config(run_dir, config)
     frontend = MFCC(backend="fft")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
