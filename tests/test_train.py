@@ -848,7 +848,7 @@ def test_distill_loss_is_the_softened_kl_times_t_squared():
     assert float(train_module.distill_loss(same, same, 2.0)) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_a_teacher_is_learnt_from_recorded_and_must_answer_the_same_classes(corpus, tmp_path):
+def test_a_teacher_is_recorded_and_must_answer_the_same_classes(corpus, tmp_path):
     train_module.main(_argv(corpus, tmp_path / "teacher", epochs=1))
     teacher = tmp_path / "teacher" / "best.pt"
     run_dir = tmp_path / "student"
@@ -856,12 +856,17 @@ def test_a_teacher_is_learnt_from_recorded_and_must_answer_the_same_classes(corp
                       + ["--teacher", str(teacher), "--distill-weight", "0.7"])
     config = json.loads((run_dir / "config.json").read_text())
     assert config["teacher"] == str(teacher.resolve()) and config["distill_weight"] == 0.7
-    distilled = train_module.read_log(run_dir)[0]["train_loss"]
-    train_module.main(_argv(corpus, tmp_path / "plain", epochs=1))
-    plain = train_module.read_log(tmp_path / "plain")[0]["train_loss"]
-    assert math.isfinite(distilled) and distilled != plain  # the same run but for the teacher
-
+    assert math.isfinite(train_module.read_log(run_dir)[0]["train_loss"])
+    # the teacher file changed under a run that learns from it: its resume is refused
     model, _ = load_checkpoint(teacher)
+    teacher_bytes = teacher.read_bytes()
+    save_checkpoint(teacher, KWMLP(**model.config()))
+    again = _argv(corpus, run_dir, epochs=1) + ["--teacher", str(teacher),
+                                                 "--distill-weight", "0.7"]
+    with pytest.raises(KwmlpError, match="other weights"):
+        train_module.main(again)
+    teacher.write_bytes(teacher_bytes)
+    train_module.main(again)  # the teacher it started with: resumes (nothing left to do)
     save_checkpoint(tmp_path / "wide.pt", KWMLP(**{**model.config(), "n_classes": 40}))
     save_checkpoint(tmp_path / "headless.pt", KWMLP(**{**model.config(), "n_classes": 0}))
     for wrong, classes in (("wide.pt", 40), ("headless.pt", 0)):
@@ -873,3 +878,41 @@ def test_a_teacher_is_learnt_from_recorded_and_must_answer_the_same_classes(corp
     for bad in ({"distill_weight": 1.5}, {"distill_temperature": 0.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             train_module.TrainConfig(data=str(corpus), **bad)
+
+
+def test_the_teacher_sees_the_students_augmented_input_in_eval_mode(corpus, tmp_path,
+                                                                     monkeypatch):
+    train_module.main(_argv(corpus, tmp_path / "teacher", epochs=1))
+    teacher = tmp_path / "teacher" / "best.pt"
+    inputs, seen = [], []
+    real_mfcc, real_loss = train_module.augmented_mfcc, train_module.distill_loss
+
+    def recording_mfcc(*args):
+        inputs.append(real_mfcc(*args))
+        return inputs[-1]
+
+    def recording_loss(logits, teacher_logits, temperature):
+        seen.append((logits.detach(), teacher_logits))
+        return real_loss(logits, teacher_logits, temperature)
+
+    monkeypatch.setattr(train_module, "augmented_mfcc", recording_mfcc)
+    monkeypatch.setattr(train_module, "distill_loss", recording_loss)
+    train_module.main(_argv(corpus, tmp_path / "student", epochs=1)
+                      + ["--teacher", str(teacher)])
+    model, _ = load_checkpoint(teacher)
+    assert len(seen) == len(inputs) > 0
+    for mfcc, (logits, teacher_logits) in zip(inputs, seen):
+        with torch.no_grad():
+            torch.testing.assert_close(teacher_logits, model.float()(mfcc), rtol=0, atol=0)
+        assert not torch.equal(logits, teacher_logits)  # the student is its own model
+
+
+def test_a_new_run_trusts_no_cache_a_failed_start_left(corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(KwmlpError):
+        train_module.main(_argv(corpus, run_dir, epochs=1)
+                          + ["--teacher", str(tmp_path / "missing.pt")])
+    stale = run_dir / train_module.RIR_NAME
+    np.save(stale, np.zeros((2, 3), np.float32))  # as a start with other rooms would leave
+    train_module.main(_argv(corpus, run_dir, epochs=1))
+    assert not stale.exists() and (run_dir / train_module.CONFIG_NAME).exists()

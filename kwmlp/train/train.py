@@ -35,6 +35,7 @@ import argparse
 import copy
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -68,6 +69,7 @@ logger = logging.getLogger(__name__)
 
 LOG_NAME, CONFIG_NAME, LAST_NAME, BEST_NAME = "log.jsonl", "config.json", "last.pt", "best.pt"
 RIR_NAME = "rirs.npy"
+TEACHER_NAME = "teacher.sha256"  # which teacher weights the run learns from
 SELECT_ON = "real_val_acc"  # the figure best.pt is chosen on, when the run has it
 AUGMENT_PROBS = ("noise_prob", "speed_prob", "vtlp_prob", "eq_prob", "bandlimit_prob",
                  "reverb_prob", "codec_prob")  # the augmentation switches the command line sets
@@ -177,10 +179,23 @@ def _check_config(run_dir: Path, config: TrainConfig) -> None:
 def _record_config(run_dir: Path, config: TrainConfig) -> None:
     """Record a new run's config, once its data and models have loaded: a start that
     fails (a missing corpus or checkpoint) leaves none to block the corrected command."""
+    _check_config(run_dir, config)  # again: another start may have recorded one meanwhile
     path = run_dir / CONFIG_NAME
     if not path.exists():
         write_atomic(path, lambda file: file.write(json.dumps(config.to_json(),
                                                               indent=1).encode()))
+
+
+def _check_teacher(run_dir: Path, checkpoint: str) -> None:
+    """Record the teacher file's SHA-256 in a new run; refuse to resume with another
+    file at the same path (a teacher still being trained, say)."""
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    path = run_dir / TEACHER_NAME
+    if path.exists() and path.read_text().strip() != digest:
+        raise KwmlpError(f"{run_dir} was started with other weights in {checkpoint} as its "
+                         f"teacher; use a new --out or the teacher it started with")
+    if not path.exists():
+        write_atomic(path, lambda file: file.write(digest.encode()))
 
 
 def _truncate_log(log_path: Path, last_epoch: int) -> None:
@@ -407,6 +422,9 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_config(run_dir, config)
+    if not (run_dir / CONFIG_NAME).exists():  # a new run: trust nothing a failed start left
+        for leftover in (RIR_NAME, TEACHER_NAME):
+            (run_dir / leftover).unlink(missing_ok=True)
     if threads is not None:
         torch.set_num_threads(threads)
     # The model's init and stochastic depth draw from the global generator.
@@ -429,7 +447,10 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     if config.init:
         init_from(model, config.init)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay > 0 else None
-    teacher = load_teacher(config.teacher, config.labels) if config.teacher else None
+    teacher = None
+    if config.teacher:
+        teacher = load_teacher(config.teacher, config.labels)
+        _check_teacher(run_dir, config.teacher)
     _record_config(run_dir, config)
     frontend = MFCC(backend="fft")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
