@@ -51,15 +51,17 @@ def summarize_training_data(data: object) -> str:
         parts.append(f"extra corpus: {corpus.get('clips', {}).get('training', 0):,} training "
                      f"clips" + (f" ({', '.join(engines)})" if engines else "")
                      + f" (x{corpus.get('repeat', 1)} per epoch)")
-    negatives = data.get("negatives")
-    if isinstance(negatives, Mapping):
+    negatives = data.get("negatives")  # one folder (a dict), or a soup's several (a list)
+    negatives = [negatives] if isinstance(negatives, Mapping) else (
+        negatives if isinstance(negatives, list) else [])
+    for folder in (n for n in negatives if isinstance(n, Mapping)):
         counts = {}
-        for entry in negatives.get("sources", {}).values():
+        for entry in folder.get("sources", {}).values():
             label = entry.get("label", "?")
             counts[label] = counts.get(label, 0) + entry.get("clips", {}).get("training", 0)
         parts.append("no-keyword audio: " + ", ".join(f"{n:,} {label} clips"
                                                       for label, n in counts.items())
-                     + f" (x{negatives.get('repeat', 1)} per epoch)")
+                     + f" (x{folder.get('repeat', 1)} per epoch)")
     return "; ".join(parts)
 
 

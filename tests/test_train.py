@@ -570,6 +570,21 @@ def test_summary_reads_an_extra_corpus_recorded_as_one_dict():
     assert "extra corpus" not in summarize_training_data({"extra": "junk"})
 
 
+def test_summary_names_each_negatives_folder_of_a_soup():
+    """A soup of runs that trained on different negatives folders records a list."""
+    from kwmlp.info import summarize_training_data
+
+    def folder(clips: int, repeat: int) -> dict:
+        return {"repeat": repeat, "sources": {
+            "noise": {"label": "_silence_", "clips": {"training": clips}},
+            "tts": {"label": "_unknown_", "clips": {"training": 2 * clips}}}}
+
+    one = summarize_training_data({"negatives": folder(10, 2)})
+    assert one.endswith("; no-keyword audio: 10 _silence_ clips, 20 _unknown_ clips (x2 per epoch)")
+    both = summarize_training_data({"negatives": [folder(10, 2), folder(30, 1)]})
+    assert both == one + "; no-keyword audio: 30 _silence_ clips, 60 _unknown_ clips (x1 per epoch)"
+
+
 def test_simulated_rooms_start_at_the_direct_path_and_decay():
     pytest.importorskip("pyroomacoustics")
     from kwmlp.train.rooms import RIR_SAMPLES, simulate_rirs
@@ -618,7 +633,7 @@ def test_cross_validation_folds_train_and_score_on_disjoint_speakers(corpus, tmp
     assert len(validation["real_val_acc"][0]) == n_fold0
     assert len(train_audio) == n_corpus + 22 - n_fold0  # spk00 in neither
 
-    summary = crossval.summarize([crossval.fold_evaluation(run)
+    summary = crossval.summarize([crossval.fold_evaluation([run])
                                   for run in crossval.fold_runs(tmp_path / "cv")])
     assert [f["clips"] for f in summary["folds"]] == [n_fold0, 22 - n_fold0]
     assert summary["pooled"]["n_clips"] == 22
@@ -632,7 +647,7 @@ def test_cross_validation_folds_train_and_score_on_disjoint_speakers(corpus, tmp
 
     # the held-out speaker (spk00, in no fold): each fold, their ensemble, their soup
     runs = crossval.fold_runs(tmp_path / "cv")
-    held = crossval.holdout_evaluations(runs)
+    held = crossval.holdout_evaluations([[run] for run in runs])
     assert list(held) == ["fold0", "fold1", "ensemble", "soup"]
     assert all(int(e.confusion.sum()) == 2 for e in held.values())
     audio, labels = real_speech.load_real_clips(real_speech.holdout_clips(real_dir))
@@ -653,12 +668,37 @@ def test_cross_validation_folds_train_and_score_on_disjoint_speakers(corpus, tmp
     # the operating point: each fold spots its own speakers' clips (35-word heads here)
     from kwmlp.train import operating_point
     negatives = np.zeros(3 * 16000, np.float32)
-    sweeps = [operating_point.sweep_fold(run, negatives, thresholds=(0.5, 0.9))
-              for run in operating_point.fold_runs(tmp_path / "cv")]
+    sweeps = [operating_point.sweep_fold(runs, negatives, thresholds=(0.5, 0.9))
+              for runs in crossval.fold_groups([tmp_path / "cv"])]
     assert [s.words for s in sweeps] == [n_fold0, 22 - n_fold0]
     assert all(len(s.found) == len(s.false_accepts) == 2 and s.negative_s == 3.0
                for s in sweeps)
     assert all(0 <= f <= s.words for s in sweeps for f in s.found)
+
+    # a second recipe from the same start: fold 0's soup is the mean of the two
+    # recipes' fold-0 weights, scored on fold 0's speakers
+    import shutil
+    shutil.copytree(tmp_path / "cv", tmp_path / "cv2")
+    last = tmp_path / "cv2" / "fold0" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    generator = torch.Generator().manual_seed(1)
+    state["model"] = {k: v + torch.randn(v.shape, generator=generator) * 0.05
+                      if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, last)
+    groups = crossval.fold_groups([tmp_path / "cv", tmp_path / "cv2"])
+    assert [[run.parent.name for run in group] for group in groups] == [["cv", "cv2"]] * 2
+    one = export_module.run_weights(tmp_path / "cv" / "fold0", "last")[0].state_dict()
+    mean = {k: (v + state["model"][k]) / 2 if v.is_floating_point() else v
+            for k, v in one.items()}
+    model.load_state_dict(mean)
+    audio, labels = validation["real_val_acc"]
+    expected = (predict(model, MFCC(backend="fft"), audio) == labels).float().mean().item()
+    assert crossval.fold_evaluation(groups[0]).accuracy == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="cv_fold"):  # folds of other speakers never mix
+        export_module.final_weights([tmp_path / "cv" / "fold0", tmp_path / "cv2" / "fold1"])
+    shutil.rmtree(tmp_path / "cv2" / "fold1")
+    with pytest.raises(ValueError, match="same folds"):
+        crossval.fold_groups([tmp_path / "cv", tmp_path / "cv2"])
 
 
 def test_the_runtime_never_imports_the_training_package():
@@ -717,6 +757,35 @@ def test_export_records_the_extra_corpora(corpus, tmp_path):
     assert [c["repeat"] for c in meta["training_data"]["extra"]] == [2, 2]
     assert "extra corpus: 2 training clips (espeak-ng) (x2 per epoch)" in meta["trained_on"]
     assert "extra corpus: 6 training clips (espeak-ng) (x2 per epoch)" in meta["trained_on"]
+
+
+def test_export_of_a_soup_averages_the_runs_final_weights_and_names_every_recipe(
+        corpus, tmp_path):
+    extra = make_corpus(tmp_path / "extra", words=("cat",), train_voices=("n1", "n2"),
+                        val_voices=(), test_voices=())
+    more = make_corpus(tmp_path / "more", words=("dog", "yes"), train_voices=("m1", "m2", "m3"),
+                       val_voices=(), test_voices=())
+    runs = [tmp_path / "a", tmp_path / "b"]
+    train_module.main(_argv(corpus, runs[0], epochs=1) + ["--extra-data", str(extra)])
+    train_module.main(_argv(corpus, runs[1], epochs=2) + ["--extra-data", str(extra), str(more),
+                                                          "--seed", "3"])
+    out = tmp_path / "soup.pt"
+    export_module.main(["--run", *map(str, runs), "--weights", "last", "--out", str(out)])
+    model, meta = load_checkpoint(out)
+    states = [torch.load(run / "last.pt", weights_only=True)["model"] for run in runs]
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (states[0][key] + states[1][key]) / 2)
+    assert [m["run"] for m in meta["soup_of"]] == list(map(str, runs))
+    assert [m["recipe"]["seed"] for m in meta["soup_of"]] == [0, 3]
+    assert "soup" in meta["selection"] and meta["val_accuracy"] is None
+    # trained on: every recipe's corpora, once each
+    assert [c["clips"]["training"] for c in meta["training_data"]["extra"]] == [2, 6]
+    logs = [train_module.read_log(run) for run in runs]
+    assert meta["wall_time_s"] == pytest.approx(
+        sum(r["epoch_time_s"] for log in logs for r in log), abs=0.1)
+    with pytest.raises(ValueError, match="final weights"):
+        export_run(runs, tmp_path / "best.pt", weights="best")
 
 
 def test_extra_corpora_load_in_order(corpus, tmp_path):

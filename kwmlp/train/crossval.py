@@ -17,6 +17,12 @@ of their probabilities) and their *soup* (one model, the mean of their weights:
 they were all fine-tuned from one start) on the speakers no fold holds
 (``real_speech.holdout_clips``): what mixing the folds would give, on people
 none of them heard.
+
+Several recipes fine-tuned from one start are scored as their *soup*: fold by fold,
+the mean of the recipes' final weights of that fold (none of which heard its
+speakers), one model like any recipe's::
+
+    python -m kwmlp.train.crossval runs/cv/A runs/cv/B runs/cv/C --out soup.json
 """
 from __future__ import annotations
 
@@ -29,22 +35,22 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from .._types import PathLike
-from ..encoder import KWMLP
 from ..frontend import MFCC
 from .evaluate import COMMAND_WORDS, Evaluation, evaluate_model, evaluation_of
-from .export import run_weights
+from .export import final_weights, soup
 from .real_speech import holdout_clips, load_real_clips, run_splits
 from .speech_commands import INT16_SCALE, WORDS
 
 FOLD_PREFIX = "fold"
 
 
-def fold_evaluation(run_dir: PathLike) -> Evaluation:
-    """A fold run's final weights on the real speakers of its own fold."""
-    model, record = run_weights(Path(run_dir), "last")
+def fold_evaluation(run_dirs: Sequence[PathLike]) -> Evaluation:
+    """A fold run's final weights (or several runs' soup, ``export.final_weights``)
+    on the real speakers of its own fold."""
+    model, record = final_weights(run_dirs)
     run = record["run"]
     if not run.get("cv_folds"):
-        raise ValueError(f"{run_dir} is not a cross-validation run (no cv_folds)")
+        raise ValueError(f"{run_dirs[0]} is not a cross-validation run (no cv_folds)")
     real = run_splits(run["real_data"], run["cv_folds"], run["cv_fold"])
     clips = real["speech_commands"]["validation"][0]
     return evaluate_model(model, *load_real_clips(clips),
@@ -70,25 +76,17 @@ def summarize(evaluations: Sequence[Evaluation]) -> Dict[str, object]:
     return out
 
 
-def soup(models: Sequence[KWMLP]) -> KWMLP:
-    """One model whose every floating-point weight is the mean of ``models``'
-    (same architecture; the first model is overwritten and returned)."""
-    states = [m.state_dict() for m in models]
-    models[0].load_state_dict({k: torch.stack([s[k] for s in states]).mean(0)
-                               if v.is_floating_point() else v for k, v in states[0].items()})
-    return models[0]
-
-
 @torch.no_grad()
-def holdout_evaluations(runs: Sequence[Path]) -> Dict[str, Evaluation]:
-    """Each run's final model (by run name), their ``ensemble`` and their
-    ``soup`` on the held-out speakers' clips (``real_speech.holdout_clips``)."""
-    models = [run_weights(run, "last") for run in runs]
+def holdout_evaluations(folds: Sequence[Sequence[Path]]) -> Dict[str, Evaluation]:
+    """Each fold's final model (its run's, or its runs' soup; named by fold), their
+    ``ensemble`` and their ``soup`` on the held-out speakers' clips
+    (``real_speech.holdout_clips``)."""
+    models = [final_weights(runs) for runs in folds]
     audio, labels = load_real_clips(holdout_clips(models[0][1]["run"]["real_data"]))
     features = MFCC(backend="fft")(audio.float() / INT16_SCALE)
     encoders = [model.eval() for model, _ in models]
     probabilities = [encoder(features).softmax(dim=1) for encoder in encoders]
-    predictions = {run.name: p.argmax(dim=1) for run, p in zip(runs, probabilities)}
+    predictions = {runs[0].name: p.argmax(dim=1) for runs, p in zip(folds, probabilities)}
     predictions["ensemble"] = torch.stack(probabilities).mean(0).argmax(dim=1)
     predictions["soup"] = soup(encoders)(features).argmax(dim=1)
     n_classes = probabilities[0].shape[1]
@@ -106,23 +104,42 @@ def fold_runs(cv_dir: PathLike) -> List[Path]:
     return runs
 
 
+def fold_groups(cv_dirs: Sequence[PathLike]) -> List[List[Path]]:
+    """Fold by fold, the run directories of each recipe's ``cv_dir`` (one recipe:
+    one run a fold; several: the runs a fold's soup averages). Every recipe must
+    hold the same folds."""
+    per_recipe = [fold_runs(cv_dir) for cv_dir in cv_dirs]
+    names = [[run.name for run in runs] for runs in per_recipe]
+    for cv_dir, recipe_names in zip(cv_dirs[1:], names[1:]):
+        if recipe_names != names[0]:
+            raise ValueError(f"{cv_dir} holds folds {recipe_names}, {cv_dirs[0]} {names[0]}: "
+                             "a soup needs the same folds from every recipe")
+    return [list(runs) for runs in zip(*per_recipe)]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kwmlp.train.crossval",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("cv_dir", help="folder of fold<i> run directories")
-    parser.add_argument("--out", help="JSON to write (default: CV_DIR/crossval.json)")
+    parser.add_argument("cv_dir", nargs="+",
+                        help="folder of fold<i> run directories; several (recipes fine-tuned "
+                             "from one start) score, fold by fold, the mean of their final "
+                             "weights (a soup)")
+    parser.add_argument("--out", help="JSON to write (default: CV_DIR/crossval.json; "
+                                      "required with several)")
     parser.add_argument("--holdout", action="store_true",
                         help="also score each fold, their ensemble and their soup on the "
                              "held-out speakers no fold holds")
     args = parser.parse_args(argv)
-    runs = fold_runs(args.cv_dir)
-    summary = summarize([fold_evaluation(run) for run in runs])
+    if len(args.cv_dir) > 1 and not args.out:
+        parser.error("--out is required with several CV_DIRs")
+    folds = fold_groups(args.cv_dir)
+    summary = summarize([fold_evaluation(runs) for runs in folds])
     if args.holdout:
         summary["holdout"] = [{"model": name, "clips": int(e.confusion.sum()),
                                "accuracy": round(e.accuracy, 4),
                                "command_words_accuracy": round(e.accuracy_on(COMMAND_WORDS), 4)}
-                              for name, e in holdout_evaluations(runs).items()]
-    out = Path(args.out or Path(args.cv_dir) / "crossval.json")
+                              for name, e in holdout_evaluations(folds).items()]
+    out = Path(args.out or Path(args.cv_dir[0]) / "crossval.json")
     out.write_text(json.dumps(summary, indent=1))
     for fold in summary["folds"]:
         print(f"{fold['fold']}: {fold['clips']} clips, 35 words {fold['accuracy']:.4f}, "

@@ -13,6 +13,7 @@ cannot disagree.
                "validation": {source: {"clips", "speakers"}},
                "background_noise": bool},
      "negatives"?: {"path", "repeat", "seed", "sources": {name: {"label", "clips", "licence"}}},
+                                            # a list of them for a soup of runs (export)
      "extra"?: [{<describe_corpus of one --extra-data corpus>, "repeat"}, ...]}
                                             # training splits only; a dict before 2026-12-06
 """

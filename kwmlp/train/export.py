@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -28,6 +28,7 @@ SELECTIONS = {  # --weights: how the exported epoch was chosen
     "best": "the epoch with the best validation figure the run selects on (best.pt)",
     "last": "the weights after the final epoch, no selection (last.pt)",
 }
+SOUP_SELECTION = "the mean of several runs' weights after their final epochs (a uniform soup)"
 
 
 def earlier_stages(init: str) -> List[dict]:
@@ -70,26 +71,107 @@ def run_weights(run_dir: Path, weights: str) -> Tuple[KWMLP, dict]:
     return model, {"epoch": state["epoch"], **figures, "run": best["run"]}
 
 
-def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = None,
-               generator: Optional[str] = None, weights: str = "best",
-               threshold: Optional[float] = None) -> Evaluation:
+def soup(models: Sequence[KWMLP]) -> KWMLP:
+    """One model whose every floating-point weight is the mean of ``models``'
+    (same architecture; the first model is overwritten and returned)."""
+    states = [m.state_dict() for m in models]
+    models[0].load_state_dict({k: torch.stack([s[k] for s in states]).mean(0)
+                               if v.is_floating_point() else v for k, v in states[0].items()})
+    return models[0]
+
+
+# What runs must share for their weights to be averaged and the mean judged as theirs.
+SOUP_SHARED = ("init", "cv_folds", "cv_fold", "real_data", "dim", "dim_ff", "depth")
+
+
+def final_weights(run_dirs: Sequence[PathLike]) -> Tuple[KWMLP, dict]:
+    """A run's final weights and epoch record (``run_weights(..., "last")``), or,
+    given several runs fine-tuned from one start on one fold, their *soup*
+    (Wortsman et al., 2022): one model, the mean of their final weights. A soup's
+    record is ``{"epoch", "run": the first run's recipe, "soup_of": [{"run":
+    directory, "recipe"}, ...]}``, without validation figures: no run measured the
+    mean."""
+    loaded = [run_weights(Path(run_dir), "last") for run_dir in run_dirs]
+    if not loaded:
+        raise ValueError("final_weights needs at least one run directory")
+    if len(loaded) == 1:
+        return loaded[0]
+    first = loaded[0][1]["run"]
+    for run_dir, (_, record) in zip(run_dirs[1:], loaded[1:]):
+        run = record["run"]
+        differ = [k for k in SOUP_SHARED if run.get(k) != first.get(k)]
+        if TrainConfig.from_json(run).labels != TrainConfig.from_json(first).labels:
+            differ.append("head classes (negatives or not)")
+        if differ:
+            raise ValueError(f"{run_dir} cannot join a soup with {run_dirs[0]}: they differ "
+                             f"in {', '.join(differ)}")
+    model = soup([m for m, _ in loaded])
+    return model, {"epoch": loaded[0][1]["epoch"], "run": first,
+                   "soup_of": [{"run": str(d), "recipe": record["run"]}
+                               for d, (_, record) in zip(run_dirs, loaded)]}
+
+
+def _training_data(run: dict, data_dir: Path, generator: Optional[str]) -> dict:
+    """``metadata["training_data"]`` of a run's recipe (``datacard``)."""
+    training_data = describe_corpus(data_dir, generator)
+    if run.get("real_data"):
+        training_data["real"] = describe_real_data(
+            run["real_data"], {"speech_commands": run["real_repeat"], "fsdd": run["fsdd_repeat"]},
+            run["real_noise"], run.get("cv_folds", 0), run.get("cv_fold", 0))
+    extra = _paths(run.get("extra_data"))
+    if extra:
+        training_data["extra"] = [{**describe_corpus(path), "repeat": run.get("extra_repeat", 1)}
+                                  for path in extra]
+    described = [describe_negatives(path, run.get("negatives_repeat", 1))
+                 for path in _paths(run.get("negatives"))]
+    if described:  # one folder (a dict), or a soup's several (a list)
+        training_data["negatives"] = described[0] if len(described) == 1 else described
+    return training_data
+
+
+def _paths(value: Union[None, str, Sequence[str]]) -> List[str]:
+    """A recipe's folder entry as a list: "" or None (none), one path (``negatives``;
+    ``extra_data`` before 2026-12-06) or several."""
+    return [] if not value else [value] if isinstance(value, str) else list(value)
+
+
+def _merged_recipe(recipes: Sequence[dict]) -> dict:
+    """The first recipe with every recipe's extra corpora and negatives folders (in
+    order, once each): what a soup of their runs was trained on."""
+    def union(key: str) -> List[str]:
+        return list(dict.fromkeys(p for recipe in recipes for p in _paths(recipe.get(key))))
+    return {**recipes[0], "extra_data": union("extra_data"), "negatives": union("negatives")}
+
+
+def export_run(run_dir: Union[PathLike, Sequence[PathLike]], out: PathLike,
+               data_dir: Optional[PathLike] = None, generator: Optional[str] = None,
+               weights: str = "best", threshold: Optional[float] = None) -> Evaluation:
     """Evaluate the run's ``weights`` (``SELECTIONS``) on the testing split and
     save them to ``out``.
 
-    ``data_dir`` defaults to the corpus the run was trained on; ``threshold`` (e.g.
-    ``operating_point``'s choice) becomes the checkpoint's default spotting threshold.
-    Returns the test evaluation (also stored in the metadata)."""
+    Several run directories (``weights="last"`` only) export their soup
+    (``final_weights``); its metadata describes the first run's recipe and lists
+    every run's recipe under ``soup_of``. ``data_dir`` defaults to the corpus the
+    run was trained on; ``threshold`` (e.g. ``operating_point``'s choice) becomes
+    the checkpoint's default spotting threshold. Returns the test evaluation (also
+    stored in the metadata)."""
     if threshold is not None:
         check_threshold(threshold)
-    run_dir = Path(run_dir)
-    model, best = run_weights(run_dir, weights)
+    run_dirs = [Path(run_dir)] if isinstance(run_dir, (str, os.PathLike)) else list(
+        map(Path, run_dir))
+    if len(run_dirs) > 1 and weights != "last":
+        raise ValueError("a soup of runs is made of their final weights: use weights='last'")
+    model, best = (run_weights(run_dirs[0], weights) if len(run_dirs) == 1
+                   else final_weights(run_dirs))
     run = best["run"]
     data_dir = Path(data_dir or run["data"])
     audio, labels = load_clips(list_clips(data_dir)["testing"])
     evaluation = evaluate_model(model, audio, labels, "testing")
-    log = read_log(run_dir)
+    logs = [read_log(d) for d in run_dirs]
+    log = logs[0]
     stages = earlier_stages(run.get("init", ""))
-    training_data = describe_corpus(data_dir, generator)
+    recipes = [member["recipe"] for member in best.get("soup_of", [{"recipe": run}])]
+    training_data = _training_data(_merged_recipe(recipes), data_dir, generator)
     metadata = {
         "description": "KW-MLP trained on a 35-word Speech Commands-layout corpus; the "
                        "encoder is the embedding model, the head the keyword classifier",
@@ -101,31 +183,23 @@ def export_run(run_dir: PathLike, out: PathLike, data_dir: Optional[PathLike] = 
         "epochs": len(log),
         "epochs_all_stages": len(log) + sum(stage["epochs"] or 0 for stage in stages),
         "exported_epoch": best["epoch"],
-        "selection": SELECTIONS[weights],
-        "wall_time_s": round(sum(r["epoch_time_s"] for r in log), 1),
-        "val_accuracy": best["val_acc"],
+        "selection": SELECTIONS[weights] if len(run_dirs) == 1 else SOUP_SELECTION,
+        "wall_time_s": round(sum(r["epoch_time_s"] for log in logs for r in log), 1),
+        "val_accuracy": best.get("val_acc"),  # none for a soup: no run measured it
         "held_out_accuracy": evaluation.accuracy,
         "held_out_split": "testing (voices not used in training)",
         "most_confused": evaluation.most_confused(),
         "kwmlp_version": __version__,
         "licence": LICENCE,
     }
+    if "soup_of" in best:
+        metadata["soup_of"] = best["soup_of"]
     if run.get("real_data"):
-        training_data["real"] = describe_real_data(
-            run["real_data"], {"speech_commands": run["real_repeat"], "fsdd": run["fsdd_repeat"]},
-            run["real_noise"], run.get("cv_folds", 0), run.get("cv_fold", 0))
         real = {source: e.summary() for source, e in evaluate_real(
             model, run["real_data"], run.get("cv_folds", 0), run.get("cv_fold", 0)).items()}
         if "speech_commands" in real:  # none when the run trained on every fold
             metadata["real_voice_accuracy"] = real["speech_commands"]["accuracy"]
         metadata["real_voice"] = real
-    extra = TrainConfig.from_json(run).extra_data
-    if extra:
-        training_data["extra"] = [{**describe_corpus(path), "repeat": run.get("extra_repeat", 1)}
-                                  for path in extra]
-    if run.get("negatives"):
-        training_data["negatives"] = describe_negatives(run["negatives"],
-                                                        run.get("negatives_repeat", 1))
     if threshold is not None:
         metadata["threshold"] = threshold
     metadata["trained_on"] = summarize_training_data(training_data)
@@ -140,7 +214,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         prog="python -m kwmlp.train.export",
         description="Evaluate a run's best (or last) model on the testing split and save it "
                     "with kwmlp.checkpoints.save_checkpoint and a description of its training.")
-    parser.add_argument("--run", required=True, help="run directory written by kwmlp.train.train")
+    parser.add_argument("--run", required=True, nargs="+", metavar="RUN_DIR",
+                        help="run directory written by kwmlp.train.train; several (with "
+                             "--weights last) export the mean of their final weights (a soup)")
     parser.add_argument("--out", required=True, help="checkpoint to write, e.g. weights/kwmlp.pt")
     parser.add_argument("--data", help="corpus directory (default: the one the run used)")
     parser.add_argument("--weights", choices=tuple(SELECTIONS), default="best",

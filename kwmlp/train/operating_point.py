@@ -19,6 +19,8 @@ reported beside it. ``export --threshold`` writes the chosen value into a checkp
 metadata, which ``spot``, ``Stream`` and ``classify`` use when given none::
 
     python -m kwmlp.train.operating_point runs/cv/NAME --negatives data/negatives
+
+Several CV folders sweep their soups, fold by fold, as ``crossval`` scores them.
 """
 from __future__ import annotations
 
@@ -34,8 +36,8 @@ import torch
 from .._types import PathLike
 from ..embedder import KWMLPEmbedder
 from ..keywords import recognize, spot
-from .crossval import fold_runs
-from .export import run_weights
+from .crossval import fold_groups
+from .export import final_weights
 from .negatives import load_negatives
 from .real_speech import run_splits
 from .recordings import SAMPLE_RATE, make_recording, match
@@ -71,10 +73,11 @@ def negatives_recording(negatives_dir: PathLike) -> np.ndarray:
     return (audio.float() / INT16_SCALE).reshape(-1).numpy()
 
 
-def sweep_fold(run_dir: Path, negatives: np.ndarray, thresholds: Sequence[float] = THRESHOLDS,
-               seed: int = 0) -> FoldSweep:
-    """A fold run's final model on its own speakers' clips and on ``negatives``."""
-    encoder, record = run_weights(run_dir, "last")
+def sweep_fold(run_dirs: Sequence[Path], negatives: np.ndarray,
+               thresholds: Sequence[float] = THRESHOLDS, seed: int = 0) -> FoldSweep:
+    """A fold run's final model (or several runs' soup, ``export.final_weights``) on
+    its own speakers' clips and on ``negatives``."""
+    encoder, record = final_weights(run_dirs)
     run = record["run"]
     labels = TrainConfig.from_json(run).labels  # 35 words, or with the no-keyword classes
     model = KWMLPEmbedder(encoder.eval(), metadata={"labels": list(labels)})
@@ -82,7 +85,7 @@ def sweep_fold(run_dir: Path, negatives: np.ndarray, thresholds: Sequence[float]
     audio, words = make_recording(list(clips["speech_commands"]["validation"][0].paths), seed)
     found = tuple(match(d, words) for d in _detections(model, audio, thresholds))
     false_accepts = tuple(len(d) for d in _detections(model, negatives, thresholds))
-    return FoldSweep(run_dir.name, len(words), found, len(negatives) / SAMPLE_RATE,
+    return FoldSweep(run_dirs[0].name, len(words), found, len(negatives) / SAMPLE_RATE,
                      false_accepts)
 
 
@@ -116,14 +119,19 @@ def summarize(sweeps: Sequence[FoldSweep], thresholds: Sequence[float] = THRESHO
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kwmlp.train.operating_point",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("cv_dir", help="folder of fold<i> run directories (crossval)")
+    parser.add_argument("cv_dir", nargs="+",
+                        help="folder of fold<i> run directories (crossval); several: their "
+                             "soups, fold by fold")
     parser.add_argument("--negatives", required=True,
                         help="the negatives folder the runs trained with (its held-out items)")
-    parser.add_argument("--out", help="JSON to write (default: CV_DIR/operating_point.json)")
+    parser.add_argument("--out", help="JSON to write (default: CV_DIR/operating_point.json; "
+                                      "required with several)")
     args = parser.parse_args(argv)
+    if len(args.cv_dir) > 1 and not args.out:
+        parser.error("--out is required with several CV_DIRs")
     negatives = negatives_recording(args.negatives)
-    summary = summarize([sweep_fold(run, negatives) for run in fold_runs(args.cv_dir)])
-    out = Path(args.out or Path(args.cv_dir) / "operating_point.json")
+    summary = summarize([sweep_fold(runs, negatives) for runs in fold_groups(args.cv_dir)])
+    out = Path(args.out or Path(args.cv_dir[0]) / "operating_point.json")
     out.write_text(json.dumps(summary, indent=1))
     print("threshold  recall  false accepts per hour (development negatives)")
     for row in summary["sweep"]:
