@@ -3,7 +3,7 @@ weights came from, and its checkpoint's metadata."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, List, Mapping
 
 from .embedder import HOP_MS, KWMLPEmbedder
 from .encoder import count_parameters
@@ -11,6 +11,12 @@ from .vocabulary import split_name
 
 # How the training-data line names the real-speech sources of kwmlp.train.real_speech.
 SOURCE_NAMES = {"speech_commands": "Speech Commands", "fsdd": "spoken-digit (FSDD)"}
+
+
+def _entries(value: object) -> List[Mapping]:
+    """A training-data entry recorded as one dict or as a list of them, as a list."""
+    items = [value] if isinstance(value, Mapping) else value if isinstance(value, list) else []
+    return [item for item in items if isinstance(item, Mapping)]
 
 
 def _count_voices(by_engine: object) -> int:
@@ -44,17 +50,12 @@ def summarize_training_data(data: object) -> str:
         held = [f"{n['clips']:,} {SOURCE_NAMES.get(s, s)} clips of {n['speakers']} other speakers"
                 for s, n in real.get("validation", {}).items() if n.get("clips", 1)]
         parts.append("real-voice validation: " + ", ".join(held))
-    extra = data.get("extra")  # one corpus (a dict) before 2026-12-06, now a list of them
-    extra = [extra] if isinstance(extra, Mapping) else extra if isinstance(extra, list) else []
-    for corpus in (c for c in extra if isinstance(c, Mapping)):
+    for corpus in _entries(data.get("extra")):  # one dict before 2026-12-06, now a list
         engines = sorted({e for by_engine in corpus.get("voices", {}).values() for e in by_engine})
         parts.append(f"extra corpus: {corpus.get('clips', {}).get('training', 0):,} training "
                      f"clips" + (f" ({', '.join(engines)})" if engines else "")
                      + f" (x{corpus.get('repeat', 1)} per epoch)")
-    negatives = data.get("negatives")  # one folder (a dict), or a soup's several (a list)
-    negatives = [negatives] if isinstance(negatives, Mapping) else (
-        negatives if isinstance(negatives, list) else [])
-    for folder in (n for n in negatives if isinstance(n, Mapping)):
+    for folder in _entries(data.get("negatives")):  # one folder, or a soup's several
         counts = {}
         for entry in folder.get("sources", {}).values():
             label = entry.get("label", "?")

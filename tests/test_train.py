@@ -304,6 +304,14 @@ def _argv(corpus, run_dir, epochs=2):
     return ["--data", str(corpus), "--out", str(run_dir), "--epochs", str(epochs), *TINY]
 
 
+@pytest.fixture
+def start(corpus, tmp_path):
+    """A one-epoch model exported as a checkpoint: one start for several fine-tunes."""
+    train_module.main(_argv(corpus, tmp_path / "start_run", epochs=1))
+    export_run(tmp_path / "start_run", tmp_path / "start.pt", weights="last")
+    return tmp_path / "start.pt"
+
+
 def test_training_writes_checkpoints_and_resumes_after_a_kill(corpus, tmp_path, monkeypatch,
                                                               capsys):
     train_module.main(_argv(corpus, tmp_path / "straight"))
@@ -608,7 +616,7 @@ def test_missing_pyroomacoustics_names_the_extra(monkeypatch):
         simulate_rirs(1, seed=0)
 
 
-def test_cross_validation_folds_train_and_score_on_disjoint_speakers(corpus, tmp_path,
+def test_cross_validation_folds_train_and_score_on_disjoint_speakers(corpus, start, tmp_path,
                                                                      monkeypatch):
     import kwmlp.train.real_speech as real_speech
     from kwmlp.train import crossval
@@ -622,8 +630,8 @@ def test_cross_validation_folds_train_and_score_on_disjoint_speakers(corpus, tmp
     monkeypatch.setattr(real_speech, "HOLDOUT_SPEAKERS_FILE", held_out)
     for fold in (0, 1):
         train_module.main(_argv(corpus, tmp_path / "cv" / f"fold{fold}", epochs=1) + [
-            "--real-data", str(real_dir), "--real-repeat", "1", "--cv-folds", "2",
-            "--cv-fold", str(fold)])
+            "--init", str(start), "--real-data", str(real_dir), "--real-repeat", "1",
+            "--cv-folds", "2", "--cv-fold", str(fold)])
     config = train_module.TrainConfig.from_json(
         json.loads((tmp_path / "cv" / "fold0" / "config.json").read_text()))
     train_audio, _, validation, _, _ = train_module.load_training_data(config)
@@ -760,32 +768,66 @@ def test_export_records_the_extra_corpora(corpus, tmp_path):
 
 
 def test_export_of_a_soup_averages_the_runs_final_weights_and_names_every_recipe(
-        corpus, tmp_path):
+        corpus, start, tmp_path):
+    import hashlib
+
     extra = make_corpus(tmp_path / "extra", words=("cat",), train_voices=("n1", "n2"),
                         val_voices=(), test_voices=())
     more = make_corpus(tmp_path / "more", words=("dog", "yes"), train_voices=("m1", "m2", "m3"),
                        val_voices=(), test_voices=())
     runs = [tmp_path / "a", tmp_path / "b"]
-    train_module.main(_argv(corpus, runs[0], epochs=1) + ["--extra-data", str(extra)])
-    train_module.main(_argv(corpus, runs[1], epochs=2) + ["--extra-data", str(extra), str(more),
-                                                          "--seed", "3"])
+    train_module.main(_argv(corpus, runs[0], epochs=1) + ["--init", str(start),
+                                                          "--extra-data", str(extra)])
+    train_module.main(_argv(corpus, runs[1], epochs=1) + ["--init", str(start), "--extra-data",
+                                                          str(extra), str(more), "--lr", "3e-3"])
+    # each run recorded which weights it started from
+    digest = hashlib.sha256(start.read_bytes()).hexdigest()
+    assert [(run / "init.sha256").read_text() for run in runs] == [digest, digest]
     out = tmp_path / "soup.pt"
     export_module.main(["--run", *map(str, runs), "--weights", "last", "--out", str(out)])
     model, meta = load_checkpoint(out)
     states = [torch.load(run / "last.pt", weights_only=True)["model"] for run in runs]
+    assert not torch.equal(states[0]["head.weight"], states[1]["head.weight"])
     for key, value in model.state_dict().items():
         if value.is_floating_point():
             torch.testing.assert_close(value, (states[0][key] + states[1][key]) / 2)
-    assert [m["run"] for m in meta["soup_of"]] == list(map(str, runs))
-    assert [m["recipe"]["seed"] for m in meta["soup_of"]] == [0, 3]
+    assert [m["run"] for m in meta["soup_of"]] == [str(run.resolve()) for run in runs]
+    assert [m["recipe"]["lr"] for m in meta["soup_of"]] == [1e-3, 3e-3]
+    assert [m["epochs"] for m in meta["soup_of"]] == [1, 1]
     assert "soup" in meta["selection"] and meta["val_accuracy"] is None
-    # trained on: every recipe's corpora, once each
+    # trained on: every recipe's corpora, once each, said to be the runs' together
     assert [c["clips"]["training"] for c in meta["training_data"]["extra"]] == [2, 6]
-    logs = [train_module.read_log(run) for run in runs]
-    assert meta["wall_time_s"] == pytest.approx(
-        sum(r["epoch_time_s"] for log in logs for r in log), abs=0.1)
+    assert meta["trained_on"].startswith("the mean of 2 runs' weights, which together")
     with pytest.raises(ValueError, match="final weights"):
         export_run(runs, tmp_path / "best.pt", weights="best")
+    with pytest.raises(SystemExit):  # the command line says so before loading anything
+        export_module.parse_args(["--run", *map(str, runs), "--out", str(tmp_path / "x.pt")])
+
+    # refused: one run twice, a random start, another seed, an unfinished run, other
+    # weights at the start's path
+    with pytest.raises(ValueError, match="twice"):
+        export_module.final_weights([runs[0], tmp_path / "." / "a"])
+    with pytest.raises(ValueError, match="random start"):
+        export_module.final_weights([runs[0], tmp_path / "start_run"])
+    train_module.main(_argv(corpus, tmp_path / "seed", epochs=1) + ["--init", str(start),
+                                                                    "--seed", "3"])
+    with pytest.raises(ValueError, match="seed"):
+        export_module.final_weights([runs[0], tmp_path / "seed"])
+    import shutil
+    shutil.copytree(runs[1], tmp_path / "unfinished")
+    best_model, best_meta = load_checkpoint(tmp_path / "unfinished" / "best.pt")
+    best_meta["run"]["epochs"] = 3
+    save_checkpoint(tmp_path / "unfinished" / "best.pt", best_model, best_meta)
+    with pytest.raises(ValueError, match="finished 1 of its 3"):
+        export_module.final_weights([runs[0], tmp_path / "unfinished"])
+    shutil.copytree(runs[1], tmp_path / "other_start")
+    (tmp_path / "other_start" / "init.sha256").write_text("0" * 64)
+    with pytest.raises(ValueError, match="init.sha256"):
+        export_module.final_weights([runs[0], tmp_path / "other_start"])
+    export_run(runs[1], start, weights="last")  # the start's path now holds other weights
+    with pytest.raises(KwmlpError, match="as its init"):
+        train_module.main(_argv(corpus, runs[0], epochs=1) + ["--init", str(start),
+                                                              "--extra-data", str(extra)])
 
 
 def test_extra_corpora_load_in_order(corpus, tmp_path):

@@ -134,6 +134,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error("--out is required with several CV_DIRs")
     folds = fold_groups(args.cv_dir)
     summary = summarize([fold_evaluation(runs) for runs in folds])
+    summary["runs"] = [[str(run.resolve()) for run in runs] for runs in folds]
     if args.holdout:
         summary["holdout"] = [{"model": name, "clips": int(e.confusion.sum()),
                                "accuracy": round(e.accuracy, 4),

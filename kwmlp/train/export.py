@@ -2,7 +2,13 @@
 validation when the run had real speech) or the weights after its final epoch,
 evaluated on the corpus' held-out test
 voices and on the real-voice validation speakers, saved with ``save_checkpoint``
-and metadata that says what it was trained on (``datacard``) and how."""
+and metadata that says what it was trained on (``datacard``) and how.
+
+Several finished runs fine-tuned from one start export their *soup*, the mean of
+their final weights (``final_weights``), with each member's recipe in the metadata::
+
+    python -m kwmlp.train.export --run runs/a runs/b runs/c --weights last --out soup.pt
+"""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +27,8 @@ from .evaluate import Evaluation, evaluate_model, evaluate_real
 from .._types import PathLike
 from ..encoder import KWMLP
 from .speech_commands import WORDS, list_clips, load_clips
-from .train import BEST_NAME, EMA_PREFIX, LAST_NAME, TrainConfig, read_log
+from .train import (BEST_NAME, EMA_PREFIX, INIT_NAME, LAST_NAME, TrainConfig, as_paths,
+                    read_log)
 
 LICENCE = "MIT"
 SELECTIONS = {  # --weights: how the exported epoch was chosen
@@ -80,66 +87,88 @@ def soup(models: Sequence[KWMLP]) -> KWMLP:
     return models[0]
 
 
-# What runs must share for their weights to be averaged and the mean judged as theirs.
-SOUP_SHARED = ("init", "cv_folds", "cv_fold", "real_data", "dim", "dim_ff", "depth")
+# Recipe fields a soup's runs must share: the start and the real-voice fold make the
+# mean a model of that fold; the rest make one training-data description true of all.
+SOUP_SHARED = ("init", "seed", "cv_folds", "cv_fold", "real_data", "dim", "dim_ff", "depth",
+               "labels", "epochs", "data", "real_repeat", "real_balance", "fsdd_repeat",
+               "real_noise", "negatives_repeat", "extra_repeat")
 
 
-def final_weights(run_dirs: Sequence[PathLike]) -> Tuple[KWMLP, dict]:
+def _soup_member(run_dir: Path) -> Tuple[KWMLP, dict]:
+    """A run's final weights and record, refused if it has no start to share or has
+    not finished."""
+    model, record = run_weights(run_dir, "last")
+    run = record["run"]
+    if not run.get("init"):
+        raise ValueError(f"{run_dir} was trained from a random start (no init): its weights "
+                         "average with no other run's")
+    if record["epoch"] != run["epochs"]:
+        raise ValueError(f"{run_dir} has finished {record['epoch']} of its {run['epochs']} "
+                         "epochs: a soup takes finished runs only")
+    return model, record
+
+
+def final_weights(run_dirs: Union[PathLike, Sequence[PathLike]]) -> Tuple[KWMLP, dict]:
     """A run's final weights and epoch record (``run_weights(..., "last")``), or,
-    given several runs fine-tuned from one start on one fold, their *soup*
-    (Wortsman et al., 2022): one model, the mean of their final weights. A soup's
-    record is ``{"epoch", "run": the first run's recipe, "soup_of": [{"run":
-    directory, "recipe"}, ...]}``, without validation figures: no run measured the
-    mean."""
-    loaded = [run_weights(Path(run_dir), "last") for run_dir in run_dirs]
-    if not loaded:
+    given several finished runs fine-tuned from one start (same ``init`` file, by its
+    ``init.sha256`` where every run recorded one, and seed) on one fold, their
+    *soup* (Wortsman et al., 2022): one model, the mean of their final weights. A
+    soup's record is ``{"epoch", "run": the first run's recipe, "soup_of": [{"run",
+    "recipe", "epochs", "wall_time_s"}, ...]}``, without validation figures: no run
+    measured the mean."""
+    run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, os.PathLike)) else [
+        Path(d) for d in run_dirs]
+    if not run_dirs:
         raise ValueError("final_weights needs at least one run directory")
-    if len(loaded) == 1:
-        return loaded[0]
-    first = loaded[0][1]["run"]
-    for run_dir, (_, record) in zip(run_dirs[1:], loaded[1:]):
-        run = record["run"]
-        differ = [k for k in SOUP_SHARED if run.get(k) != first.get(k)]
-        if TrainConfig.from_json(run).labels != TrainConfig.from_json(first).labels:
-            differ.append("head classes (negatives or not)")
+    if len(run_dirs) == 1:
+        return run_weights(run_dirs[0], "last")
+    resolved = [d.resolve() for d in run_dirs]
+    if len(set(resolved)) < len(resolved):
+        raise ValueError(f"a soup names one run twice: {[str(d) for d in run_dirs]}")
+    loaded = [_soup_member(d) for d in run_dirs]
+    first = TrainConfig.from_json(loaded[0][1]["run"])
+    digests = [(d / INIT_NAME).read_text().strip() if (d / INIT_NAME).exists() else None
+               for d in run_dirs]
+    for run_dir, digest, (_, record) in zip(run_dirs[1:], digests[1:], loaded[1:]):
+        config = TrainConfig.from_json(record["run"])
+        differ = [k for k in SOUP_SHARED if getattr(config, k) != getattr(first, k)]
+        if None not in digests and digest != digests[0]:
+            differ.append(f"the weights in {config.init} ({INIT_NAME})")
         if differ:
             raise ValueError(f"{run_dir} cannot join a soup with {run_dirs[0]}: they differ "
                              f"in {', '.join(differ)}")
-    model = soup([m for m, _ in loaded])
-    return model, {"epoch": loaded[0][1]["epoch"], "run": first,
-                   "soup_of": [{"run": str(d), "recipe": record["run"]}
-                               for d, (_, record) in zip(run_dirs, loaded)]}
+    members = [{"run": str(path), "recipe": record["run"], "epochs": record["epoch"],
+                "wall_time_s": round(sum(r["epoch_time_s"] for r in read_log(path)), 1)}
+               for path, (_, record) in zip(resolved, loaded)]
+    return soup([m for m, _ in loaded]), {"epoch": loaded[0][1]["epoch"],
+                                          "run": loaded[0][1]["run"], "soup_of": members}
 
 
 def _training_data(run: dict, data_dir: Path, generator: Optional[str]) -> dict:
-    """``metadata["training_data"]`` of a run's recipe (``datacard``)."""
+    """``metadata["training_data"]`` of a run's recipe (``datacard``); ``extra_data``
+    and ``negatives`` may list several folders (a soup's, ``_merged_recipe``)."""
     training_data = describe_corpus(data_dir, generator)
     if run.get("real_data"):
         training_data["real"] = describe_real_data(
             run["real_data"], {"speech_commands": run["real_repeat"], "fsdd": run["fsdd_repeat"]},
             run["real_noise"], run.get("cv_folds", 0), run.get("cv_fold", 0))
-    extra = _paths(run.get("extra_data"))
+    extra = as_paths(run.get("extra_data"))
     if extra:
         training_data["extra"] = [{**describe_corpus(path), "repeat": run.get("extra_repeat", 1)}
                                   for path in extra]
     described = [describe_negatives(path, run.get("negatives_repeat", 1))
-                 for path in _paths(run.get("negatives"))]
+                 for path in as_paths(run.get("negatives"))]
     if described:  # one folder (a dict), or a soup's several (a list)
         training_data["negatives"] = described[0] if len(described) == 1 else described
     return training_data
 
 
-def _paths(value: Union[None, str, Sequence[str]]) -> List[str]:
-    """A recipe's folder entry as a list: "" or None (none), one path (``negatives``;
-    ``extra_data`` before 2026-12-06) or several."""
-    return [] if not value else [value] if isinstance(value, str) else list(value)
-
-
 def _merged_recipe(recipes: Sequence[dict]) -> dict:
     """The first recipe with every recipe's extra corpora and negatives folders (in
-    order, once each): what a soup of their runs was trained on."""
+    order, once each): what a soup's runs were trained on, together (``SOUP_SHARED``
+    makes their repeats and the rest of the data one)."""
     def union(key: str) -> List[str]:
-        return list(dict.fromkeys(p for recipe in recipes for p in _paths(recipe.get(key))))
+        return list(dict.fromkeys(p for recipe in recipes for p in as_paths(recipe.get(key))))
     return {**recipes[0], "extra_data": union("extra_data"), "negatives": union("negatives")}
 
 
@@ -150,15 +179,16 @@ def export_run(run_dir: Union[PathLike, Sequence[PathLike]], out: PathLike,
     save them to ``out``.
 
     Several run directories (``weights="last"`` only) export their soup
-    (``final_weights``); its metadata describes the first run's recipe and lists
-    every run's recipe under ``soup_of``. ``data_dir`` defaults to the corpus the
-    run was trained on; ``threshold`` (e.g. ``operating_point``'s choice) becomes
-    the checkpoint's default spotting threshold. Returns the test evaluation (also
-    stored in the metadata)."""
+    (``final_weights``): ``recipe`` is the first run's, ``soup_of`` lists every run's
+    recipe, epochs and wall time, ``training_data`` describes every run's data
+    together, ``wall_time_s`` is their sum and ``trained_on`` says it is a soup.
+    ``data_dir`` defaults to the corpus the run was trained on; ``threshold`` (e.g.
+    ``operating_point``'s choice) becomes the checkpoint's default spotting
+    threshold. Returns the test evaluation (also stored in the metadata)."""
     if threshold is not None:
         check_threshold(threshold)
-    run_dirs = [Path(run_dir)] if isinstance(run_dir, (str, os.PathLike)) else list(
-        map(Path, run_dir))
+    run_dirs = [Path(run_dir)] if isinstance(run_dir, (str, os.PathLike)) else [
+        Path(d) for d in run_dir]
     if len(run_dirs) > 1 and weights != "last":
         raise ValueError("a soup of runs is made of their final weights: use weights='last'")
     model, best = (run_weights(run_dirs[0], weights) if len(run_dirs) == 1
@@ -203,6 +233,9 @@ def export_run(run_dir: Union[PathLike, Sequence[PathLike]], out: PathLike,
     if threshold is not None:
         metadata["threshold"] = threshold
     metadata["trained_on"] = summarize_training_data(training_data)
+    if "soup_of" in best:
+        metadata["trained_on"] = (f"the mean of {len(best['soup_of'])} runs' weights, which "
+                                  f"together trained on: {metadata['trained_on']}")
     save_checkpoint(out, model, metadata)
     return evaluation
 
@@ -212,8 +245,9 @@ def export_run(run_dir: Union[PathLike, Sequence[PathLike]], out: PathLike,
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m kwmlp.train.export",
-        description="Evaluate a run's best (or last) model on the testing split and save it "
-                    "with kwmlp.checkpoints.save_checkpoint and a description of its training.")
+        description="Evaluate a run's best (or last) model, or several runs' soup, on the "
+                    "testing split and save it with kwmlp.checkpoints.save_checkpoint and a "
+                    "description of its training.")
     parser.add_argument("--run", required=True, nargs="+", metavar="RUN_DIR",
                         help="run directory written by kwmlp.train.train; several (with "
                              "--weights last) export the mean of their final weights (a soup)")
@@ -227,7 +261,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float,
                         help="default spotting threshold stored in the checkpoint "
                              "(python -m kwmlp.train.operating_point chooses one)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if len(args.run) > 1 and args.weights != "last":
+        parser.error("several --run directories export the mean of their final weights: "
+                     "add --weights last")
+    return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

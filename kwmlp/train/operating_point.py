@@ -123,14 +123,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="folder of fold<i> run directories (crossval); several: their "
                              "soups, fold by fold")
     parser.add_argument("--negatives", required=True,
-                        help="the negatives folder the runs trained with (its held-out items)")
+                        help="a negatives folder the runs trained with (its held-out items; "
+                             "items fall in the same split in every folder)")
     parser.add_argument("--out", help="JSON to write (default: CV_DIR/operating_point.json; "
                                       "required with several)")
     args = parser.parse_args(argv)
     if len(args.cv_dir) > 1 and not args.out:
         parser.error("--out is required with several CV_DIRs")
+    folds = fold_groups(args.cv_dir)
     negatives = negatives_recording(args.negatives)
-    summary = summarize([sweep_fold(runs, negatives) for runs in fold_groups(args.cv_dir)])
+    summary = summarize([sweep_fold(runs, negatives) for runs in folds])
+    summary["runs"] = [[str(run.resolve()) for run in runs] for runs in folds]
     out = Path(args.out or Path(args.cv_dir[0]) / "operating_point.json")
     out.write_text(json.dumps(summary, indent=1))
     print("threshold  recall  false accepts per hour (development negatives)")

@@ -43,7 +43,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -70,9 +70,15 @@ logger = logging.getLogger(__name__)
 LOG_NAME, CONFIG_NAME, LAST_NAME, BEST_NAME = "log.jsonl", "config.json", "last.pt", "best.pt"
 RIR_NAME = "rirs.npy"
 TEACHER_NAME = "teacher.sha256"  # which teacher weights the run learns from
+INIT_NAME = "init.sha256"  # which weights the run started from (export.final_weights checks)
 SELECT_ON = "real_val_acc"  # the figure best.pt is chosen on, when the run has it
 AUGMENT_PROBS = ("noise_prob", "speed_prob", "vtlp_prob", "eq_prob", "bandlimit_prob",
                  "reverb_prob", "codec_prob")  # the augmentation switches the command line sets
+
+
+def as_paths(value: Union[None, str, Sequence[str]]) -> List[str]:
+    """A recipe's folder entry as a list: "" or None (none), one path, or several."""
+    return [] if not value else [value] if isinstance(value, str) else list(value)
 
 
 @dataclass(frozen=True)
@@ -135,8 +141,7 @@ class TrainConfig:
     def from_json(cls, values: dict) -> "TrainConfig":
         augment = {k: tuple(v) if isinstance(v, list) else v
                    for k, v in values["augment"].items()}
-        extra = values.get("extra_data") or ()
-        extra = (extra,) if isinstance(extra, str) else tuple(extra)  # one path before 12-06
+        extra = tuple(as_paths(values.get("extra_data")))  # one path before 2026-12-06
         return cls(**{**values, "augment": AugmentConfig(**augment), "extra_data": extra})
 
 
@@ -186,15 +191,18 @@ def _record_config(run_dir: Path, config: TrainConfig) -> None:
                                                               indent=1).encode()))
 
 
-def _check_teacher(run_dir: Path, checkpoint: str) -> None:
-    """Record the teacher file's SHA-256 in a new run; refuse to resume with another
-    file at the same path (a teacher still being trained, say)."""
+def _check_weights_file(run_dir: Path, checkpoint: str, record: str, role: str,
+                        new_run: bool) -> None:
+    """Record the SHA-256 of the file a new run takes ``role`` weights from (its
+    teacher, its init) in ``run_dir / record``; refuse to resume with another file at
+    the same path (a teacher still being trained, a start exported again). A run
+    started before such records existed gets none: today's file may not be its start."""
     digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
-    path = run_dir / TEACHER_NAME
+    path = run_dir / record
     if path.exists() and path.read_text().strip() != digest:
         raise KwmlpError(f"{run_dir} was started with other weights in {checkpoint} as its "
-                         f"teacher; use a new --out or the teacher it started with")
-    if not path.exists():
+                         f"{role}; use a new --out or the {role} it started with")
+    if new_run and not path.exists():
         write_atomic(path, lambda file: file.write(digest.encode()))
 
 
@@ -422,8 +430,9 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_config(run_dir, config)
-    if not (run_dir / CONFIG_NAME).exists():  # a new run: trust nothing a failed start left
-        for leftover in (RIR_NAME, TEACHER_NAME):
+    new_run = not (run_dir / CONFIG_NAME).exists()
+    if new_run:  # trust nothing a failed start left
+        for leftover in (RIR_NAME, TEACHER_NAME, INIT_NAME):
             (run_dir / leftover).unlink(missing_ok=True)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -446,11 +455,12 @@ def train(config: TrainConfig, run_dir: PathLike, threads: Optional[int] = None)
                   n_classes=len(config.labels), block_survival=config.block_survival)
     if config.init:
         init_from(model, config.init)
+        _check_weights_file(run_dir, config.init, INIT_NAME, "init", new_run)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if config.ema_decay > 0 else None
     teacher = None
     if config.teacher:
         teacher = load_teacher(config.teacher, config.labels)
-        _check_teacher(run_dir, config.teacher)
+        _check_weights_file(run_dir, config.teacher, TEACHER_NAME, "teacher", new_run)
     _record_config(run_dir, config)
     frontend = MFCC(backend="fft")
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
