@@ -157,6 +157,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**63:  # what torch.manual_seed takes
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1, got {text}")
+    return value
+
+
 def _thread_count(text: str) -> int:
     value = _positive_int(text)
     available = os.cpu_count() or 1
@@ -308,7 +315,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_model_option(fit, "base checkpoint (default: shipped weights)")
     fit.add_argument("--epochs", type=_positive_int,
                      help="head: L-BFGS steps; finetune: passes over the clips")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=_seed, default=0)
     fit.add_argument("--threads", type=_thread_count, metavar="N",
                      help="CPU threads for torch (default: torch's choice)")
 

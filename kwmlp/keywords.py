@@ -10,13 +10,14 @@ too, so streaming and offline spotting agree):
 - *posterior smoothing*: each word's probability is averaged over the last
   ``SMOOTH_MS`` of windows (causal, so it works on a live stream; Chen et al.,
   "Small-footprint keyword spotting using deep neural networks", ICASSP 2014);
-- a word *fires* in a window when its smoothed probability is the highest and
-  at least ``threshold``; consecutive firing windows of one word are one
-  detection. A head may also score the two "no keyword" classes
-  (``vocabulary.NO_KEYWORD``: silence/noise, and other speech or sounds); the
-  softmax runs over every class, so a word's probability is what the head
-  leaves it beside them, and a window such a head calls "nothing" does
-  not fire;
+- a word *fires* in a window when its smoothed probability is the highest,
+  at least ``threshold`` and above the smoothed no-keyword probability;
+  consecutive firing windows of one word are one detection. A head may also
+  score the two "no keyword" classes (``vocabulary.NO_KEYWORD``: silence/noise,
+  and other speech or sounds); the softmax runs over every class, so a word's
+  probability is what the head leaves it beside them, and a window such a head
+  gives more to "nothing" than to the word never fires, whatever the threshold
+  (below 0.5 that is a condition of its own);
 - *refractory period*: after a detection, no new one may start in a window
   beginning less than ``refractory_ms`` after the start of the detection's last
   window, which stops a word from being reported twice when its probability
@@ -29,7 +30,8 @@ probability when they do not all overlap).
 
 ``classify`` answers for a whole clip: a clip up to 1 s long is centred in one
 window (as ``kwmlp fit`` trains), a longer one is scored by its best window;
-the answer is the best word if it reaches the threshold, else ``NO_LABEL``. A
+the answer is the best word if it reaches the threshold and beats the
+no-keyword probability of its window (``answer``), else ``NO_LABEL``. A
 checkpoint may carry its own threshold (``metadata["threshold"]``, written by
 ``kwmlp fit``); ``model_threshold`` reads it, and every function here whose
 ``threshold`` is None uses it.
@@ -212,7 +214,8 @@ class Detection:
 class Spotter:
     """Per-window probabilities in, detections out, one window at a time (see
     the module docstring). ``update`` takes one window's probabilities
-    ``(n_words,)`` and its start in ms, and returns the detection that this
+    ``(n_words,)`` (from the softmax over every class: what they leave of 1 is
+    the no-keyword probability) and its start in ms, and returns the detection that this
     window ended, if any; ``finish`` returns the one still open at the end."""
 
     def __init__(self, words: Tuple[str, ...], *, hop_ms: float = DEFAULT_HOP_MS,
@@ -241,7 +244,8 @@ class Spotter:
         self._recent = (self._recent + [(probabilities, start_ms)])[-self.smooth_windows:]
         smoothed = torch.stack([row for row, _ in self._recent]).mean(dim=0)
         score, word = (value.item() for value in smoothed.max(dim=0))
-        firing = score >= self.threshold
+        nothing = 1.0 - smoothed.sum().item()  # the classes beside the words
+        firing = score >= self.threshold and score > nothing
         if self._word is not None and firing and word == self._word:
             self._score = max(self._score, score)
             self._spans.append((probabilities[word].item(), start_ms))
@@ -373,11 +377,31 @@ def classify(clips: Union[np.ndarray, torch.Tensor, Sequence[np.ndarray]],
     words = head_words(model)
     results = []
     for i, clip in enumerate(clips):
-        clip = _clip_samples(clip, i)
-        window = centred_window(clip) if len(clip) <= CHUNK_SAMPLES else clip
-        recognition = recognize(torch.from_numpy(window)[None], model, hop_ms=hop_ms)
-        best = recognition.probabilities[0].max(dim=0).values
-        score, index = best.max(dim=0)
-        label = words[index] if score.item() >= threshold else NO_LABEL
-        results.append(Classification(label, score.item()))
+        score, index, nothing = best_word(clip_recognition(_clip_samples(clip, i), model,
+                                                           hop_ms))
+        label = words[index] if answer(score, nothing, threshold) else NO_LABEL
+        results.append(Classification(label, score))
     return results
+
+
+def clip_recognition(clip: np.ndarray, model: KWMLPEmbedder,
+                     hop_ms: float = DEFAULT_HOP_MS) -> Recognition:
+    """``recognize`` on one clip ``(n_samples,)`` as ``classify`` scores it: centred
+    in one window up to 1 s, else every window of it."""
+    window = centred_window(clip) if len(clip) <= CHUNK_SAMPLES else clip
+    return recognize(torch.from_numpy(window)[None], model, hop_ms=hop_ms)
+
+
+def best_word(recognition: Recognition) -> Tuple[float, int, float]:
+    """The first sound's best word over its windows: ``(probability, word index,
+    no-keyword probability of that window)``."""
+    probabilities = recognition.probabilities[0]  # (n_windows, n_words)
+    per_window, word = probabilities.max(dim=1)
+    k = int(per_window.argmax())
+    return per_window[k].item(), int(word[k]), recognition.no_keyword[0, k].item()
+
+
+def answer(score: float, nothing: float, threshold: float) -> bool:
+    """Whether a word of probability ``score`` is the answer: it reaches
+    ``threshold`` and the head gives it more than "no keyword" (``nothing``)."""
+    return score >= threshold and score > nothing

@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 import kwmlp
+import kwmlp.cli
 from kwmlp.errors import KwmlpError
 from kwmlp.keywords import NO_LABEL, centred_window
 from kwmlp.train import fit as fit_module
@@ -102,27 +103,65 @@ def test_export_head_names_the_fitted_labels(fitted, tmp_path):
     assert logits.shape == (2, 5)
 
 
-def test_classify_centres_a_short_clip_as_fit_trains_it():
-    clip = np.arange(1, 8001, dtype=np.float32)
+def test_classify_centres_a_short_clip_as_fit_trains_it(fitted):
+    _, model, data = fitted
+    clip = kwmlp.load_audio(data / "alpha" / "flite-rms_nohash_0.wav")[0][4000:12000]
     window = centred_window(clip)
-    assert window.shape == (16000,) and window[4000] == 1 and window[11999] == 8000
+    assert window.shape == (16000,) and np.array_equal(window[4000:12000], clip)
     assert not window[:4000].any() and not window[12000:].any()
+    # classify scores the short clip as the centred window, not the clip at the start
+    (answer,) = kwmlp.classify(clip, model, threshold=0.01)
+    probabilities = kwmlp.recognize(torch.from_numpy(window)[None], model).probabilities[0, 0]
+    assert answer.score == pytest.approx(probabilities.max().item(), abs=1e-6)
+    start = kwmlp.recognize(torch.from_numpy(clip)[None], model).probabilities[0, 0]
+    assert answer.score != pytest.approx(start.max().item(), abs=1e-5)
     windows = fit_module.clip_windows(np.ones(16000 + 4000 + 1, np.float32))
     assert len(windows) == 3  # at 0, 250 ms and the end: every window of a longer clip
 
 
+def test_a_long_take_trains_on_its_loud_windows_only():
+    take = np.zeros(30 * 16000, np.float32)
+    take[14 * 16000:14 * 16000 + 8000] = 0.5  # the word, 0.5 s at 14 s; silence around it
+    windows = fit_module.clip_windows(take, loud_only=True)
+    # starts 13.25 ... 14.25 s: each holds at least half the word (3 dB under the
+    # loudest, within 10 dB); 13.0 and 14.5 s hold none of it
+    assert len(windows) == 5 and min((w != 0).sum() for w in windows) == 4000
+    assert len(fit_module.clip_windows(take)) == 117  # no-keyword audio keeps every window
+
+
+def _scores(rows):
+    """ClipScores from (best word probability, its index, no-keyword probability)."""
+    score, index, nothing = zip(*rows)
+    return fit_module.ClipScores(torch.tensor(score), torch.tensor(index), torch.tensor(nothing))
+
+
 def test_choose_threshold_answers_most_clips_right():
-    is_word = torch.tensor([True, True, False])
-    scores = torch.tensor([[0.95, 0.03, 0.02],   # word 0, sure
-                           [0.55, 0.40, 0.05],   # word 0, unsure
-                           [0.70, 0.10, 0.20],   # no keyword, looks like word 0
-                           [0.20, 0.10, 0.70]])  # no keyword
+    scores = _scores([(0.95, 0, 0.02),   # word 0, sure
+                      (0.55, 0, 0.05),   # word 0, unsure
+                      (0.70, 0, 0.20),   # no keyword, looks like word 0
+                      (0.20, 0, 0.70)])  # no keyword
     truth = torch.tensor([0, 0, -1, -1])
     # t <= 0.55 gets 3 right (the 0.70 clip wrong); 0.55 < t <= 0.70 gets 2; above: 2
-    assert fit_module.choose_threshold(scores, truth, is_word) == pytest.approx(0.3)
+    assert fit_module.choose_threshold(scores, truth) == pytest.approx(0.3)
     truth = torch.tensor([0, -1, -1, -1])  # now the 0.55 clip is no keyword either
-    t = fit_module.choose_threshold(scores, truth, is_word)
-    assert 0.70 < t <= 0.95  # only the sure one is a word: all four right
+    assert 0.70 < fit_module.choose_threshold(scores, truth) <= 0.95  # all four right
+    # the candidates are the words' scores: 0.452 gets both right, no grid point does
+    scores = _scores([(0.452, 0, 0.548), (0.451, 0, 0.549)])
+    assert fit_module.choose_threshold(scores, torch.tensor([0, -1])) == pytest.approx(0.452) \
+        or (fit_module.answers(scores, 0.452) == torch.tensor([-1, -1])).all()
+
+
+def test_a_word_the_head_gives_less_than_nothing_is_not_the_answer():
+    # 0.33 reaches a threshold of 0.3, but "no keyword" has 0.60 of the window
+    scores = _scores([(0.33, 1, 0.60), (0.45, 1, 0.30)])
+    assert fit_module.answers(scores, 0.3).tolist() == [-1, 1]
+    assert kwmlp.keywords.answer(0.33, 0.60, 0.3) is False
+    spotter = kwmlp.keywords.Spotter(("alpha", "bravo"), threshold=0.3, hop_ms=100)
+    quiet = [spotter.update(torch.tensor([0.05, 0.33]), 100.0 * k) for k in range(5)]
+    assert quiet == [None] * 5 and spotter.finish() is None  # 0.62 is "nothing"
+    fired = [spotter.update(torch.tensor([0.05, 0.55]), 100.0 * k) for k in range(5, 12)]
+    detection = next(d for d in fired + [spotter.finish()] if d)
+    assert detection.word == "bravo"
 
 
 def test_a_label_the_base_head_scores_starts_from_its_column():
@@ -264,11 +303,19 @@ def test_cli_fit_classify_and_spot_plot(fitted, tmp_path):
 def test_a_fit_is_reproducible_from_its_seed(tmp_path):
     data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
     heads = []
+    torch.manual_seed(5)
+    expected = torch.rand(3)  # the caller's next draws, had no fit run
+    torch.manual_seed(5)
     for seed, name in ((1, "a.pt"), (1, "b.pt"), (2, "c.pt")):
         kwmlp.fit(data, tmp_path / name, epochs=20, seed=seed)
+    assert torch.equal(torch.rand(3), expected)  # the fits left the global RNG alone
+    for name in ("a.pt", "b.pt", "c.pt"):
         heads.append(kwmlp.load_model(str(tmp_path / name), device="cpu").encoder.head.weight)
     assert torch.equal(heads[0], heads[1])  # same folder, same seed: the same head
     assert not torch.equal(heads[0], heads[2])  # another seed augments otherwise
+    with pytest.raises(SystemExit) as exit_info:
+        kwmlp.cli.parse_args(["fit", str(data), "-o", "x.pt", "--seed", "-1"])
+    assert exit_info.value.code == 2
 
 
 def test_a_plot_path_is_checked_before_spotting(tmp_path):
@@ -362,10 +409,56 @@ def test_negatives_that_give_no_audio_stop_the_fit(tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
+def test_the_folder_skips_hidden_follows_links_and_names_what_it_cannot_read(tmp_path,
+                                                                           monkeypatch):
+    data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
+    trash = data / "alpha" / ".Trash-1000"
+    trash.mkdir()
+    shutil.copy(next((HELDOUT / "bird").iterdir()), trash / "deleted.wav")
+    more = _folder(tmp_path / "more", labels={"takes": "dog"}, unknown=()) / "takes"
+    (data / "bravo" / "linked").symlink_to(more, target_is_directory=True)
+    (more / "loop").symlink_to(data / "bravo", target_is_directory=True)  # walked once
+    shutil.copytree(HELDOUT / "bed", data / "_background_noise_")  # Speech Commands' name
+    labels, files = fit_module.list_labels(data)
+    assert labels == ["alpha", "bravo"]
+    assert not any(".Trash" in str(p) for p in files["alpha"])
+    n_dog = len(list((HELDOUT / "dog").iterdir()))
+    assert len(files["bravo"]) == 2 * n_dog  # its own takes and the linked folder's
+    assert len(files[SILENCE]) == len(list((HELDOUT / "bed").iterdir()))
+
+    # a file that cannot be read is named and left out, the rest go on
+    blocked = files["alpha"][0]
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(
+        PermissionError(13, "Permission denied")) if self == blocked else real_read(self))
+    failures = []
+    kept = fit_module.check_disjoint(files, failures)
+    assert blocked not in kept["alpha"] and len(kept["alpha"]) == len(files["alpha"]) - 1
+    assert failures == [f"{blocked}: Permission denied"]
+
+    (data / "charlie").symlink_to(tmp_path / "unmounted")  # a label that went missing
+    with pytest.raises(KwmlpError, match="broken link"):
+        fit_module.list_labels(data)
+
+
+def test_a_label_named_like_a_split_warns():
+    assert fit_module.split_like_labels(["alpha", "train", "Val"], "d") == [
+        f"the label {name!r} is named like a dataset split: if its sub-folders are the "
+        f"labels, run kwmlp fit {Path('d') / name}" for name in ("train", "Val")]
+
+
 def test_validation_unknown_clips_count_as_none_without_training_negatives(tmp_path):
     """--val's _unknown_/ is scored (as "none") even when the training folder has none."""
     data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
-    val = _folder(tmp_path / "val", labels={"alpha": "cat", "bravo": "dog"}, unknown=("bed",))
+    copies = _folder(tmp_path / "copies", labels={"alpha": "cat", "bravo": "dog"},
+                     unknown=("bed",))
+    with pytest.raises(KwmlpError, match="the validation clip is the training clip"):
+        kwmlp.fit(data, tmp_path / "x.pt", val_dir=copies, epochs=20)
+    val = tmp_path / "val"  # the same takes 3 dB quieter: other clips, as far as fit knows
+    for clip in copies.rglob("*.wav"):
+        audio, rate = sf.read(clip, dtype="float32")
+        (val / clip.parent.name).mkdir(parents=True, exist_ok=True)
+        sf.write(val / clip.parent.name / clip.name, audio * 0.7, rate)
     report = kwmlp.fit(data, tmp_path / "x.pt", val_dir=val, epochs=20)
     n_val = sum(1 for _ in val.rglob("*.wav"))
     assert n_val == 9 and report.n_validation == n_val  # 3 + 3 label clips and 3 of "bed"

@@ -5,8 +5,10 @@ fit`` runs.
 
 - **Windows.** The head scores 1 s windows. A clip up to 1 s long is one window,
   centred (``classify`` centres it the same way); a longer clip gives every 1 s
-  window at a ``WINDOW_HOP_MS`` hop, each labelled with the clip's label, and is
-  scored by its best window.
+  window at a ``WINDOW_HOP_MS`` hop, and those of a label clip within
+  ``LOUD_WINDOW_DB`` of its loudest window are labelled with the clip's label
+  (the silence around a word in a long take is not the word); every window of
+  no-keyword audio is kept. A longer clip is scored by its best window.
 - **No keyword.** A ``_silence_`` class of generated silence and noise is always
   added, so the head can say "nothing" to quiet input; audio in
   ``DATA_DIR/_background_`` becomes ``_silence_`` too, audio in
@@ -25,8 +27,13 @@ fit`` runs.
 - **Validation.** ``val_dir`` in the same layout; else, when file names carry a
   speaker (``<speaker>_nohash_<n>``), a speaker-disjoint fifth; else a seeded
   random fifth of each label's clips (a label with one clip keeps it for
-  training). The threshold is the one that answers most validation clips right
-  (a word, or "none" for the no-keyword audio), between ``THRESHOLD_RANGE``.
+  training); a ``val_dir`` clip that is a training clip (or its bytes) is refused.
+  Validation clips are scored as ``classify`` scores them, and the threshold is
+  the one that answers most of them and ``VALIDATION_SILENCES`` generated
+  silences right (a word, or "none" for the no-keyword audio), between
+  ``THRESHOLD_RANGE``; the reported accuracy is of the validation clips alone.
+- **The folder.** Hidden files and folders are skipped, linked sub-folders
+  followed; a file that cannot be read is named and left out.
 
 (About 550 lines: the stages of one fit, folder -> audio -> head -> fine-tune ->
 validation -> checkpoint, in the order ``fit`` runs them, so a reader follows a
@@ -39,6 +46,7 @@ import functools
 import hashlib
 import logging
 import math
+import os
 import re
 import time
 import zlib
@@ -59,14 +67,19 @@ from ..checkpoints import (PUBLISHED_SOURCE, default_weights_path, load_checkpoi
 from ..encoder import KWMLP
 from ..errors import KwmlpError
 from ..frontend import CHUNK_SAMPLES, MFCC, SAMPLE_RATE
-from ..keywords import DEFAULT_THRESHOLD, NO_LABEL, centred_window, checkpoint_labels
+from ..embedder import KWMLPEmbedder
+from ..keywords import (DEFAULT_THRESHOLD, NO_LABEL, best_word, centred_window,
+                        checkpoint_labels, clip_recognition)
 from ..vocabulary import NO_KEYWORD, SILENCE, UNKNOWN
 from .augment import AugmentConfig, augment_waveform
 from .synth.noise import coloured_noise
 
 MODES = ("head", "finetune")
 WINDOW_HOP_MS = 250  # between the training windows of a clip longer than 1 s
-NEGATIVE_FOLDERS = {"_background_": SILENCE, "_unknown_": UNKNOWN}
+# Speech Commands calls its noise recordings _background_noise_.
+NEGATIVE_FOLDERS = {"_background_": SILENCE, "_background_noise_": SILENCE, "_unknown_": UNKNOWN}
+LOUD_WINDOW_DB = 10.0  # a long label clip's windows this far under its loudest are left out
+SPLIT_NAMES = {"train", "training", "val", "valid", "validation", "dev", "test", "testing"}
 VALIDATION_SHARE = 0.2
 WINDOWS_PER_CLASS = 256  # augmented copies per class in head mode (at least COPIES_MIN each)
 COPIES_MIN, COPIES_MAX = 4, 64
@@ -121,9 +134,9 @@ class FitReport:
             lines.append(f"no validation clips ({self.validation}); threshold "
                          f"{self.threshold:.2f} (the default)")
         else:
-            lines.append(f"validation ({self.validation}, {self.n_validation} clips and "
-                         f"{VALIDATION_SILENCES} generated silences): "
-                         f"accuracy {self.accuracy:.3f} at threshold {self.threshold:.2f}")
+            lines.append(f"validation ({self.validation}, {self.n_validation} clips): "
+                         f"accuracy {self.accuracy:.3f} at threshold {self.threshold:.2f} "
+                         f"(chosen with {VALIDATION_SILENCES} generated silences beside them)")
             lines += [f"  {label}: {acc:.3f}" for label, acc in self.per_label.items()]
             lines += [f"  confused: {truth} -> {said} ({n})" for truth, said, n in
                       self.confusions[:10]]
@@ -135,11 +148,21 @@ class FitReport:
 # the folder
 
 def _audio_files(folder: Path) -> List[Path]:
-    """The audio files under ``folder``, and any broken link with an audio name (so
-    reading it fails, naming it, instead of dropping it unseen)."""
-    return sorted(p for p in folder.rglob("*") if not p.name.startswith(".")
-                  and p.suffix.lower() in AUDIO_EXTENSIONS
-                  and (p.is_file() or (p.is_symlink() and not p.exists())))
+    """The audio files under ``folder``, following linked sub-folders (each real
+    folder once) and skipping hidden files and folders (``.Trash-1000/``), and any
+    broken link with an audio name (so reading it fails, naming it, instead of
+    dropping it unseen)."""
+    found, seen = [], set()
+    for root, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        folders[:] = [] if real in seen else [f for f in folders if not f.startswith(".")]
+        if real in seen:
+            continue
+        seen.add(real)
+        paths = (Path(root) / name for name in names if not name.startswith("."))
+        found += [p for p in paths if p.suffix.lower() in AUDIO_EXTENSIONS
+                  and (p.is_file() or (p.is_symlink() and not p.exists()))]
+    return sorted(found)
 
 
 def negative_files(folders: Sequence[PathLike]) -> List[Path]:
@@ -159,22 +182,56 @@ def negative_files(folders: Sequence[PathLike]) -> List[Path]:
     return files
 
 
-def check_disjoint(files: Dict[str, List[Path]]) -> None:
-    """Raise ``KwmlpError`` if one file, or two files with the same bytes, stand under
+def _file_keys(path: Path) -> List[object]:
+    """What makes two clips one sound: the same file, or the same bytes.
+    Raises ``OSError`` for a file that cannot be read."""
+    return [path.resolve()] + ([hashlib.sha1(path.read_bytes()).digest()]
+                               if path.is_file() else [])
+
+
+def check_disjoint(files: Dict[str, List[Path]], failures: List[str]
+                   ) -> Dict[str, List[Path]]:
+    """``files`` less those that cannot be read (each named in ``failures``);
+    raises ``KwmlpError`` if one file, or two files with the same bytes, stand under
     two classes (a copy in two label folders, a --negatives folder that overlaps
     DATA_DIR): one sound cannot teach two answers."""
     owner: Dict[object, Tuple[str, Path]] = {}
+    kept: Dict[str, List[Path]] = {}
     for name, paths in files.items():
+        kept[name] = []
         for path in paths:
-            keys: List[object] = [path.resolve()]
-            if path.is_file():
-                keys.append(hashlib.sha1(path.read_bytes()).digest())
+            try:
+                keys = _file_keys(path)
+            except OSError as err:
+                failures.append(f"{path}: {err.strerror or err}")
+                logger.error("%s: %s", path, err.strerror or err)
+                continue
+            kept[name].append(path)
             for key in keys:
                 first = owner.setdefault(key, (name, path))
                 if first[0] != name:
                     same = "is" if first[1].resolve() == path.resolve() else "has the bytes of"
                     raise KwmlpError(f"{path} ({name!r}) {same} {first[1]} ({first[0]!r}); "
                                      "a clip can have one label only")
+    return kept
+
+
+def check_held_apart(train: Sequence[Path], validation: Sequence[Path]) -> None:
+    """Raise ``KwmlpError`` if a validation clip is a training clip or a copy of one:
+    its accuracy and the threshold chosen on it would be a training figure."""
+    seen: Dict[object, Path] = {}
+    for path in train:
+        for key in _file_keys(path):
+            seen.setdefault(key, path)
+    for path in validation:
+        try:
+            keys = _file_keys(path)
+        except OSError:
+            continue  # named and skipped when read
+        for key in keys:
+            if key in seen:
+                raise KwmlpError(f"{path}: the validation clip is the training clip "
+                                 f"{seen[key]} (or its bytes); --val must hold other clips")
 
 
 def _speaker(path: Path) -> str:
@@ -193,6 +250,10 @@ def list_labels(data_dir: PathLike) -> Tuple[List[str], Dict[str, List[Path]]]:
         raise KwmlpError(f"{data_dir}: {what} (kwmlp fit takes a folder with one "
                          f"sub-folder of audio per label)")
     labels, files = [], {}
+    broken = sorted(p for p in data_dir.iterdir() if p.is_symlink() and not p.exists())
+    if broken:
+        raise KwmlpError(f"{broken[0]}: a broken link in the data folder (an unmounted "
+                         f"share?); a label cannot be read from it")
     for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()
                          and not p.name.startswith(".")):
         found = _audio_files(folder)
@@ -213,16 +274,22 @@ def list_labels(data_dir: PathLike) -> Tuple[List[str], Dict[str, List[Path]]]:
     return labels, files
 
 
-def clip_windows(audio: np.ndarray) -> np.ndarray:
+def clip_windows(audio: np.ndarray, loud_only: bool = False) -> np.ndarray:
     """``(n_samples,)`` 16 kHz -> ``(n_windows, CHUNK_SAMPLES)``: one centred
-    window for a clip up to 1 s, else every window at ``WINDOW_HOP_MS``."""
+    window for a clip up to 1 s, else every window at ``WINDOW_HOP_MS``; with
+    ``loud_only``, only those within ``LOUD_WINDOW_DB`` of the loudest (a word in
+    a long take is in those, the silence around it is not the word)."""
     if len(audio) <= CHUNK_SAMPLES:
         return centred_window(audio)[None]
     hop = WINDOW_HOP_MS * SAMPLE_RATE // 1000
     starts = list(range(0, len(audio) - CHUNK_SAMPLES + 1, hop))
     if starts[-1] != len(audio) - CHUNK_SAMPLES:
         starts.append(len(audio) - CHUNK_SAMPLES)  # the end of the clip too
-    return np.stack([audio[s:s + CHUNK_SAMPLES] for s in starts])
+    windows = np.stack([audio[s:s + CHUNK_SAMPLES] for s in starts])
+    if loud_only:
+        power = np.square(windows, dtype=np.float64).mean(axis=1)
+        windows = windows[power >= power.max() * 10 ** (-LOUD_WINDOW_DB / 10)]
+    return windows
 
 
 def _bucket(text: str) -> float:
@@ -284,11 +351,25 @@ def hollow_labels(read: Sequence[Tuple[Clip, np.ndarray]], labels: Sequence[str]
     return messages
 
 
-def _windows(read: Sequence[Tuple[Clip, np.ndarray]]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Every window of every clip ``(n, CHUNK_SAMPLES)`` and its label ``(n,)``."""
+def split_like_labels(labels: Sequence[str], data_dir: PathLike) -> List[str]:
+    """A warning for each label named like a dataset split (``train/``, ``val/``):
+    DATA_DIR is then likely the folder above the label folders."""
+    messages = [f"the label {label!r} is named like a dataset split: if its sub-folders "
+                f"are the labels, run kwmlp fit {Path(data_dir) / label}"
+                for label in labels if label.lower() in SPLIT_NAMES]
+    for message in messages:
+        logger.warning("%s", message)
+    return messages
+
+
+def _windows(read: Sequence[Tuple[Clip, np.ndarray]], n_words: int
+             ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The training windows of every clip ``(n, CHUNK_SAMPLES)`` and their labels
+    ``(n,)``: a label clip's loud windows (class index below ``n_words``), every
+    window of no-keyword audio."""
     if not read:
         return torch.zeros(0, CHUNK_SAMPLES), torch.zeros(0, dtype=torch.long)
-    windows = [clip_windows(audio) for _, audio in read]
+    windows = [clip_windows(audio, loud_only=clip.label < n_words) for clip, audio in read]
     labels = [torch.full((len(w),), clip.label) for (clip, _), w in zip(read, windows)]
     return torch.from_numpy(np.concatenate(windows)), torch.cat(labels)
 
@@ -447,36 +528,49 @@ def finetune(encoder: KWMLP, mfcc: MFCC, windows: torch.Tensor, labels: torch.Te
 
 # validation
 
+@dataclass(frozen=True)
+class ClipScores:
+    """Validation clips as ``classify`` scores them, each ``(n_clips,)``: the best
+    word's probability, its class index (the words lead ``classes``) and the
+    no-keyword probability of its window."""
+
+    score: torch.Tensor
+    index: torch.Tensor
+    nothing: torch.Tensor
+
+    @classmethod
+    def cat(cls, parts: Sequence["ClipScores"]) -> "ClipScores":
+        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in ("score", "index",
+                                                                           "nothing")))
+
+
 @torch.no_grad()
-def clip_scores(encoder: KWMLP, mfcc: MFCC, read: Sequence[Tuple[Clip, np.ndarray]]
-                ) -> torch.Tensor:
-    """Per clip, each class's probability in its best window ``(n_clips, n_classes)``."""
-    encoder.eval()
-    scores = []
-    for _, audio in read:
-        windows = torch.from_numpy(clip_windows(audio))
-        probabilities = encoder.classify(encoder.forward_features(
-            mfcc(windows), stochastic_depth=False)).softmax(dim=1)
-        scores.append(probabilities.max(dim=0).values)
-    return torch.stack(scores) if scores else torch.zeros(0, encoder.head.out_features)
+def clip_scores(encoder: KWMLP, classes: Sequence[str], clips: Sequence[np.ndarray]
+                ) -> ClipScores:
+    """``clips`` (16 kHz, any length) scored as ``kwmlp.classify`` scores them with
+    the fitted head (``keywords.clip_recognition``, ``keywords.best_word``), so the
+    threshold is chosen on what ``classify``, ``spot`` and ``Stream`` will see."""
+    model = KWMLPEmbedder(encoder.eval(), metadata={"labels": list(classes)})
+    rows = [best_word(clip_recognition(clip, model)) for clip in clips]
+    score, index, nothing = zip(*rows) if rows else ((), (), ())
+    return ClipScores(torch.tensor(score, dtype=torch.float32), torch.tensor(index),
+                      torch.tensor(nothing, dtype=torch.float32))
 
 
-def answers(scores: torch.Tensor, is_word: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Each clip's answer: its best word's class index, or -1 ("none") when no
-    word reaches ``threshold``."""
-    word_scores = scores.masked_fill(~is_word, -1.0)
-    best, index = word_scores.max(dim=1)
-    return torch.where(best >= threshold, index, torch.full_like(index, -1))
+def answers(scores: ClipScores, threshold: float) -> torch.Tensor:
+    """Each clip's answer: its best word's class index, or -1 ("none") unless that
+    word reaches ``threshold`` and beats "no keyword" (``keywords.answer``)."""
+    said = (scores.score >= threshold) & (scores.score > scores.nothing)
+    return torch.where(said, scores.index, torch.full_like(scores.index, -1))
 
 
-def choose_threshold(scores: torch.Tensor, truth: torch.Tensor, is_word: torch.Tensor
-                     ) -> float:
+def choose_threshold(scores: ClipScores, truth: torch.Tensor) -> float:
     """The threshold in ``THRESHOLD_RANGE`` that answers the most clips right
     (``truth`` -1 for no-keyword clips); the lowest of equals."""
     low, high = THRESHOLD_RANGE
-    candidates = np.unique(np.clip(np.r_[np.linspace(low, high, 61),
-                                         scores.max(dim=1).values.numpy()], low, high))
-    right = [(answers(scores, is_word, t) == truth).sum().item() for t in candidates]
+    candidates = np.unique(np.clip(np.r_[np.linspace(low, high, 61), scores.score.numpy()],
+                                   low, high))
+    right = [(answers(scores, t) == truth).sum().item() for t in candidates]
     return float(candidates[int(np.argmax(right))])
 
 
@@ -520,6 +614,17 @@ def _base(model_file_path: str) -> Tuple[KWMLP, dict]:
     return load_checkpoint(model_file_path or default_weights_path())
 
 
+def _own_rng(function):
+    """Run ``function`` on a copy of torch's global RNG: a fit seeds it (the new
+    head's init, stochastic depth), and the caller's draws are not the fit's."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            return function(*args, **kwargs)
+    return wrapper
+
+
+@_own_rng
 def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
         val_dir: Optional[PathLike] = None, negatives: Sequence[PathLike] = (),
         model_file_path: str = "", epochs: Optional[int] = None, seed: int = 0,
@@ -546,7 +651,8 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     labels, files = list_labels(data_dir)
     if negatives:
         files.setdefault(UNKNOWN, []).extend(negative_files(negatives))
-    check_disjoint(files)
+    failures: List[str] = []
+    files = check_disjoint(files, failures)
     classes = labels + [c for c in NO_KEYWORD if c == SILENCE or files.get(c)]
     if len(labels) < 2 and UNKNOWN not in classes:
         raise KwmlpError(f"{data_dir}: {len(labels)} label folder(s); fitting needs two "
@@ -559,6 +665,7 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
         if unknown:
             raise KwmlpError(f"{val_dir}: labels {unknown} are not in {data_dir}")
         train_clips = clips
+        check_held_apart([c.path for c in clips], [p for c in val_files for p in val_files[c]])
         # A no-keyword clip is scored as "none" whichever no-keyword class it names,
         # so validation _unknown_/ counts even when training has no _unknown_ class.
         val_clips = [Clip(p, classes.index(c if c in classes else SILENCE), _speaker(p))
@@ -566,15 +673,14 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
         how = f"the clips of {val_dir}"
     else:
         train_clips, val_clips, how = split_clips(clips, seed)
-    failures: List[str] = []
     train_read, val_read = _read(train_clips, failures), _read(val_clips, failures)
-    windows, window_labels = _windows(train_read)
+    windows, window_labels = _windows(train_read, len(labels))
     missing = sorted(set(range(len(classes))) - set(window_labels.tolist())
                      - {classes.index(SILENCE)})  # _silence_ is generated below anyway
     if missing:
         raise KwmlpError(f"{data_dir}: no readable training clip for "
                          f"{[classes[i] for i in missing]}")
-    hollow = hollow_labels(train_read, labels)
+    hollow = hollow_labels(train_read, labels) + split_like_labels(labels, data_dir)
     silence = classes.index(SILENCE)
     windows = torch.cat([windows, silence_windows(SILENCE_WINDOWS, generator)])
     window_labels = torch.cat([window_labels, torch.full((SILENCE_WINDOWS,), silence)])
@@ -600,18 +706,18 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
             finetune(encoder, mfcc, windows, window_labels, n_epochs, generator, noise, rirs,
                      bar)
 
-    is_word = torch.tensor([c not in NO_KEYWORD for c in classes])
     report = FitReport(Path(output), tuple(classes), mode, DEFAULT_THRESHOLD, how, len(train_read),
                        len(val_read), failures=failures, warnings=hollow)
     if val_read:
-        scores = clip_scores(encoder, mfcc, val_read)
+        # Generated silences join the validation clips to choose the threshold (a fit
+        # without negatives would otherwise never see "nothing"), not to score it.
         silent = silence_windows(VALIDATION_SILENCES, generator)
-        scores = torch.cat([scores, clip_scores(encoder, mfcc, [(None, a.numpy())
-                                                                 for a in silent])])
+        scores = clip_scores(encoder, classes, [a for _, a in val_read] + list(silent.numpy()))
+        is_word = [c not in NO_KEYWORD for c in classes]
         truth = torch.tensor([c.label if is_word[c.label] else -1 for c, _ in val_read]
                              + [-1] * len(silent))
-        report.threshold = choose_threshold(scores, truth, is_word)
-        said = answers(scores, is_word, report.threshold)
+        report.threshold = choose_threshold(scores, truth)
+        said, truth = answers(scores, report.threshold)[:len(val_read)], truth[:len(val_read)]
         report.accuracy = (said == truth).float().mean().item()
         names = {i: c for i, c in enumerate(classes)} | {-1: NO_LABEL}
         for index in sorted(set(truth.tolist())):
@@ -625,7 +731,7 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
                                    key=lambda x: -x[2])
     report.wall_s = time.perf_counter() - start
     save_checkpoint(output, encoder, {
-        "description": f"kwmlp fit: {len(labels)} labels of {Path(data_dir).name}, "
+        "description": f"kwmlp fit: {len(labels)} labels of {Path(data_dir).resolve().name}, "
                        f"{mode} mode",
         "labels": list(classes), "threshold": report.threshold,
         "fit": {"mode": mode, "data": str(Path(data_dir).resolve()), "seed": seed,
