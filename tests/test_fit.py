@@ -488,3 +488,18 @@ def test_classify_checks_its_audio_as_recognize_does(fitted):
     (alone,) = kwmlp.classify(clip, model)
     both = kwmlp.classify(np.stack([clip, clip]), model)
     assert [b.label for b in both] == [alone.label] * 2
+
+
+def test_files_fit_leaves_out_unread_are_counted_in_a_warning(tmp_path):
+    data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
+    assert fit_module.passed_over(data) == []
+    (data / "notes.txt").write_text("takes 1-3 were noisy")
+    shutil.copy(next((HELDOUT / "cat").iterdir()), data / "stray.wav")
+    (data / "alpha" / "take.m4a").write_bytes(b"\0" * 64)
+    (data / "bravo" / "sub").mkdir()
+    (data / "bravo" / "sub" / "README").write_text("")
+    (data / "bravo" / ".DS_Store").write_bytes(b"\0")  # hidden: not the user's audio
+    loose, other = fit_module.passed_over(data)
+    assert loose.startswith("2 file(s) beside the label folders") and "notes.txt" in loose
+    assert other.startswith("2 file(s) in the label folders are not audio")
+    assert "(none), .m4a" in other and "take.m4a" in other

@@ -33,7 +33,8 @@ fit`` runs.
   silences right (a word, or "none" for the no-keyword audio), between
   ``THRESHOLD_RANGE``; the reported accuracy is of the validation clips alone.
 - **The folder.** Hidden files and folders are skipped, linked sub-folders
-  followed; a file that cannot be read is named and left out.
+  followed; a file that cannot be read is named and left out, and files in no
+  label folder or without an audio extension are counted in a warning.
 
 (About 550 lines: the stages of one fit, folder -> audio -> head -> fine-tune ->
 validation -> checkpoint, in the order ``fit`` runs them, so a reader follows a
@@ -147,11 +148,10 @@ class FitReport:
 
 # the folder
 
-def _audio_files(folder: Path) -> List[Path]:
-    """The audio files under ``folder``, following linked sub-folders (each real
-    folder once) and skipping hidden files and folders (``.Trash-1000/``), and any
-    broken link with an audio name (so reading it fails, naming it, instead of
-    dropping it unseen)."""
+def _walk(folder: Path) -> List[Path]:
+    """Every file under ``folder`` but hidden ones, following linked sub-folders
+    (each real folder once) and skipping hidden folders (``.Trash-1000/``), with
+    broken links (so reading one fails, naming it, instead of dropping it unseen)."""
     found, seen = [], set()
     for root, folders, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -160,9 +160,13 @@ def _audio_files(folder: Path) -> List[Path]:
             continue
         seen.add(real)
         paths = (Path(root) / name for name in names if not name.startswith("."))
-        found += [p for p in paths if p.suffix.lower() in AUDIO_EXTENSIONS
-                  and (p.is_file() or (p.is_symlink() and not p.exists()))]
+        found += [p for p in paths if p.is_file() or (p.is_symlink() and not p.exists())]
     return sorted(found)
+
+
+def _audio_files(folder: Path) -> List[Path]:
+    """The files of ``_walk(folder)`` with an audio extension (``AUDIO_EXTENSIONS``)."""
+    return [p for p in _walk(folder) if p.suffix.lower() in AUDIO_EXTENSIONS]
 
 
 def negative_files(folders: Sequence[PathLike]) -> List[Path]:
@@ -348,6 +352,30 @@ def hollow_labels(read: Sequence[Tuple[Clip, np.ndarray]], labels: Sequence[str]
             messages.append(f"every clip of {label!r} is {why}; the label may not be "
                             "what you meant")
             logger.warning("%s", messages[-1])
+    return messages
+
+
+def passed_over(data_dir: PathLike) -> List[str]:
+    """A warning for the files of ``data_dir`` that fit leaves out unread: those
+    beside the label folders (in no label) and those without an audio extension
+    (``.m4a``, ``.txt``), with a count and an example of each."""
+    data_dir = Path(data_dir)
+    loose = sorted(p for p in data_dir.iterdir() if not p.name.startswith(".")
+                   and not p.is_dir())
+    other = [p for folder in sorted(data_dir.iterdir()) if folder.is_dir()
+             and not folder.name.startswith(".") for p in _walk(folder)
+             if p.suffix.lower() not in AUDIO_EXTENSIONS]
+    messages = []
+    if loose:
+        messages.append(f"{len(loose)} file(s) beside the label folders of {data_dir} belong "
+                        f"to no label and were left out, e.g. {loose[0]}")
+    if other:
+        kinds = sorted({p.suffix.lower() or "(none)" for p in other})
+        messages.append(f"{len(other)} file(s) in the label folders are not audio kwmlp reads "
+                        f"(extension {', '.join(kinds)}) and were left out, e.g. {other[0]}; "
+                        f"convert them to .wav or .flac to train on them")
+    for message in messages:
+        logger.warning("%s", message)
     return messages
 
 
@@ -680,7 +708,8 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     if missing:
         raise KwmlpError(f"{data_dir}: no readable training clip for "
                          f"{[classes[i] for i in missing]}")
-    hollow = hollow_labels(train_read, labels) + split_like_labels(labels, data_dir)
+    hollow = (hollow_labels(train_read, labels) + split_like_labels(labels, data_dir)
+              + passed_over(data_dir))
     silence = classes.index(SILENCE)
     windows = torch.cat([windows, silence_windows(SILENCE_WINDOWS, generator)])
     window_labels = torch.cat([window_labels, torch.full((SILENCE_WINDOWS,), silence)])
