@@ -177,3 +177,12 @@ def test_training_with_negatives_gives_a_head_that_names_no_keyword(noise_negati
     total = recognition.probabilities.sum(-1) + recognition.no_keyword
     torch.testing.assert_close(total, torch.ones_like(total))
     assert UNKNOWN in meta["labels"]
+    # the head learned "no keyword": the held-out noise clips, scored by the exported
+    # model, come out as their class as often as the run logged, and mostly
+    audio, labels = negatives.load_negatives(out)["validation"]
+    with torch.no_grad():
+        said = embedder.classify_chunks(audio.float() / 32768).argmax(-1)
+    assert set(labels.tolist()) == {LABELS.index(SILENCE)}
+    accuracy = (said == labels).float().mean().item()
+    assert accuracy == pytest.approx(log[-1]["negatives_val_acc"], abs=1e-4)
+    assert accuracy >= 0.9, accuracy
