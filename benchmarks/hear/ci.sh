@@ -21,6 +21,8 @@ bash "$HERE/setup_venv.sh" "$VENV"
 echo "   done at $(elapsed)"
 
 PY="$VENV/bin/python"
+echo "== tests that need the HEAR venv's pytorch-lightning"
+(cd "$REPO_DIR" && "$PY" -m pytest -q -p no:cacheprovider tests/test_hear_smoke.py -k launcher)
 echo "== published-layout checkpoint through hear-validator"
 "$PY" "$HERE/make_random_checkpoint.py" --layout published --out "$WORK/published.pth"
 TF_CPP_MIN_LOG_LEVEL=2 nice -n 10 "$VENV/bin/hear-validator" kwmlp -m "$WORK/published.pth" \

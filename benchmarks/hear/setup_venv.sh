@@ -57,6 +57,12 @@ if ! imports "nnAudio, resampy, soundfile, numpy, tqdm"; then
     "${PIP[@]}" nnAudio resampy soundfile numpy tqdm
 fi
 
+# pytest: ci.sh runs here the tests that need pytorch-lightning (not in kwmlp's extras).
+if ! imports "pytest"; then
+    log "installing pytest"
+    "${PIP[@]}" pytest
+fi
+
 # kwmlp itself, non-editable, always reinstalled so the venv matches the tree.
 log "installing kwmlp from $KWMLP_SOURCE"
 "${PIP[@]}" --no-deps --force-reinstall "$KWMLP_SOURCE"
