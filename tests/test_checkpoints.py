@@ -53,6 +53,9 @@ def test_published_shallower_depth_loads(tmp_path):
                tmp_path / "kw8.pth")
     model = kwmlp.load_model(str(tmp_path / "kw8.pth"))
     assert model.encoder.depth == 8
+    with torch.no_grad():
+        got = model.encoder.embed(torch.from_numpy(_mfcc())).numpy()
+    np.testing.assert_allclose(got, oracle.encoder_embed(_mfcc(), params), atol=1e-5)
 
 
 def test_missing_file(tmp_path):

@@ -344,9 +344,16 @@ def test_a_broken_pipe_that_is_not_stdout_is_not_swallowed(monkeypatch):
     try:
         monkeypatch.setattr(sys, "stdout", os.fdopen(write_end, "w", closefd=False))
         assert not cli._stdout_closed()
+
+        def worker_pipe_breaks(args):
+            raise BrokenPipeError(32, "Broken pipe")  # e.g. a worker's pipe, not stdout
+
+        monkeypatch.setattr(cli, "_run", worker_pipe_breaks)
+        with pytest.raises(BrokenPipeError):
+            cli.main(["info"])
         os.close(read_end)
         read_end = None
-        assert cli._stdout_closed()
+        assert cli.main(["info"]) == 141  # now it is stdout's reader that left: quietly
     finally:
         if read_end is not None:
             os.close(read_end)

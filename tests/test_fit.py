@@ -99,8 +99,13 @@ def test_export_head_names_the_fitted_labels(fitted, tmp_path):
                                    providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["kwmlp_labels"]) == list(model.metadata["labels"])
-    _, logits = session.run(None, {"chunks": np.zeros((2, 16000), np.float32)})
-    assert logits.shape == (2, 5)
+    chunks = np.stack([np.zeros(16000), kwmlp.load_audio(HELDOUT / "cat" / sorted(
+        p.name for p in (HELDOUT / "cat").iterdir())[0])[0]]).astype(np.float32)
+    _, logits = session.run(None, {"chunks": chunks})
+    with torch.no_grad():
+        expected = model.classify_chunks(torch.from_numpy(chunks)).numpy()
+    assert expected.shape == (2, 5)
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
 
 
 def test_classify_centres_a_short_clip_as_fit_trains_it(fitted):

@@ -299,8 +299,13 @@ def test_a_float64_default_dtype_changes_nothing():
             again = kwmlp.recognize(audio, loaded).probabilities
             assert again.dtype == torch.float32
             torch.testing.assert_close(again, words, **tolerance)
-            streamed = kwmlp.Stream(loaded).flush()
-            assert streamed.embedding.dtype == torch.float32
+            stream = kwmlp.Stream(loaded)
+            pushed, flushed = stream.push(audio[0]), stream.flush()
+            streamed = torch.cat([pushed.embedding, flushed.embedding])
+            assert streamed.dtype == torch.float32
+            torch.testing.assert_close(streamed, frames[0], **tolerance)
+            torch.testing.assert_close(torch.cat([pushed.probabilities, flushed.probabilities]),
+                                       words[0], **tolerance)
     finally:
         torch.set_default_dtype(previous)
 
