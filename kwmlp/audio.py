@@ -223,7 +223,37 @@ def _int16_to_float(data: bytes) -> np.ndarray:
 
 
 FILE_MAGIC = {b"fLaC": "FLAC", b"OggS": "Ogg", b"FORM": "AIFF", b"ID3": "MP3",
-              b"RIFF": "RIFF", b"RF64": "RF64"}  # how audio files (not raw PCM) start
+              b"RIFF": "RIFF", b"RF64": "RF64", b"riff": "Wave64", b".snd": "AU",
+              b"caff": "CAF"}  # how audio files (not raw PCM) start
+MP4_MAGIC = b"ftyp"  # an MP4/M4A file's bytes 4 to 8
+
+
+# MPEG audio frame headers (ISO 11172-3, 13818-3): kbit/s by (MPEG-1?, layer) and index
+_MPEG_KBPS = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_KBPS[False, 3] = _MPEG_KBPS[False, 2]
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def mpeg_frame_bytes(header: bytes) -> int:
+    """The length in bytes of the MPEG audio frame (an MP3 without ID3 tag) whose
+    4-byte header starts ``header``, or 0 if it is no valid frame header."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return 0
+    version, layer = (header[1] >> 3) & 3, 4 - ((header[1] >> 1) & 3)
+    bitrate, rate, padding = header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
+    if version == 1 or layer == 4 or bitrate in (0, 15) or rate == 3:
+        return 0  # reserved values (and "free format", which has no length)
+    kbps, hz = _MPEG_KBPS[version == 3, layer][bitrate], _MPEG_RATES[version][rate]
+    if layer == 1:
+        return (12000 * kbps // hz + padding) * 4
+    per_frame = 144000 if layer == 2 or version == 3 else 72000
+    return per_frame * kbps // hz + padding
 
 
 def _read_up_to(reader: BinaryIO, n_bytes: int) -> bytes:
@@ -260,8 +290,13 @@ def _pcm_start(reader: BinaryIO) -> bytes:
                         f"{code}); raw input must be {SAMPLE_RATE} Hz mono 16-bit PCM: give "
                         f"the file's name instead of -, or convert it (e.g. sox FILE -r "
                         f"{SAMPLE_RATE} -c 1 -b 16 -t wav -)")
-    for magic, name in FILE_MAGIC.items():
-        if head.startswith(magic):
-            raise KwmlpError(f"this is a {name} file, not raw 16 kHz mono s16le PCM: give "
-                             f"the file's name instead of -")
+    name = next((name for magic, name in FILE_MAGIC.items() if head.startswith(magic)),
+                "MP4/M4A" if head[4:8] == MP4_MAGIC else "")
+    length = mpeg_frame_bytes(head)
+    if length and not name:  # an MP3 without tag, if another frame follows the first
+        head += _read_up_to(reader, length + 4 - len(head))
+        name = "MP3" if mpeg_frame_bytes(head[length:]) else ""
+    if name:
+        raise KwmlpError(f"this is an audio file ({name}), not raw 16 kHz mono s16le PCM: "
+                         f"give the file's name instead of -")
     return head

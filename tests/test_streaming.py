@@ -235,11 +235,41 @@ def test_raw_pcm_skips_a_16k_mono_wav_header_and_refuses_other_files(model, audi
     for block in (1, 7, 16000):  # blocks shorter than a header too
         from_wav = np.concatenate(list(read_pcm16(io.BytesIO(wav.getvalue()), block)))
         np.testing.assert_array_equal(from_wav, pcm / np.float32(32768))
-    for rate, channels, fmt in ((8000, 1, "WAV"), (16000, 2, "WAV"), (16000, 1, "FLAC")):
+    for rate, channels, fmt in ((8000, 1, "WAV"), (16000, 2, "WAV"), (16000, 1, "FLAC"),
+                                (16000, 1, "AU"), (16000, 1, "CAF"), (16000, 1, "W64")):
         other = io.BytesIO()
         sf.write(other, np.zeros((1600, channels), "<i2"), rate, format=fmt)
         with pytest.raises(KwmlpError, match="give the file's name instead of -"):
             list(read_pcm16(io.BytesIO(other.getvalue()), 160))
+
+
+def test_raw_input_refuses_an_mp3_without_tag_but_not_pcm_that_starts_like_one():
+    import io
+
+    from kwmlp.audio import mpeg_frame_bytes, read_pcm16
+    from kwmlp.errors import KwmlpError
+
+    # the well-known sizes: MPEG-1 layer III 128 kbit/s 44.1 kHz, 417 bytes (418 padded);
+    # MPEG-2 layer III 48 kbit/s 24 kHz, 144; MPEG-1 layer I 32 kbit/s 32 kHz, 48
+    assert [mpeg_frame_bytes(bytes.fromhex(h)) for h in
+            ("fffb9064", "fffb9264", "fff36464", "ffff1800")] == [417, 418, 144, 48]
+    assert mpeg_frame_bytes(bytes.fromhex("fffbf064")) == 0  # bitrate index 15: reserved
+    frame = bytes.fromhex("fff36464") + bytes(140)
+    with pytest.raises(KwmlpError, match=r"an audio file \(MP3\)"):
+        list(read_pcm16(io.BytesIO(frame * 20), 160))
+    # PCM whose first sample happens to read as a frame header: no second frame follows
+    pcm = bytes.fromhex("fff36464") + np.arange(-500, 500, dtype="<i2").tobytes()
+    got = np.concatenate(list(read_pcm16(io.BytesIO(pcm), 160)))
+    np.testing.assert_array_equal(got, np.frombuffer(pcm, "<i2") / np.float32(32768))
+    m4a = b"\0\0\0\x20ftypM4A " + bytes(100)  # an MP4 box header first
+    with pytest.raises(KwmlpError, match=r"an audio file \(MP4/M4A\)"):
+        list(read_pcm16(io.BytesIO(m4a), 160))
+    sf = pytest.importorskip("soundfile")
+    if "MP3" in sf.available_formats():  # libsndfile >= 1.1 writes MP3 without an ID3 tag
+        mp3 = io.BytesIO()
+        sf.write(mp3, np.zeros(16000, np.float32), 16000, format="MP3")
+        with pytest.raises(KwmlpError, match=r"an audio file \(MP3\)"):
+            list(read_pcm16(io.BytesIO(mp3.getvalue()), 160))
 
 
 def test_stream_switches_and_spotting_numbers_are_type_checked(model):
