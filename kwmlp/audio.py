@@ -29,8 +29,8 @@ AUDIO_EXTENSIONS = frozenset({
 })
 RESAMPLERS = ("soxr", "resampy")
 DEFAULT_RESAMPLER = "soxr"
-# libsoxr's "HQ" (20-bit) recipe: flat to 7 kHz, aliases of 9-20 kHz tones about
-# 150 dB down, many times faster than resampy; "VHQ" is slower and its deeper stop
+# libsoxr's "HQ" (20-bit) recipe: flat to 7 kHz, aliases of 9-20 kHz tones at least
+# 140 dB down, many times faster than resampy; "VHQ" is slower and its deeper stop
 # band lies under float32 precision (figures: benchmarks/README.md, resample.py).
 SOXR_QUALITY = "HQ"
 # resampy's highest-quality filter, as openl3 uses: selectable for preprocessing

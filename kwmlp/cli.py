@@ -60,7 +60,8 @@ examples:
   kwmlp embed data/ -o emb/ -r --engine ray --workers 4      # Ray Data (RAY_ADDRESS: a cluster)
 
 Each .npz holds embedding (T, 64) float32, timestamps (T,) in ms, scene (1024,)
-float32, model_id, model_options and sample_rate. Without -o, outputs go next
+float32, model_id, model_options, sample_rate, resampler and source (the input's
+file name). Without -o, outputs go next
 to their inputs. With -o, the output folder keeps a manifest ({MANIFEST_DIR}/)
 of which file each output came from. Inputs whose outputs exist, complete,
 made from this very file as it is now with the same model, options and

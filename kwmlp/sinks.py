@@ -5,7 +5,7 @@ and recording finished inputs in the output folder's manifest.
 - ``npz``: ``<stem>.npz`` holding the arrays ``embedding`` ``(T, 64)``,
   ``timestamps`` ``(T,)`` in ms and ``scene`` ``(1024,)`` (those the ``kind``
   asks for; float32) and the metadata ``model_id``, ``model_options`` (str),
-  ``sample_rate`` (int) and ``resampler`` (str).
+  ``sample_rate`` (int), ``resampler`` (str) and ``source`` (the input's file name).
 - ``npy``: one array per file, ``<stem>_embedding.npy``,
   ``<stem>_timestamps.npy``, ``<stem>_scene.npy``, and the metadata, with the
   names of the arrays, in ``<stem>_metadata.json``, written last.

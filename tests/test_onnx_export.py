@@ -20,15 +20,20 @@ HELDOUT = Path(__file__).resolve().parent / "data" / "heldout"
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """The shipped model exported by ``kwmlp export --head --layer 8``, and the same
-    model loaded at layer 8 in torch."""
+def exported_path(tmp_path_factory):
+    """The shipped model exported by ``kwmlp export --head --layer 8``."""
     path = tmp_path_factory.mktemp("onnx") / "kwmlp.onnx"
     result = subprocess.run([sys.executable, "-m", "kwmlp", "export", str(path), "--head",
                              "--layer", "8"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "opset 17" in result.stderr
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), \
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(exported_path):
+    """The export's session, and the same model loaded at layer 8 in torch."""
+    return ort.InferenceSession(str(exported_path), providers=["CPUExecutionProvider"]), \
         kwmlp.load_model(device="cpu", layer=8)
 
 
@@ -84,6 +89,22 @@ def test_hear_outputs_rebuilt_from_the_graph_as_documented(exported):
     embedding, timestamps = kwmlp.get_timestamp_embeddings(sound[None], model)
     assert count == embedding.shape[1]
     assert (stitched[:count] - embedding[0]).abs().max() <= 1e-4
+
+
+def test_the_readme_onnx_snippet_gives_the_hear_outputs(exported, exported_path):
+    """The README's Python block, run as printed (on the exported file), gives
+    get_timestamp_embeddings' and get_scene_embeddings' outputs."""
+    _, model = exported
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("```python\nimport numpy as np, onnxruntime as ort")
+    code = readme[start + len("```python\n"):readme.index("```", start + 10)]
+    sound = ((torch.rand(2500 + 3 * 16000) - 0.5) * 0.5).numpy()
+    namespace = {"sound": sound}
+    exec(code.replace('"kwmlp.onnx"', repr(str(exported_path))), namespace)
+    embedding, _ = kwmlp.get_timestamp_embeddings(torch.from_numpy(sound)[None], model)
+    scene = kwmlp.get_scene_embeddings(torch.from_numpy(sound)[None], model)
+    np.testing.assert_allclose(namespace["embedding"], embedding[0].numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(namespace["scene"], scene[0].numpy(), atol=1e-4, rtol=0)
 
 
 def test_export_refuses_a_head_without_words(published_checkpoint, tmp_path):
