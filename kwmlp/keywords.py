@@ -20,8 +20,10 @@ too, so streaming and offline spotting agree):
   (below 0.5 that is a condition of its own);
 - *refractory period*: after a detection, no new one may start in a window
   beginning less than ``refractory_ms`` after the start of the detection's last
-  window, which stops a word from being reported twice when its probability
-  dips and recovers, and suppresses confusable tails ("seven" -> "sheila").
+  window, and the detection's word firing again within that time is held back
+  to the end of that run of windows; this stops a word from being reported twice
+  when its probability dips and recovers, and suppresses confusable tails
+  ("seven" -> "sheila").
 
 A detection's start/end is where the word must lie: the intersection of the
 1 s windows of the detection (and of the smoothing span before its first one)
@@ -238,6 +240,8 @@ class Spotter:
         self._spans: List[Tuple[float, float]] = []  # (probability, window start) in the run
         self._quiet_until_ms = -math.inf  # refractory: no detection starts before this
         self._last_ms = -math.inf  # start of the previous detection's last window
+        self._last_word: Optional[int] = None  # the previous detection's word
+        self._held: Optional[int] = None  # its word firing again since inside the refractory
 
     def update(self, probabilities: torch.Tensor, start_ms: float) -> Optional[Detection]:
         probabilities = probabilities.float().cpu()
@@ -251,7 +255,13 @@ class Spotter:
             self._spans.append((probabilities[word].item(), start_ms))
             return None
         ended = self.finish()
-        if firing and start_ms >= self._quiet_until_ms:
+        # The previous word firing again inside the refractory period is that word's tail:
+        # held back to the end of the run, not reported once the period is over.
+        if not firing or word != self._held:
+            self._held = None
+        if firing and word == self._last_word and start_ms < self._quiet_until_ms:
+            self._held = word
+        if firing and start_ms >= self._quiet_until_ms and word != self._held:
             # Smoothing delays the first firing window; the word's windows
             # just before it (but after the refractory period) count for its span.
             self._word, self._score = word, score
@@ -263,6 +273,7 @@ class Spotter:
         if self._word is None:
             return None
         word, self._word = self._word, None
+        self._last_word = word
         spans, self._spans = self._spans, []
         self._last_ms = spans[-1][1]
         self._quiet_until_ms = self._last_ms + self.refractory_ms

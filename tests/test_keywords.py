@@ -135,6 +135,20 @@ def test_spotter_refractory_period():
     assert [d.word for d in _run_spotter(rows, refractory_ms=1000)] == ["a"]
 
 
+def test_spotter_reports_a_word_that_dips_and_recovers_once():
+    rows = [LOW] * 10 + [_burst(0)] * 5 + [LOW] * 2 + [_burst(0)] * 10 + [LOW] * 10
+    # Smoothed "a" fires in windows 11 .. 15 (last at 1500 ms), dips in 16 and 17, and
+    # fires again from 18 (1800 ms) to 28. With no refractory period: two detections.
+    assert [d.word for d in _run_spotter(rows, refractory_ms=0)] == ["a", "a"]
+    # 500 ms: quiet until 2000 ms. The recovery began at 1800 ms, inside that period, so
+    # the whole run is the first word's tail, also once the period is over.
+    [once] = _run_spotter(rows, refractory_ms=500)
+    assert (once.word, once.start_ms, once.end_ms) == ("a", 1400, 2000)
+    # a new run of "a" that starts after the period is a new detection
+    later = rows[:17] + [LOW] * 5 + [_burst(0)] * 5 + [LOW] * 10
+    assert [d.start_ms for d in _run_spotter(later, refractory_ms=500)] == [1400, 2600]
+
+
 def test_spot_uses_the_recognitions_own_threshold_unless_given_one():
     """A checkpoint's threshold (kwmlp fit, export --threshold) travels in its
     Recognition; kwmlp.spot(recognition) spotted at 0.6 whatever the checkpoint said."""
