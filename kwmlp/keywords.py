@@ -83,11 +83,15 @@ def head_labels(model: KWMLPEmbedder) -> Tuple[str, ...]:
 def checkpoint_labels(metadata: Mapping, n_classes: int, where: str) -> Tuple[str, ...]:
     """The ``n_classes`` labels a kwmlp checkpoint's ``metadata`` names for its
     head (the 35 words when it names none, as the first shipped weights did).
-    Raises ``KwmlpError`` when their count is not ``n_classes``."""
+    Raises ``KwmlpError`` when their count is not ``n_classes`` or one is named twice."""
     labels = tuple(metadata.get("labels", metadata.get("keywords", WORDS)))
     if len(labels) != n_classes:
         raise KwmlpError(f"{where}: the head scores {n_classes} classes but the "
                          f"checkpoint names {len(labels)} labels")
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise KwmlpError(f"{where}: the checkpoint names {twice} for more than one class "
+                         f"of its head, so an answer could not say which")
     return labels
 
 
@@ -107,10 +111,16 @@ def check_threshold(threshold: float) -> None:
 
 def model_threshold(model: KWMLPEmbedder, threshold: Optional[float] = None) -> float:
     """``threshold``, or if None the checkpoint's own (``kwmlp fit`` writes one),
-    else ``DEFAULT_THRESHOLD``."""
+    else ``DEFAULT_THRESHOLD``; ``KwmlpError`` if the checkpoint's is not in (0, 1]."""
     if threshold is not None:
         return threshold
-    return float(model.metadata.get("threshold", DEFAULT_THRESHOLD))
+    stored = model.metadata.get("threshold", DEFAULT_THRESHOLD)
+    try:
+        check_threshold(stored)
+    except (TypeError, ValueError) as err:
+        raise KwmlpError(f"{model.weights_path}: the checkpoint's threshold is unusable "
+                         f"({err}); give one (--threshold, threshold=)") from None
+    return float(stored)
 
 
 def head_words(model: KWMLPEmbedder) -> Tuple[str, ...]:
@@ -178,11 +188,13 @@ def _windows(sound: torch.Tensor, hop: int) -> torch.Tensor:
 
 
 def recognize(audio: torch.Tensor, model: KWMLPEmbedder,
-              hop_ms: float = DEFAULT_HOP_MS) -> Recognition:
+              hop_ms: float = DEFAULT_HOP_MS, *, threshold: Optional[float] = None
+              ) -> Recognition:
     """Score every 1 s window of ``(n_sounds, n_samples)`` 16 kHz float audio,
     one every ``hop_ms`` ms, with the model's keyword head (all blocks, whatever
     the model's ``layer``). Returns a ``Recognition``, float32, on the audio's
-    device. Raises ``KwmlpError`` for a model without a usable head."""
+    device, carrying ``threshold`` (None: the checkpoint's, ``model_threshold``)
+    for ``spot``. Raises ``KwmlpError`` for a model without a usable head."""
     if not isinstance(model, KWMLPEmbedder):
         raise TypeError(f"model must come from kwmlp.load_model(), got {type(model).__name__}")
     labels = head_labels(model)
@@ -199,7 +211,7 @@ def recognize(audio: torch.Tensor, model: KWMLPEmbedder,
             no_keyword[sound, first:first + len(logits)] = none_p.cpu()
     start_ms = torch.arange(count, dtype=torch.float32) * hop * 1000 / SAMPLE_RATE
     return Recognition(probabilities.to(audio.device), start_ms.to(audio.device), words,
-                       no_keyword.to(audio.device), model_threshold(model))
+                       no_keyword.to(audio.device), model_threshold(model, threshold))
 
 
 @dataclass(frozen=True)
@@ -321,8 +333,9 @@ def spot_audio(audio: np.ndarray, model: KWMLPEmbedder, *, hop_ms: float = DEFAU
     clipped to its length (``threshold`` None: the checkpoint's,
     ``model_threshold``). ``audio``: ``(n_samples,)`` float32 at 16 kHz."""
     with peak_warned_already():  # load_audio has warned about a loud file, naming it
-        recognition = recognize(torch.from_numpy(audio)[None], model, hop_ms=hop_ms)
-    detections = spot(recognition, threshold=threshold,
+        recognition = recognize(torch.from_numpy(audio)[None], model, hop_ms=hop_ms,
+                                threshold=threshold)
+    detections = spot(recognition,
                       refractory_ms=refractory_ms,
                       duration_ms=1000 * len(audio) / SAMPLE_RATE)[0]
     return recognition, detections
@@ -389,18 +402,20 @@ def classify(clips: Union[np.ndarray, torch.Tensor, Sequence[np.ndarray]],
     results = []
     for i, clip in enumerate(clips):
         score, index, nothing = best_word(clip_recognition(_clip_samples(clip, i), model,
-                                                           hop_ms))
+                                                           hop_ms, threshold))
         label = words[index] if answer(score, nothing, threshold) else NO_LABEL
         results.append(Classification(label, score))
     return results
 
 
 def clip_recognition(clip: np.ndarray, model: KWMLPEmbedder,
-                     hop_ms: float = DEFAULT_HOP_MS) -> Recognition:
+                     hop_ms: float = DEFAULT_HOP_MS, threshold: Optional[float] = None
+                     ) -> Recognition:
     """``recognize`` on one clip ``(n_samples,)`` as ``classify`` scores it: centred
     in one window up to 1 s, else every window of it."""
     window = centred_window(clip) if len(clip) <= CHUNK_SAMPLES else clip
-    return recognize(torch.from_numpy(window)[None], model, hop_ms=hop_ms)
+    return recognize(torch.from_numpy(window)[None], model, hop_ms=hop_ms,
+                     threshold=threshold)
 
 
 def best_word(recognition: Recognition) -> Tuple[float, int, float]:

@@ -274,6 +274,32 @@ def test_labels_that_do_not_match_the_head_are_refused(tmp_path, model):
     save_checkpoint(path, model.encoder, {"labels": ["yes", "no"]})
     with pytest.raises(KwmlpError, match="scores 37 classes but the checkpoint names 2"):
         kwmlp.recognize(torch.zeros(1, 16000), kwmlp.load_model(str(path), device="cpu"))
+    labels = list(model.metadata["labels"])
+    save_checkpoint(path, model.encoder, {"labels": ["a"] * len(labels)})
+    with pytest.raises(KwmlpError, match=r"names \['a'\] for more than one class"):
+        kwmlp.recognize(torch.zeros(1, 16000), kwmlp.load_model(str(path), device="cpu"))
+
+
+@pytest.mark.parametrize("stored", [1.7, float("nan"), "0.5", 0.0])
+def test_a_checkpoint_threshold_out_of_range_is_named_not_a_traceback(tmp_path, model, stored):
+    from kwmlp.checkpoints import save_checkpoint
+
+    path = tmp_path / "odd.pt"
+    save_checkpoint(path, model.encoder, {**model.metadata, "threshold": stored})
+    odd = kwmlp.load_model(str(path), device="cpu")
+    with pytest.raises(KwmlpError, match=r"odd.pt: the checkpoint's threshold is unusable"):
+        kwmlp.recognize(torch.zeros(1, 16000), odd)
+    assert kwmlp.spot(kwmlp.recognize(torch.zeros(1, 16000), odd, threshold=0.6)) == [[]]
+    assert kwmlp.classify(np.zeros(8000, np.float32), odd, threshold=0.6)[0].label == "none"
+    assert kwmlp.Stream(odd, threshold=0.6).spotter.threshold == 0.6
+    result = subprocess.run([sys.executable, "-m", "kwmlp", "classify", "--model", str(path),
+                             str(CLIPS[0])], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "threshold is unusable" in result.stderr
+    given = subprocess.run([sys.executable, "-m", "kwmlp", "classify", "--model", str(path),
+                            "--threshold", "0.6", str(CLIPS[0])], capture_output=True,
+                           text=True, timeout=300)
+    assert given.returncode == 0, given.stderr
 
 
 def test_a_multichannel_array_is_refused_not_taken_for_many_sounds(model):
