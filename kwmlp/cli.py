@@ -87,11 +87,13 @@ examples:
   ffmpeg -loglevel quiet -i talk.mp3 -f s16le -ac 1 -ar 16000 - | kwmlp spot -
 
 Prints one line per detected keyword: FILE, WORD, START_S, END_S, SCORE, tab-
-separated (FILE is - for stdin). The {len(WORDS)}-word head scores a 1 s window
-every --hop-ms; each word's probability is averaged over the last {SMOOTH_MS:g} ms of
-windows (posterior smoothing), a word is detected while its smoothed probability is
-the highest and at least --threshold, and no new detection starts within
---refractory-ms of the last window of the previous one. START_S..END_S is
+separated (FILE is - for stdin). The checkpoint's head (the {len(WORDS)} words shipped,
+or the labels of a kwmlp fit checkpoint) scores a 1 s window every --hop-ms; each
+word's probability is averaged over the last {SMOOTH_MS:g} ms of windows (posterior
+smoothing), a word is detected while its smoothed probability is the highest, at
+least --threshold and above the no-keyword probability, and no new detection starts
+within --refractory-ms of the last window of the previous one (the previous word
+firing again within it is held back to the end of that run). START_S..END_S is
 where the word lies: the overlap of the windows in which it reached the
 threshold. On stdin, detections print as they end (up to ~1 s after the word).
 
@@ -138,8 +140,10 @@ examples:
   sox take.mp3 -t raw -r 16000 -c 1 -e signed -b 16 - | kwmlp classify -
 
 Prints FILE<TAB>LABEL<TAB>SCORE for each file: the best word in the clip's best
-1 s window and its probability, or {NO_LABEL} when none reaches the threshold
-(default: the checkpoint's own, from kwmlp fit, else {DEFAULT_THRESHOLD}).
+1 s window and its probability, or {NO_LABEL} when that probability is below the
+threshold (default: the checkpoint's own, from kwmlp fit, else {DEFAULT_THRESHOLD}) or
+not above the window's no-keyword probability; SCORE is the best word's probability
+either way.
 
 exit status: 0 all files classified; 1 a file failed; 2 bad arguments.
 """
@@ -151,15 +155,29 @@ examples:
 """
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _seed(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if not 0 <= value < 2**63:  # what torch.manual_seed takes
         raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1, got {text}")
     return value
@@ -175,28 +193,28 @@ def _thread_count(text: str) -> int:
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
 def _probability(text: str) -> float:
-    value = float(text)
+    value = _float(text)
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
     return value
 
 
 def _hop_ms(text: str) -> float:
-    value = float(text)
+    value = _float(text)
     try:
         hop_samples(value)
     except ValueError as err:
@@ -269,7 +287,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="list every output written, with its arrays' shapes")
 
     spot = commands.add_parser(
-        "spot", help="find the 35 keywords in audio files or raw PCM on stdin",
+        "spot", help="find keywords (the shipped 35 words, or a fitted checkpoint's labels) "
+                     "in audio files or raw PCM on stdin",
         description="Spot keywords with the checkpoint's head: the 35 words of the shipped "
                     "weights, or the labels of a kwmlp fit checkpoint (--model).",
         epilog=SPOT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -83,6 +83,9 @@ def model_info(model: KWMLPEmbedder) -> Dict[str, str]:
         "scene embedding": str(model.scene_embedding_size),
         "options": model.model_options(),
     }
+    labels = model.metadata.get("labels")
+    if encoder.head is not None and isinstance(labels, list):  # the answers its head gives
+        info["labels"] = f"{', '.join(map(str, labels))} ({len(labels)})"
     for key, value in model.metadata.items():
         if key == "training_data":
             info["training data"] = summarize_training_data(value)

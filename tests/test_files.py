@@ -298,6 +298,7 @@ def test_model_info_summarises_the_checkpoint(tmp_path):
     assert "recipe" not in info and info["weights"] == str(tmp_path / "m.pt")
     assert info["options"] == "layer=2 pooling=iterative scene_frames=all frontend=nnaudio"
     assert info["scene embedding"] == "1024" and info["model id"].startswith("kwmlp-")
+    assert "labels" not in info  # a checkpoint that names none
 
 
 def test_concurrent_writers_of_one_output_do_not_share_a_temporary(tmp_path):

@@ -52,6 +52,9 @@ def test_fit_writes_a_checkpoint_with_its_labels_and_recipe(fitted):
     assert model.encoder.head.out_features == 5
     # new names start from zero; the no-keyword classes from the base head's columns
     assert model.metadata["fit"]["from_base_head"] == [SILENCE, UNKNOWN]
+    assert model.metadata["description"].startswith("kwmlp fit: 3 labels of ")
+    from kwmlp.info import model_info
+    assert model_info(model)["labels"] == f"alpha, bravo, charlie, {SILENCE}, {UNKNOWN} (5)"
     # flite-rms_nohash_0: a speaker in every folder, so validation is by speaker
     assert "speakers held out" in report.validation and report.n_validation > 0
 

@@ -760,7 +760,8 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
                                    key=lambda x: -x[2])
     report.wall_s = time.perf_counter() - start
     save_checkpoint(output, encoder, {
-        "description": f"kwmlp fit: {len(labels)} labels of {Path(data_dir).resolve().name}, "
+        "description": f"kwmlp fit: {len(labels)} label{'s' * (len(labels) != 1)} of "
+                       f"{Path(data_dir).resolve().name}, "
                        f"{mode} mode",
         "labels": list(classes), "threshold": report.threshold,
         "fit": {"mode": mode, "data": str(Path(data_dir).resolve()), "seed": seed,
