@@ -87,7 +87,8 @@ examples:
   ffmpeg -loglevel quiet -i talk.mp3 -f s16le -ac 1 -ar 16000 - | kwmlp spot -
 
 Prints one line per detected keyword: FILE, WORD, START_S, END_S, SCORE, tab-
-separated (FILE is - for stdin). The checkpoint's head (the {len(WORDS)} words shipped,
+separated (FILE is - for stdin; a backslash, tab or newline in it is written \\\\, \\t,
+\\n). The checkpoint's head (the {len(WORDS)} words shipped,
 or the labels of a kwmlp fit checkpoint) scores a 1 s window every --hop-ms; each
 word's probability is averaged over the last {SMOOTH_MS:g} ms of windows (posterior
 smoothing), a word is detected while its smoothed probability is the highest, at
@@ -143,7 +144,7 @@ Prints FILE<TAB>LABEL<TAB>SCORE for each file: the best word in the clip's best
 1 s window and its probability, or {NO_LABEL} when that probability is below the
 threshold (default: the checkpoint's own, from kwmlp fit, else {DEFAULT_THRESHOLD}) or
 not above the window's no-keyword probability; SCORE is the best word's probability
-either way.
+either way. A backslash, tab or newline in FILE is written \\\\, \\t, \\n.
 
 exit status: 0 all files classified; 1 a file failed; 2 bad arguments.
 """
@@ -422,10 +423,19 @@ def _embed_corpus(args: argparse.Namespace) -> int:
         model_file_path=args.model or "", **_model_options(args)))
 
 
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _field(text: str) -> str:
+    r"""``text`` as one tab-separated field: backslash, tab, newline and carriage
+    return written as ``\\``, ``\t``, ``\n``, ``\r``, so each record stays one line."""
+    return text.translate(_TSV_ESCAPES)
+
+
 def _print_detections(name: str, detections: Sequence[Detection]) -> None:
     for d in detections:
-        print(f"{name}\t{d.word}\t{d.start_ms / 1000:.2f}\t{d.end_ms / 1000:.2f}\t"
-              f"{d.score:.3f}", flush=True)
+        print(f"{_field(name)}\t{_field(d.word)}\t{d.start_ms / 1000:.2f}\t"
+              f"{d.end_ms / 1000:.2f}\t{d.score:.3f}", flush=True)
 
 
 def _load_or_report(path: str) -> Optional[np.ndarray]:
@@ -481,7 +491,7 @@ def _classify(args: argparse.Namespace, model: KWMLPEmbedder) -> int:
             continue
         with peak_warned_already():  # load_audio has named a loud file already
             (answer,) = classify(audio, model, threshold=args.threshold)
-        print(f"{path}\t{answer.label}\t{answer.score:.3f}", flush=True)
+        print(f"{_field(path)}\t{_field(answer.label)}\t{answer.score:.3f}", flush=True)
     return status
 
 

@@ -383,6 +383,16 @@ def test_cli_classify_reads_stdin_and_warns_once_about_a_loud_file(fitted, tmp_p
              subtype="FLOAT")
     run = _kwmlp("classify", loud)
     assert run.returncode == 0 and run.stderr.count("exceeds 1.0") == 1, run.stderr
+    # a tab or newline in a file name is escaped: one record a line, three fields
+    odd = [tmp_path / "t\tab.wav", tmp_path / "n\nl.wav", tmp_path / "back\\slash.wav"]
+    for path in odd:
+        shutil.copy(clip, path)
+    run = _kwmlp("classify", *odd)
+    lines = run.stdout.splitlines()
+    assert run.returncode == 0 and len(lines) == 3, run.stdout
+    assert [line.split("\t")[0] for line in lines] == [
+        str(tmp_path / "t\\tab.wav"), str(tmp_path / "n\\nl.wav"),
+        str(tmp_path / "back\\\\slash.wav")]
 
 
 def test_fit_never_writes_over_its_base_model(tmp_path):
