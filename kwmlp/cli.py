@@ -18,7 +18,7 @@ import select
 import signal
 import sys
 import warnings
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -228,7 +228,8 @@ def _add_model_option(parser: argparse.ArgumentParser,
     parser.add_argument("--model", metavar="FILE", help=help)
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
+    """The ``kwmlp`` parser and each command's own (whose usage its errors print)."""
     parser = argparse.ArgumentParser(
         prog="kwmlp", description="KW-MLP audio embeddings (HEAR 2021 API) from audio files.",
         epilog="run 'kwmlp COMMAND --help' for a command's options and examples")
@@ -357,7 +358,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Describe the model kwmlp embed would use.",
         epilog=INFO_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_option(info)
-    return parser
+    return parser, commands.choices
 
 
 def uses_corpus_pipeline(args: argparse.Namespace) -> bool:
@@ -368,8 +369,9 @@ def uses_corpus_pipeline(args: argparse.Namespace) -> bool:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv`` (without the program name); exits with status 2 on bad
     arguments, as argparse does. No file system access."""
-    parser = _build_parser()
-    args = parser.parse_args(list(argv))
+    top, commands = _build_parser()
+    args = top.parse_args(list(argv))
+    parser = commands[args.command]
     if args.command == "fit":
         from .train.fit import MODES  # only `kwmlp fit` loads the training package
 

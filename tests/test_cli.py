@@ -71,6 +71,14 @@ def test_bad_arguments_exit_2(capsys, argv, message):
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_a_misused_option_prints_its_commands_usage(capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(["spot", "a.wav", "b.wav", "--plot", "x.png"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("usage: kwmlp spot ")
+    assert "kwmlp spot: error: --plot draws one FILE" in err
+
+
 def test_version(capsys):
     import kwmlp
 

@@ -685,7 +685,9 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     if len(labels) < 2 and UNKNOWN not in classes:
         raise KwmlpError(f"{data_dir}: {len(labels)} label folder(s); fitting needs two "
                          f"labels, or one label and negative audio (_unknown_/ or "
-                         f"--negatives) to tell it from")
+                         f"--negatives: other speech, music, the sounds of the place) to "
+                         f"tell it from; _background_/ noise alone is not enough, the word "
+                         f"must also be told from other speech")
     clips = [Clip(p, classes.index(c), _speaker(p)) for c in classes for p in files.get(c, [])]
     if val_dir is not None:
         val_labels, val_files = list_labels(val_dir)
