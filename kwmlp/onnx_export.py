@@ -24,8 +24,8 @@ frame; keep the first ``int((1000 * N / 16000 - 30) / 10 + 1)`` frames (``N`` =
 padded length before whole seconds) at 10, 20, ... ms; scene embedding:
 ``kwmlp.pooling.scene_embedding`` over all stitched frames. Keyword
 probabilities: softmax of ``logits`` over 1 s windows (``kwmlp.keywords``); the
-graph's ``metadata_props`` name the model (``kwmlp_model_id``) and the ``logits``
-columns (``kwmlp_labels``, JSON).
+graph's ``metadata_props`` name the model (``kwmlp_model_id``), the ``logits``
+columns (``kwmlp_labels``, JSON) and the checkpoint's threshold (``kwmlp_threshold``).
 """
 from __future__ import annotations
 
@@ -110,7 +110,8 @@ class ChunkGraph(nn.Module):
         return (self.encoder.embed(mfcc, self.layer),)
 
 
-MODEL_ID_KEY, LABELS_KEY = "kwmlp_model_id", "kwmlp_labels"  # keys of metadata_props
+# keys of metadata_props
+MODEL_ID_KEY, LABELS_KEY, THRESHOLD_KEY = "kwmlp_model_id", "kwmlp_labels", "kwmlp_threshold"
 
 
 def output_names(head: bool) -> Tuple[str, ...]:
@@ -145,16 +146,18 @@ def export_onnx(model: KWMLPEmbedder, path: PathLike, *, head: bool = False) -> 
 def _with_metadata(serialized: bytes, model: KWMLPEmbedder, head: bool):
     """The exported graph (``onnx.ModelProto``) naming the model and, with the
     head, the ``logits`` columns (``LABELS_KEY``: a JSON list, the no-keyword
-    classes included) in its metadata_props, so a user of the file alone knows
-    which column is which."""
+    classes included) and the threshold ``spot`` uses (``THRESHOLD_KEY``: the
+    checkpoint's, e.g. from ``kwmlp fit``) in its metadata_props, so a user of the
+    file alone knows which column is which and where a word fires."""
     import onnx
 
     graph = onnx.load_model_from_string(serialized)
     entries = {MODEL_ID_KEY: model.model_id()}
     if head:
-        from .keywords import head_labels
+        from .keywords import head_labels, model_threshold
 
         entries[LABELS_KEY] = json.dumps(list(head_labels(model)))
+        entries[THRESHOLD_KEY] = repr(model_threshold(model))
     for key, value in entries.items():
         graph.metadata_props.add(key=key, value=value)
     return graph

@@ -102,6 +102,7 @@ def test_export_head_names_the_fitted_labels(fitted, tmp_path):
                                    providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["kwmlp_labels"]) == list(model.metadata["labels"])
+    assert float(meta["kwmlp_threshold"]) == model.metadata["threshold"]  # the fitted one
     chunks = np.stack([np.zeros(16000), kwmlp.load_audio(HELDOUT / "cat" / sorted(
         p.name for p in (HELDOUT / "cat").iterdir())[0])[0]]).astype(np.float32)
     _, logits = session.run(None, {"chunks": chunks})
