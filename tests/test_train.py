@@ -1027,3 +1027,22 @@ def test_a_new_run_trusts_no_cache_a_failed_start_left(corpus, tmp_path):
     np.save(stale, np.zeros((2, 3), np.float32))  # as a start with other rooms would leave
     train_module.main(_argv(corpus, run_dir, epochs=1))
     assert not stale.exists() and (run_dir / train_module.CONFIG_NAME).exists()
+
+
+def test_paired_differences_are_fold_by_fold_points_and_pay_only_when_both_means_gain():
+    from kwmlp.train.crossval import paired_differences
+
+    def summary(pairs):
+        return {"folds": [{"fold": f"fold {i} of 2", "clips": 10, "accuracy": a,
+                           "command_words_accuracy": c} for i, (a, c) in enumerate(pairs)]}
+
+    base = summary([(0.70, 0.60), (0.80, 0.90)])
+    paired = paired_differences(summary([(0.75, 0.50), (0.79, 1.00)]), base)
+    assert paired["accuracy"] == {"differences": [5.0, -1.0], "mean": 2.0}
+    assert paired["command_words_accuracy"] == {"differences": [-10.0, 10.0], "mean": 0.0}
+    assert paired["pays"] is False  # a mean of zero is no gain
+    assert paired_differences(summary([(0.71, 0.61), (0.80, 0.91)]), base)["pays"] is True
+    other = summary([(0.7, 0.6), (0.8, 0.9)])
+    other["folds"][1]["clips"] = 11
+    with pytest.raises(ValueError, match="same speakers"):
+        paired_differences(other, base)

@@ -11,6 +11,7 @@ reports the folds' mean and spread and the pooled figure over every clip::
     done
     python -m kwmlp.train.crossval runs/cv/NAME
     python -m kwmlp.train.crossval runs/cv/NAME --holdout   # + the fixed held-out speakers
+    python -m kwmlp.train.crossval runs/cv/NAME --paired-with runs/cv/BASE/crossval.json
 
 ``--holdout`` also scores every fold's final model, their *ensemble* (the mean
 of their probabilities) and their *soup* (one model, the mean of their weights:
@@ -94,6 +95,26 @@ def holdout_evaluations(folds: Sequence[Sequence[Path]]) -> Dict[str, Evaluation
             for name, p in predictions.items()}
 
 
+def paired_differences(summary: Dict[str, object], baseline: Dict[str, object]
+                       ) -> Dict[str, object]:
+    """Fold by fold, ``summary``'s top-1 minus ``baseline``'s (another recipe's
+    ``crossval.json`` on the same folds) in points, and their mean: the model
+    card's paired rule (a lever pays when both means are above zero). Raises
+    ``ValueError`` unless both hold the same folds with the same clip counts."""
+    ours = [(f["fold"], f["clips"]) for f in summary["folds"]]
+    theirs = [(f["fold"], f["clips"]) for f in baseline["folds"]]
+    if ours != theirs:
+        raise ValueError(f"the recipes hold other folds or clips ({ours} against {theirs}): "
+                         "paired differences need the same speakers")
+    out: Dict[str, object] = {}
+    for key in ("accuracy", "command_words_accuracy"):
+        diffs = [100 * (a[key] - b[key]) for a, b in zip(summary["folds"], baseline["folds"])]
+        out[key] = {"differences": [round(d, 2) for d in diffs],
+                    "mean": round(statistics.mean(diffs), 2)}
+    out["pays"] = all(out[key]["mean"] > 0 for key in ("accuracy", "command_words_accuracy"))
+    return out
+
+
 def fold_runs(cv_dir: PathLike) -> List[Path]:
     """The fold run directories under ``cv_dir``, in fold order."""
     runs = sorted((p for p in Path(cv_dir).glob(f"{FOLD_PREFIX}*")
@@ -129,6 +150,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--holdout", action="store_true",
                         help="also score each fold, their ensemble and their soup on the "
                              "held-out speakers no fold holds")
+    parser.add_argument("--paired-with", metavar="CROSSVAL_JSON",
+                        help="another recipe's crossval.json on the same folds: print and "
+                             "record the fold-by-fold differences and their means")
     args = parser.parse_args(argv)
     if len(args.cv_dir) > 1 and not args.out:
         parser.error("--out is required with several CV_DIRs")
@@ -140,6 +164,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                "accuracy": round(e.accuracy, 4),
                                "command_words_accuracy": round(e.accuracy_on(COMMAND_WORDS), 4)}
                               for name, e in holdout_evaluations(folds).items()]
+    if args.paired_with:
+        summary["paired_with"] = {"baseline": str(Path(args.paired_with).resolve()),
+                                  **paired_differences(
+                                      summary, json.loads(Path(args.paired_with).read_text()))}
     out = Path(args.out or Path(args.cv_dir[0]) / "crossval.json")
     out.write_text(json.dumps(summary, indent=1))
     for fold in summary["folds"]:
@@ -150,6 +178,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     pooled = summary["pooled"]
     print(f"pooled: {pooled['accuracy']:.4f} on {pooled['n_clips']} clips ({len(WORDS)} words; "
           f"{pooled['no_keyword_answers']:.4f} of them answered no keyword); wrote {out}")
+    paired = summary.get("paired_with")
+    for key in ("accuracy", "command_words_accuracy") if paired else ():
+        print(f"paired with {paired['baseline']}, {key}: {paired[key]['differences']} points, "
+              f"mean {paired[key]['mean']:+.2f}")
+    if paired:
+        print("the lever pays (both means above zero)" if paired["pays"]
+              else "the lever does not pay (a mean at or below zero)")
     for row in summary.get("holdout", []):
         print(f"held-out speakers, {row['model']}: {row['clips']} clips, 35 words "
               f"{row['accuracy']:.4f}, command words {row['command_words_accuracy']:.4f}")
