@@ -72,18 +72,25 @@ def test_scene_embeddings_separate_words_across_voices(model, clips):
     assert accuracy >= 0.8, f"leave-one-voice-out nearest-mean accuracy {accuracy:.3f}"
 
 
-@pytest.fixture(scope="module")
-def real_clips():
-    """``(audio (105, 16000) float32 zero-padded, labels (105,), speakers)``."""
+def read_clips(root: Path, pattern: str):
+    """``(audio (n, 16000) float32 zero-padded, labels (n,), speakers (n,))`` of the
+    clips under ``root`` matching ``pattern``, ``<word>/<speaker>_nohash_<k>.*``."""
     audio, labels, speakers = [], [], []
-    for path in sorted(REAL.glob("*/*.flac")):
+    for path in sorted(root.glob(pattern)):
         samples, rate = sf.read(path, dtype="float32")
         assert rate == 16000 and len(samples) <= 16000
         audio.append(np.pad(samples, (0, 16000 - len(samples))))
         labels.append(WORDS.index(path.parent.name))
         speakers.append(path.name.split("_nohash_")[0])
-    assert len(audio) == 35 * 3
     return torch.from_numpy(np.stack(audio)), torch.tensor(labels), np.array(speakers)
+
+
+@pytest.fixture(scope="module")
+def real_clips():
+    """``(audio (105, 16000) float32 zero-padded, labels (105,), speakers)``."""
+    audio, labels, speakers = read_clips(REAL, "*/*.flac")
+    assert len(audio) == 35 * 3
+    return audio, labels, speakers
 
 
 def test_real_clips_come_from_speakers_never_trained_on(real_clips, model):
