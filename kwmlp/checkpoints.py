@@ -89,7 +89,8 @@ def build_encoder(config: Mapping, state_dict: Mapping[str, torch.Tensor],
     """Build ``KWMLP(**config)`` in float32 (whatever torch's default dtype) and
     load ``state_dict`` strictly."""
     try:
-        model = KWMLP(**config).float()
+        with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave
+            model = KWMLP(**config).float()       # the caller's RNG where it was
     except (TypeError, ValueError) as err:
         raise KwmlpError(f"{source}: bad encoder config {dict(config)}: {err}") from None
     expected = model.state_dict()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import numbers
+import sys
 import warnings
 from typing import Callable, Dict, Iterator, Mapping, Optional, Tuple
 
@@ -42,6 +44,11 @@ MAX_PEAK = 1e6
 MAX_CHANNELS = 8  # (n > 8, <= 8) audio is taken for (n_samples, n_channels), not sounds
 
 
+def _is_int(value: object) -> bool:
+    """An integer (numpy's too), but not a bool: ``layer=True`` is a mistake, not 1."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_audio(audio: torch.Tensor) -> None:
     """Raise ``TypeError``/``ValueError`` for audio the pipeline cannot embed
     faithfully; the messages say how to fix it. Warns if the peak exceeds 1."""
@@ -52,8 +59,7 @@ def check_audio(audio: torch.Tensor) -> None:
         hint = " (for a single 1-D sound pass audio[None])" if audio.ndim == 1 else ""
         raise ValueError(f"audio must be 2-D (n_sounds, n_samples), got shape "
                          f"{tuple(audio.shape)}{hint}")
-    # stacklevel: the caller of get_*_embeddings (here, check_input, embed, get_*)
-    check_samples(audio, stacklevel=5)
+    check_samples(audio)
     if audio.shape[0] == 0 or audio.shape[1] == 0:
         raise ValueError(f"audio is empty: shape {tuple(audio.shape)}")
     if audio.shape[1] <= MAX_CHANNELS < audio.shape[0]:
@@ -64,14 +70,23 @@ def check_audio(audio: torch.Tensor) -> None:
                          f"e.g. audio.mean(dim=1)[None]")
 
 
-def check_samples(samples: torch.Tensor, *, name: str = "audio", stacklevel: int = 1) -> None:
+def outside_stacklevel() -> int:
+    """``warnings.warn``'s ``stacklevel``, for a warning raised by this function's
+    caller, that names the first frame outside kwmlp and torch: the user's line,
+    however deep in kwmlp (``classify`` -> ``recognize`` -> ...) the check runs."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and \
+            frame.f_globals.get("__name__", "").partition(".")[0] in ("kwmlp", "torch"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def check_samples(samples: torch.Tensor, *, name: str = "audio") -> None:
     """The checks of a tensor's samples (any shape) shared by ``check_audio``
     and ``kwmlp.Stream.push``: float (``TypeError``), with data (not on the
     meta device), finite and peaking at most ``MAX_PEAK`` (``ValueError``); warns
-    if the peak exceeds 1,
-    ``stacklevel`` frames above the caller (1: the caller itself), as
-    ``warnings.warn`` counts. An empty tensor passes: whether it may be is the
-    caller's rule."""
+    if the peak exceeds 1, naming the user's line (``outside_stacklevel``). An
+    empty tensor passes: whether it may be is the caller's rule."""
     if samples.is_complex():
         raise TypeError(f"{name} must be real float samples in [-1, 1], got {samples.dtype}")
     if not samples.is_floating_point():
@@ -93,7 +108,8 @@ def check_samples(samples: torch.Tensor, *, name: str = "audio", stacklevel: int
                          f"overflow float32 and every output be NaN; scale it to [-1, 1]")
     if peak > 1.0:
         warnings.warn(f"{PEAK_WARNING} {peak:.3g} exceeds 1.0; kwmlp expects float audio in "
-                      f"[-1, 1] and does not clip or rescale it", stacklevel=stacklevel + 1)
+                      f"[-1, 1] and does not clip or rescale it",
+                      stacklevel=outside_stacklevel())
 
 
 @contextlib.contextmanager
@@ -146,8 +162,7 @@ class KWMLPEmbedder(nn.Module):
                  weights_path: PathLike = "", metadata: Optional[Mapping] = None) -> None:
         super().__init__()
         layer = encoder.depth if layer is None else layer
-        # bool is an int to Python, but layer=True is a mistake, not layer 1
-        if not isinstance(layer, int) or isinstance(layer, bool) or not 1 <= layer <= encoder.depth:
+        if not _is_int(layer) or not 1 <= layer <= encoder.depth:
             raise ValueError(f"layer must be an int in 1..{encoder.depth}, got {layer!r}")
         if pooling not in POOLING_METHODS:
             raise ValueError(f"pooling must be one of {POOLING_METHODS}, got {pooling!r}")
@@ -155,12 +170,12 @@ class KWMLPEmbedder(nn.Module):
             raise ValueError(f"scene_frames must be one of {SCENE_FRAMES}, got {scene_frames!r}")
         if frontend not in BACKENDS:
             raise ValueError(f"frontend must be one of {BACKENDS}, got {frontend!r}")
-        if not isinstance(chunk_batch_size, int) or chunk_batch_size < 1:
+        if not _is_int(chunk_batch_size) or chunk_batch_size < 1:
             raise ValueError(f"chunk_batch_size must be a positive int, got {chunk_batch_size!r}")
         self.encoder = encoder
         self.mfcc = MFCC(backend=frontend)
-        self.layer, self.pooling, self.scene_frames = layer, pooling, scene_frames
-        self.chunk_batch_size = chunk_batch_size
+        self.layer, self.pooling, self.scene_frames = int(layer), pooling, scene_frames
+        self.chunk_batch_size = int(chunk_batch_size)
         self.timestamp_embedding_size = encoder.dim
         self.scene_embedding_size = encoder.dim * SCENE_STEPS
         self.weights_path = str(weights_path)
@@ -233,6 +248,12 @@ class KWMLPEmbedder(nn.Module):
         """Raise (``TypeError``/``ValueError``) unless ``audio`` is ``(n_sounds,
         n_samples)`` finite float audio this model can take."""
         check_audio(audio)
+        self.check_weights()
+
+    def check_weights(self) -> None:
+        """Raise ``TypeError`` unless the weights are float32, as ``load_model`` gives
+        them (kwmlp computes in float32; ``.double()``/``.half()`` would fail deep in
+        torch)."""
         dtype = self.encoder.patch_embed.weight.dtype
         if dtype != torch.float32:
             raise TypeError(f"the model's weights are {dtype}, but kwmlp computes in float32; "

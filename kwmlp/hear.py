@@ -42,6 +42,9 @@ def _check_device(device: str) -> torch.device:
                          f"{device!r}") from None
     if checked.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r}: torch sees no CUDA device here; use 'cpu'")
+    if checked.type == "meta":
+        raise ValueError("device 'meta' holds shapes but no weights, so it cannot embed; "
+                         "use 'cpu' or 'cuda'")
     return checked
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -51,7 +52,7 @@ import torch
 from ._types import PathLike
 from .audio import DEFAULT_RESAMPLER, load_audio
 from .checkpoints import PUBLISHED_SOURCE
-from .embedder import HOP_MS, KWMLPEmbedder, peak_warned_already
+from .embedder import HOP_MS, MAX_CHANNELS, KWMLPEmbedder, peak_warned_already
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE
 from .vocabulary import WORDS, is_keyword, keywords_of
@@ -111,9 +112,11 @@ def check_threshold(threshold: float) -> None:
 
 def model_threshold(model: KWMLPEmbedder, threshold: Optional[float] = None) -> float:
     """``threshold``, or if None the checkpoint's own (``kwmlp fit`` writes one),
-    else ``DEFAULT_THRESHOLD``; ``KwmlpError`` if the checkpoint's is not in (0, 1]."""
+    else ``DEFAULT_THRESHOLD``; ``TypeError``/``ValueError`` for a given one that is not
+    a number in (0, 1], ``KwmlpError`` if the checkpoint's is not."""
     if threshold is not None:
-        return threshold
+        check_threshold(threshold)
+        return float(threshold)
     stored = model.metadata.get("threshold", DEFAULT_THRESHOLD)
     try:
         check_threshold(stored)
@@ -364,14 +367,20 @@ def centred_window(audio: np.ndarray) -> np.ndarray:
 def _clip_samples(clip: Union[np.ndarray, torch.Tensor], index: int) -> np.ndarray:
     """Clip ``index`` of ``classify`` as a contiguous ``(n_samples,)`` array of its
     own dtype, so ``recognize`` checks its samples (float, finite, peak) once."""
-    samples = (clip.detach().cpu().numpy() if isinstance(clip, torch.Tensor)
-               else np.ascontiguousarray(clip))
+    if isinstance(clip, (str, bytes, os.PathLike)):
+        raise TypeError(f"clip {index} is a path ({clip!r}); classify takes samples: "
+                        f"kwmlp.classify(kwmlp.load_audio(path)[0], model)")
+    samples = clip.detach().cpu().numpy() if isinstance(clip, torch.Tensor) else np.asarray(clip)
     if samples.ndim != 1:
+        hint = ("; a list of numbers is one clip: np.array(samples)" if samples.ndim == 0
+                else "; mix several channels down first")
         raise ValueError(f"clip {index} must be 1-D (n_samples,), got shape "
-                         f"{tuple(samples.shape)}; mix several channels down first")
+                         f"{tuple(samples.shape)}{hint}")
     if len(samples) == 0:
         raise ValueError(f"clip {index} is empty")
-    return samples
+    if not samples.dtype.isnative:  # big-endian samples from a file reader
+        samples = samples.astype(samples.dtype.newbyteorder("="))
+    return np.ascontiguousarray(samples)
 
 
 @dataclass(frozen=True)
@@ -394,8 +403,19 @@ def classify(clips: Union[np.ndarray, torch.Tensor, Sequence[np.ndarray]],
     outside (0, 1]."""
     if not isinstance(model, KWMLPEmbedder):
         raise TypeError(f"model must come from kwmlp.load_model(), got {type(model).__name__}")
-    if isinstance(clips, (np.ndarray, torch.Tensor)) and clips.ndim == 1:
-        clips = [clips]
+    if isinstance(clips, (np.ndarray, torch.Tensor)):
+        if clips.ndim == 1:
+            clips = [clips]
+        elif clips.ndim != 2:
+            raise ValueError(f"clips must be 1-D (n_samples,) or 2-D (n_clips, n_samples), "
+                             f"got shape {tuple(clips.shape)}")
+        elif clips.shape[1] <= MAX_CHANNELS < clips.shape[0]:
+            raise ValueError(f"clips of shape {tuple(clips.shape)} look like (n_samples, "
+                             f"n_channels); classify takes (n_clips, n_samples) or one "
+                             f"(n_samples,) clip: mix down, e.g. clips.mean(axis=1)")
+    elif isinstance(clips, (str, bytes, os.PathLike, numbers.Number)):
+        raise TypeError(f"clips must be audio samples (an array, a tensor or a sequence of "
+                        f"1-D ones), got {type(clips).__name__}")
     threshold = model_threshold(model, threshold)
     check_threshold(threshold)
     words = head_words(model)

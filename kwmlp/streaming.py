@@ -107,6 +107,7 @@ class Stream:
                 raise TypeError(f"{name} must be True or False, got {value!r}")
         if not (embeddings or keywords):
             raise ValueError("a stream with embeddings=False and keywords=False has no output")
+        model.check_weights()
         self.model, self.embeddings, self.keywords = model, embeddings, keywords
         self.hop = hop_samples(hop_ms)
         self.labels = head_labels(model) if keywords else ()
@@ -161,8 +162,7 @@ class Stream:
                             f"{type(samples).__name__}")
         if samples.ndim != 1:
             raise ValueError(f"push takes 1-D samples (n,), got shape {tuple(samples.shape)}")
-        # the offline API's checks and peak warning; stacklevel: push's caller
-        check_samples(samples, name="samples", stacklevel=3)
+        check_samples(samples, name="samples")  # the offline API's checks and peak warning
         return samples.detach().float().cpu()
 
     def _span(self, start: int) -> torch.Tensor:

@@ -507,6 +507,18 @@ def test_classify_checks_its_audio_as_recognize_does(fitted):
     (alone,) = kwmlp.classify(clip, model)
     both = kwmlp.classify(np.stack([clip, clip]), model)
     assert [b.label for b in both] == [alone.label] * 2
+    # what soundfile gives for stereo, a flat list, a path, a number: refused, not taken
+    # for thousands of few-sample clips
+    with pytest.raises(ValueError, match=r"look like \(n_samples, n_channels\)"):
+        kwmlp.classify(np.stack([clip, clip], 1), model)
+    with pytest.raises(ValueError, match="a list of numbers is one clip"):
+        kwmlp.classify(clip[:300].tolist(), model)
+    with pytest.raises(TypeError, match="classify takes samples"):
+        kwmlp.classify([str(data / "alpha" / "flite-rms_nohash_0.wav")], model)
+    with pytest.raises(TypeError, match="must be audio samples"):
+        kwmlp.classify(np.float32(0.1), model)
+    # big-endian samples are the same clip
+    assert kwmlp.classify(clip.astype(">f4"), model) == [alone]
 
 
 def test_files_fit_leaves_out_unread_are_counted_in_a_warning(tmp_path):

@@ -151,11 +151,28 @@ def test_bad_audio(model, bad, error, match):
 
 def test_loud_audio_warns_and_is_not_clipped(model):
     audio = torch.rand(1, 8000) - 0.5
-    with pytest.warns(UserWarning, match="exceeds 1.0"):
+    with pytest.warns(UserWarning, match="exceeds 1.0") as caught:
         loud = kwmlp.get_scene_embeddings(audio * 4, model)
+    assert caught[0].filename == __file__  # the caller's line, not kwmlp's
     with pytest.warns(UserWarning, match="peak 1.5 exceeds"):  # a negative peak counts too
         kwmlp.get_scene_embeddings(torch.tensor([[0.5, -1.5, 1.2]]), model)
     assert not torch.allclose(loud, kwmlp.get_scene_embeddings(audio.clamp(-0.25, 0.25) * 4, model))
+
+
+def test_the_peak_warning_names_the_callers_line_from_every_entry_point():
+    import warnings
+
+    model = kwmlp.load_model(device="cpu")  # the shipped weights: a head recognize can name
+    loud = 2 * (torch.rand(1, 8000) - 0.5) * 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own filter: once per location
+        kwmlp.recognize(loud, model)
+        kwmlp.classify(loud[0], model)
+        kwmlp.classify(loud[0].numpy(), model)  # another line: warns again
+        model(loud)
+    lines = [(w.filename, w.lineno) for w in caught if "exceeds 1.0" in str(w.message)]
+    assert len(lines) == 4 and all(name == __file__ for name, _ in lines), lines
+    assert len(set(lines)) == 4
 
 
 def test_foreign_model_rejected():
@@ -251,6 +268,11 @@ def test_meta_audio_and_converted_models_are_refused(published_checkpoint, model
     double = kwmlp.load_model(str(published_checkpoint), device="cpu").double()
     with pytest.raises(TypeError, match=r"torch.float64.*float32.*load_model"):
         kwmlp.get_scene_embeddings(torch.zeros(1, 16000, dtype=torch.float64), double)
+    with pytest.raises(TypeError, match=r"torch.float16.*float32.*load_model"):
+        kwmlp.Stream(kwmlp.load_model(str(published_checkpoint), device="cpu").half(),
+                     keywords=False)
+    with pytest.raises(ValueError, match="'meta' holds shapes but no weights"):
+        kwmlp.load_model(str(published_checkpoint), device="meta")
 
 
 def test_the_embedder_owns_the_pipeline(published_checkpoint, published_params):
@@ -321,3 +343,23 @@ def test_audio_far_outside_the_unit_range_is_refused_not_turned_into_nan(model):
     with pytest.warns(UserWarning, match="audio peak"):  # unscaled int16 PCM: warned, computed
         out = kwmlp.get_scene_embeddings(torch.full((1, 16000), 32767.0), model)
     assert torch.isfinite(out).all()
+
+
+def test_load_model_leaves_the_rng_alone_and_takes_numpy_integers(published_checkpoint):
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    model = kwmlp.load_model(str(published_checkpoint), device="cpu", layer=np.int64(4),
+                             chunk_batch_size=np.int64(8))
+    assert torch.equal(torch.random.get_rng_state(), state)  # a seeded script draws the same
+    assert (model.layer, model.chunk_batch_size) == (4, 8) and type(model.layer) is int
+    with pytest.raises(ValueError, match="chunk_batch_size must be a positive int, got True"):
+        kwmlp.load_model(str(published_checkpoint), device="cpu", chunk_batch_size=True)
+
+
+def test_recognize_checks_the_threshold_it_is_given():
+    model = kwmlp.load_model(device="cpu")
+    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\], got 5"):
+        kwmlp.recognize(torch.zeros(1, 16000), model, threshold=5)
+    with pytest.raises(TypeError, match="threshold must be a number"):
+        kwmlp.recognize(torch.zeros(1, 16000), model, threshold="0.5")
+    assert kwmlp.recognize(torch.zeros(1, 16000), model, threshold=0.7).threshold == 0.7
