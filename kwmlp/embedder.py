@@ -44,6 +44,16 @@ MAX_PEAK = 1e6
 MAX_CHANNELS = 8  # (n > 8, <= 8) audio is taken for (n_samples, n_channels), not sounds
 
 
+def check_model(model: object, audio: object = None, function: str = "") -> "KWMLPEmbedder":
+    """``model`` if it comes from ``load_model``, else ``TypeError`` (saying so when
+    ``function``'s ``(audio, model)`` arguments came swapped)."""
+    if isinstance(audio, KWMLPEmbedder) and not isinstance(model, KWMLPEmbedder):
+        raise TypeError(f"{function} takes (audio, model); the arguments are swapped")
+    if not isinstance(model, KWMLPEmbedder):
+        raise TypeError(f"model must come from kwmlp.load_model(), got {type(model).__name__}")
+    return model
+
+
 def _is_int(value: object) -> bool:
     """An integer (numpy's too), but not a bool: ``layer=True`` is a mistake, not 1."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -9,7 +9,7 @@ import torch
 
 from .allocator import retain_freed_memory
 from .checkpoints import default_weights_path, load_checkpoint
-from .embedder import DEFAULT_CHUNK_BATCH_SIZE, KWMLPEmbedder
+from .embedder import DEFAULT_CHUNK_BATCH_SIZE, KWMLPEmbedder, check_model
 
 
 def load_model(model_file_path: str = "", *, layer: Optional[int] = None,
@@ -48,25 +48,17 @@ def _check_device(device: str) -> torch.device:
     return checked
 
 
-def _check_arguments(audio: object, model: object, function: str) -> KWMLPEmbedder:
-    if isinstance(audio, KWMLPEmbedder) and isinstance(model, torch.Tensor):
-        raise TypeError(f"{function} takes (audio, model); the arguments are swapped")
-    if not isinstance(model, KWMLPEmbedder):
-        raise TypeError(f"model must come from kwmlp.load_model(), got {type(model).__name__}")
-    return model
-
-
 def get_timestamp_embeddings(audio: torch.Tensor,
                              model: KWMLPEmbedder) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(n_sounds, n_samples)`` 16 kHz float audio -> embeddings
     ``(n_sounds, n_timestamps, 64)`` and their times ``(n_sounds, n_timestamps)``
     in ms (10, 20, ...), both float32 on ``audio``'s device."""
-    out = _check_arguments(audio, model, "get_timestamp_embeddings").embed(audio, "timestamp")
+    out = check_model(model, audio, "get_timestamp_embeddings").embed(audio, "timestamp")
     return out["embedding"], out["timestamps"]
 
 
 def get_scene_embeddings(audio: torch.Tensor, model: KWMLPEmbedder) -> torch.Tensor:
     """``(n_sounds, n_samples)`` 16 kHz float audio -> ``(n_sounds, 1024)``
     float32 on ``audio``'s device."""
-    return _check_arguments(audio, model, "get_scene_embeddings").embed(audio, "scene")["scene"]
+    return check_model(model, audio, "get_scene_embeddings").embed(audio, "scene")["scene"]
 

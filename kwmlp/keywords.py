@@ -52,7 +52,8 @@ import torch
 from ._types import PathLike
 from .audio import DEFAULT_RESAMPLER, load_audio
 from .checkpoints import PUBLISHED_SOURCE
-from .embedder import HOP_MS, MAX_CHANNELS, KWMLPEmbedder, peak_warned_already
+from .embedder import (HOP_MS, MAX_CHANNELS, KWMLPEmbedder, check_model,
+                       peak_warned_already)
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE
 from .vocabulary import WORDS, is_keyword, keywords_of
@@ -198,8 +199,7 @@ def recognize(audio: torch.Tensor, model: KWMLPEmbedder,
     the model's ``layer``). Returns a ``Recognition``, float32, on the audio's
     device, carrying ``threshold`` (None: the checkpoint's, ``model_threshold``)
     for ``spot``. Raises ``KwmlpError`` for a model without a usable head."""
-    if not isinstance(model, KWMLPEmbedder):
-        raise TypeError(f"model must come from kwmlp.load_model(), got {type(model).__name__}")
+    check_model(model, audio, "recognize")
     labels = head_labels(model)
     words = keywords_of(labels)
     hop = hop_samples(hop_ms)
@@ -306,6 +306,13 @@ def spot(recognition: Recognition, *, threshold: Optional[float] = None,
     """Detections in each sound of a ``Recognition``, in time order, at ``threshold``
     (None: the model's, ``recognition.threshold``). With ``duration_ms`` (the audio's
     length), ends are clipped to it."""
+    if not isinstance(recognition, Recognition):
+        raise TypeError(f"spot takes the Recognition kwmlp.recognize returns, got "
+                        f"{type(recognition).__name__}")
+    if duration_ms is not None:
+        _check_number("duration_ms", duration_ms)
+        if not duration_ms >= 0:
+            raise ValueError(f"duration_ms must be >= 0, got {duration_ms!r}")
     threshold = recognition.threshold if threshold is None else threshold
     starts = recognition.start_ms.tolist()
     hop_ms = starts[1] - starts[0] if len(starts) > 1 else DEFAULT_HOP_MS
@@ -401,8 +408,7 @@ def classify(clips: Union[np.ndarray, torch.Tensor, Sequence[np.ndarray]],
     Raises ``TypeError`` for integer PCM or a model not from ``load_model``,
     ``ValueError`` for an empty clip, a clip that is not 1-D or a threshold
     outside (0, 1]."""
-    if not isinstance(model, KWMLPEmbedder):
-        raise TypeError(f"model must come from kwmlp.load_model(), got {type(model).__name__}")
+    check_model(model, clips, "classify")
     if isinstance(clips, (np.ndarray, torch.Tensor)):
         if clips.ndim == 1:
             clips = [clips]

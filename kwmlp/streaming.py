@@ -36,7 +36,8 @@ import torch
 
 from .audio import read_pcm16
 from .embedder import (BLOCK_FRAMES, HOP_MS, PAD_END_SAMPLES, PAD_START_SAMPLES,
-                       KWMLPEmbedder, check_samples, extend_chunk_frames, n_timestamps)
+                       KWMLPEmbedder, check_model, check_samples, extend_chunk_frames,
+                       n_timestamps)
 from .errors import KwmlpError
 from .frontend import CHUNK_SAMPLES, SAMPLE_RATE, n_chunks
 from .keywords import (DEFAULT_HOP_MS, DEFAULT_REFRACTORY_MS, Detection, Spotter,
@@ -99,9 +100,7 @@ class Stream:
                  threshold: Optional[float] = None,
                  refractory_ms: float = DEFAULT_REFRACTORY_MS,
                  embeddings: bool = True, keywords: bool = True) -> None:
-        if not isinstance(model, KWMLPEmbedder):
-            raise TypeError(f"model must come from kwmlp.load_model(), got "
-                            f"{type(model).__name__}")
+        check_model(model)
         for name, value in (("embeddings", embeddings), ("keywords", keywords)):
             if not isinstance(value, bool):  # keywords=["yes"] would read as True
                 raise TypeError(f"{name} must be True or False, got {value!r}")

@@ -311,3 +311,17 @@ def test_a_multichannel_array_is_refused_not_taken_for_many_sounds(model):
         kwmlp.get_scene_embeddings(stereo, model)
     # the same samples the right way round (one sound per channel) are fine
     assert kwmlp.recognize(stereo.T.contiguous(), model).probabilities.shape[0] == 2
+
+
+def test_misused_calls_say_what_is_wrong(model):
+    with pytest.raises(TypeError, match=r"recognize takes \(audio, model\); the arguments are"):
+        kwmlp.recognize(model, torch.zeros(1, 16000))
+    with pytest.raises(TypeError, match=r"classify takes \(audio, model\)"):
+        kwmlp.classify(model, np.zeros(16000, np.float32))
+    with pytest.raises(TypeError, match="spot takes the Recognition kwmlp.recognize returns"):
+        kwmlp.spot(torch.zeros(1, 5, 35))
+    heard = kwmlp.recognize(torch.zeros(1, 16000), model)
+    with pytest.raises(TypeError, match="duration_ms must be a number"):
+        kwmlp.spot(heard, duration_ms="5")
+    with pytest.raises(ValueError, match="duration_ms must be >= 0"):
+        kwmlp.spot(heard, duration_ms=-5)
