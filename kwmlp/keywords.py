@@ -423,7 +423,6 @@ def classify(clips: Union[np.ndarray, torch.Tensor, Sequence[np.ndarray]],
         raise TypeError(f"clips must be audio samples (an array, a tensor or a sequence of "
                         f"1-D ones), got {type(clips).__name__}")
     threshold = model_threshold(model, threshold)
-    check_threshold(threshold)
     words = head_words(model)
     results = []
     for i, clip in enumerate(clips):
