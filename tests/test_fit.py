@@ -438,7 +438,8 @@ def test_the_folder_skips_hidden_follows_links_and_names_what_it_cannot_read(tmp
     (data / "bravo" / "linked").symlink_to(more, target_is_directory=True)
     (more / "loop").symlink_to(data / "bravo", target_is_directory=True)  # walked once
     shutil.copytree(HELDOUT / "bed", data / "_background_noise_")  # Speech Commands' name
-    labels, files = fit_module.list_labels(data)
+    folders = fit_module.list_labels(data)
+    labels, files = folders.labels, folders.files
     assert labels == ["alpha", "bravo"]
     assert not any(".Trash" in str(p) for p in files["alpha"])
     n_dog = len(list((HELDOUT / "dog").iterdir()))
@@ -451,7 +452,7 @@ def test_the_folder_skips_hidden_follows_links_and_names_what_it_cannot_read(tmp
     monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(
         PermissionError(13, "Permission denied")) if self == blocked else real_read(self))
     failures = []
-    kept = fit_module.check_disjoint(files, failures)
+    kept, _ = fit_module.check_disjoint(files, failures)
     assert blocked not in kept["alpha"] and len(kept["alpha"]) == len(files["alpha"]) - 1
     assert failures == [f"{blocked}: Permission denied"]
 
@@ -466,7 +467,8 @@ def test_a_label_named_like_a_split_warns():
         f"labels, run kwmlp fit {Path('d') / name}" for name in ("train", "Val")]
 
 
-def test_validation_unknown_clips_count_as_none_without_training_negatives(tmp_path):
+def test_validation_unknown_clips_count_as_none_without_training_negatives(tmp_path,
+                                                                          monkeypatch):
     """--val's _unknown_/ is scored (as "none") even when the training folder has none."""
     data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
     copies = _folder(tmp_path / "copies", labels={"alpha": "cat", "bravo": "dog"},
@@ -478,7 +480,13 @@ def test_validation_unknown_clips_count_as_none_without_training_negatives(tmp_p
         audio, rate = sf.read(clip, dtype="float32")
         (val / clip.parent.name).mkdir(parents=True, exist_ok=True)
         sf.write(val / clip.parent.name / clip.name, audio * 0.7, rate)
+    (val / "alpha" / "take.m4a").write_bytes(b"\0" * 64)
+    keyed = []  # every file is read for its bytes' digest once, not once per check
+    real_keys = fit_module._file_keys
+    monkeypatch.setattr(fit_module, "_file_keys", lambda p: keyed.append(p) or real_keys(p))
     report = kwmlp.fit(data, tmp_path / "x.pt", val_dir=val, epochs=20)
+    assert sorted(keyed) == sorted(data.rglob("*.wav")) + sorted(val.rglob("*.wav"))
+    assert any(w.startswith(f"1 file(s) in the label folders of {val}") for w in report.warnings)
     n_val = sum(1 for _ in val.rglob("*.wav"))
     assert n_val == 9 and report.n_validation == n_val  # 3 + 3 label clips and 3 of "bed"
     assert NO_LABEL in report.per_label  # the unknown clips (and generated silence)
@@ -523,14 +531,14 @@ def test_classify_checks_its_audio_as_recognize_does(fitted):
 
 def test_files_fit_leaves_out_unread_are_counted_in_a_warning(tmp_path):
     data = _folder(tmp_path / "data", labels={"alpha": "cat", "bravo": "dog"}, unknown=())
-    assert fit_module.passed_over(data) == []
+    assert fit_module.passed_over(fit_module.list_labels(data), data) == []
     (data / "notes.txt").write_text("takes 1-3 were noisy")
     shutil.copy(next((HELDOUT / "cat").iterdir()), data / "stray.wav")
     (data / "alpha" / "take.m4a").write_bytes(b"\0" * 64)
     (data / "bravo" / "sub").mkdir()
     (data / "bravo" / "sub" / "README").write_text("")
     (data / "bravo" / ".DS_Store").write_bytes(b"\0")  # hidden: not the user's audio
-    loose, other = fit_module.passed_over(data)
+    loose, other = fit_module.passed_over(fit_module.list_labels(data), data)
     assert loose.startswith("2 file(s) beside the label folders") and "notes.txt" in loose
-    assert other.startswith("2 file(s) in the label folders are not audio")
+    assert other.startswith(f"2 file(s) in the label folders of {data} are not audio")
     assert "(none), .m4a" in other and "take.m4a" in other

@@ -164,9 +164,9 @@ def _walk(folder: Path) -> List[Path]:
     return sorted(found)
 
 
-def _audio_files(folder: Path) -> List[Path]:
-    """The files of ``_walk(folder)`` with an audio extension (``AUDIO_EXTENSIONS``)."""
-    return [p for p in _walk(folder) if p.suffix.lower() in AUDIO_EXTENSIONS]
+def _is_audio(path: Path) -> bool:
+    """Whether fit reads ``path``: it has an audio extension (``AUDIO_EXTENSIONS``)."""
+    return path.suffix.lower() in AUDIO_EXTENSIONS
 
 
 def negative_files(folders: Sequence[PathLike]) -> List[Path]:
@@ -178,7 +178,7 @@ def negative_files(folders: Sequence[PathLike]) -> List[Path]:
             what = "not a folder" if folder.exists() else "no such folder"
             raise KwmlpError(f"{folder}: {what} (--negatives takes folders of audio that "
                              f"must map to {NO_LABEL!r})")
-        found = _audio_files(folder)
+        found = [p for p in _walk(folder) if _is_audio(p)]
         if not found:
             raise KwmlpError(f"{folder}: no audio files in this --negatives folder "
                              f"(extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
@@ -194,8 +194,9 @@ def _file_keys(path: Path) -> List[object]:
 
 
 def check_disjoint(files: Dict[str, List[Path]], failures: List[str]
-                   ) -> Dict[str, List[Path]]:
-    """``files`` less those that cannot be read (each named in ``failures``);
+                   ) -> Tuple[Dict[str, List[Path]], Dict[object, Path]]:
+    """``files`` less those that cannot be read (each named in ``failures``), and
+    the file each key (``_file_keys``) was first seen in, for ``check_held_apart``;
     raises ``KwmlpError`` if one file, or two files with the same bytes, stand under
     two classes (a copy in two label folders, a --negatives folder that overlaps
     DATA_DIR): one sound cannot teach two answers."""
@@ -217,16 +218,13 @@ def check_disjoint(files: Dict[str, List[Path]], failures: List[str]
                     same = "is" if first[1].resolve() == path.resolve() else "has the bytes of"
                     raise KwmlpError(f"{path} ({name!r}) {same} {first[1]} ({first[0]!r}); "
                                      "a clip can have one label only")
-    return kept
+    return kept, {key: path for key, (_, path) in owner.items()}
 
 
-def check_held_apart(train: Sequence[Path], validation: Sequence[Path]) -> None:
-    """Raise ``KwmlpError`` if a validation clip is a training clip or a copy of one:
-    its accuracy and the threshold chosen on it would be a training figure."""
-    seen: Dict[object, Path] = {}
-    for path in train:
-        for key in _file_keys(path):
-            seen.setdefault(key, path)
+def check_held_apart(seen: Dict[object, Path], validation: Sequence[Path]) -> None:
+    """Raise ``KwmlpError`` if a validation clip is a training clip or a copy of one
+    (``seen``: the training files by key, from ``check_disjoint``): its accuracy and
+    the threshold chosen on it would be a training figure."""
     for path in validation:
         try:
             keys = _file_keys(path)
@@ -243,9 +241,21 @@ def _speaker(path: Path) -> str:
     return match["speaker"] if match else ""
 
 
-def list_labels(data_dir: PathLike) -> Tuple[List[str], Dict[str, List[Path]]]:
-    """The label folders of ``data_dir`` (sorted) and the audio of each, the
-    no-keyword folders (``NEGATIVE_FOLDERS``) under their class names.
+@dataclass(frozen=True)
+class LabelFolders:
+    """A fit folder as listed: its label names (sorted), the audio files of each
+    class (the no-keyword folders under their class names), and the files left
+    out unread: ``loose`` beside the label folders, ``not_audio`` in them without
+    an audio extension."""
+
+    labels: List[str]
+    files: Dict[str, List[Path]]
+    loose: List[Path]
+    not_audio: List[Path]
+
+
+def list_labels(data_dir: PathLike) -> LabelFolders:
+    """The label folders of ``data_dir``, each walked once (``_walk``).
     Raises ``KwmlpError`` for a missing folder, an empty label folder or a
     label name that cannot be used."""
     data_dir = Path(data_dir)
@@ -253,14 +263,16 @@ def list_labels(data_dir: PathLike) -> Tuple[List[str], Dict[str, List[Path]]]:
         what = "a file, not a folder" if data_dir.exists() else "no such folder"
         raise KwmlpError(f"{data_dir}: {what} (kwmlp fit takes a folder with one "
                          f"sub-folder of audio per label)")
-    labels, files = [], {}
+    labels, files, not_audio = [], {}, []
     broken = sorted(p for p in data_dir.iterdir() if p.is_symlink() and not p.exists())
     if broken:
         raise KwmlpError(f"{broken[0]}: a broken link in the data folder (an unmounted "
                          f"share?); a label cannot be read from it")
-    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()
-                         and not p.name.startswith(".")):
-        found = _audio_files(folder)
+    entries = sorted(p for p in data_dir.iterdir() if not p.name.startswith("."))
+    for folder in (p for p in entries if p.is_dir()):
+        walked = _walk(folder)
+        found = [p for p in walked if _is_audio(p)]
+        not_audio += [p for p in walked if not _is_audio(p)]
         if folder.name in NEGATIVE_FOLDERS:
             files.setdefault(NEGATIVE_FOLDERS[folder.name], []).extend(found)
             continue
@@ -275,7 +287,8 @@ def list_labels(data_dir: PathLike) -> Tuple[List[str], Dict[str, List[Path]]]:
                              f"(extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
         labels.append(folder.name)
         files[folder.name] = found
-    return labels, files
+    loose = [p for p in entries if not p.is_dir()]
+    return LabelFolders(labels, files, loose, not_audio)
 
 
 def clip_windows(audio: np.ndarray, loud_only: bool = False) -> np.ndarray:
@@ -355,25 +368,21 @@ def hollow_labels(read: Sequence[Tuple[Clip, np.ndarray]], labels: Sequence[str]
     return messages
 
 
-def passed_over(data_dir: PathLike) -> List[str]:
-    """A warning for the files of ``data_dir`` that fit leaves out unread: those
-    beside the label folders (in no label) and those without an audio extension
-    (``.m4a``, ``.txt``), with a count and an example of each."""
-    data_dir = Path(data_dir)
-    loose = sorted(p for p in data_dir.iterdir() if not p.name.startswith(".")
-                   and not p.is_dir())
-    other = [p for folder in sorted(data_dir.iterdir()) if folder.is_dir()
-             and not folder.name.startswith(".") for p in _walk(folder)
-             if p.suffix.lower() not in AUDIO_EXTENSIONS]
+def passed_over(folders: LabelFolders, data_dir: PathLike) -> List[str]:
+    """A warning for the files of ``data_dir`` (listed as ``folders``) that fit
+    leaves out unread: those beside the label folders (in no label) and those
+    without an audio extension (``.m4a``, ``.txt``), with a count and an example
+    of each."""
+    loose, other = folders.loose, folders.not_audio
     messages = []
     if loose:
         messages.append(f"{len(loose)} file(s) beside the label folders of {data_dir} belong "
                         f"to no label and were left out, e.g. {loose[0]}")
     if other:
         kinds = sorted({p.suffix.lower() or "(none)" for p in other})
-        messages.append(f"{len(other)} file(s) in the label folders are not audio kwmlp reads "
-                        f"(extension {', '.join(kinds)}) and were left out, e.g. {other[0]}; "
-                        f"convert them to .wav or .flac to train on them")
+        messages.append(f"{len(other)} file(s) in the label folders of {data_dir} are not "
+                        f"audio kwmlp reads (extension {', '.join(kinds)}) and were left out, "
+                        f"e.g. {other[0]}; convert them to .wav or .flac to use them")
     for message in messages:
         logger.warning("%s", message)
     return messages
@@ -676,11 +685,13 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
                   Path(model_file_path or default_weights_path()))
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    labels, files = list_labels(data_dir)
+    folders = list_labels(data_dir)
+    labels, files = folders.labels, folders.files
+    left_out = passed_over(folders, data_dir)
     if negatives:
         files.setdefault(UNKNOWN, []).extend(negative_files(negatives))
     failures: List[str] = []
-    files = check_disjoint(files, failures)
+    files, seen = check_disjoint(files, failures)
     classes = labels + [c for c in NO_KEYWORD if c == SILENCE or files.get(c)]
     if len(labels) < 2 and UNKNOWN not in classes:
         raise KwmlpError(f"{data_dir}: {len(labels)} label folder(s); fitting needs two "
@@ -690,12 +701,14 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
                          f"must also be told from other speech")
     clips = [Clip(p, classes.index(c), _speaker(p)) for c in classes for p in files.get(c, [])]
     if val_dir is not None:
-        val_labels, val_files = list_labels(val_dir)
-        unknown = sorted(set(val_labels) - set(labels))
+        val_folders = list_labels(val_dir)
+        val_files = val_folders.files
+        left_out += passed_over(val_folders, val_dir)
+        unknown = sorted(set(val_folders.labels) - set(labels))
         if unknown:
             raise KwmlpError(f"{val_dir}: labels {unknown} are not in {data_dir}")
         train_clips = clips
-        check_held_apart([c.path for c in clips], [p for c in val_files for p in val_files[c]])
+        check_held_apart(seen, [p for c in val_files for p in val_files[c]])
         # A no-keyword clip is scored as "none" whichever no-keyword class it names,
         # so validation _unknown_/ counts even when training has no _unknown_ class.
         val_clips = [Clip(p, classes.index(c if c in classes else SILENCE), _speaker(p))
@@ -711,7 +724,7 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
         raise KwmlpError(f"{data_dir}: no readable training clip for "
                          f"{[classes[i] for i in missing]}")
     hollow = (hollow_labels(train_read, labels) + split_like_labels(labels, data_dir)
-              + passed_over(data_dir))
+              + left_out)
     silence = classes.index(SILENCE)
     windows = torch.cat([windows, silence_windows(SILENCE_WINDOWS, generator)])
     window_labels = torch.cat([window_labels, torch.full((SILENCE_WINDOWS,), silence)])
