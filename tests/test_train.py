@@ -908,7 +908,10 @@ def test_operating_point_takes_the_highest_threshold_that_keeps_pooled_recall():
     assert choose_threshold(sweeps, thresholds, recall_floor=0.75) == 0.6
     assert choose_threshold(sweeps, thresholds, recall_floor=0.6) == 0.7
     assert choose_threshold(sweeps, thresholds, recall_floor=0.95) is None
-    rows = summarize(sweeps, thresholds)["sweep"]
+    summary = summarize(sweeps, thresholds)
+    assert summary["threshold"] == 0.6 and summary["rule"].endswith(">= 0.75")
+    assert summarize(sweeps, thresholds, recall_floor=0.9)["threshold"] == 0.5
+    rows = summary["sweep"]
     assert [r["recall"] for r in rows] == [0.9, 0.75, 0.6]
     assert [r["false_accepts_per_hour"] for r in rows] == [6.0, 3.0, 0.0]
 

@@ -13,10 +13,10 @@ meaningless, so it is chosen here, per fold of a speaker cross-validation
   accepts per hour.
 
 The rule: the highest threshold of ``THRESHOLDS`` at which the recall pooled over the
-folds is at least ``RECALL_FLOOR`` (when none is, no threshold is chosen and the default,
-``keywords.DEFAULT_THRESHOLD``, stays); the false accepts per hour at each threshold are
-reported beside it. ``export --threshold`` writes the chosen value into a checkpoint's
-metadata, which ``spot``, ``Stream`` and ``classify`` use when given none::
+folds is at least ``RECALL_FLOOR`` (or ``--recall-floor``; when none is, no threshold is
+chosen and the default, ``keywords.DEFAULT_THRESHOLD``, stays); the false accepts per hour
+at each threshold are reported beside it. ``export --threshold`` writes the chosen value
+into a checkpoint's metadata, which ``spot``, ``Stream`` and ``classify`` use when given none::
 
     python -m kwmlp.train.operating_point runs/cv/NAME --negatives data/negatives
 
@@ -99,8 +99,8 @@ def choose_threshold(sweeps: Sequence[FoldSweep], thresholds: Sequence[float] = 
     return max(passing) if passing else None
 
 
-def summarize(sweeps: Sequence[FoldSweep], thresholds: Sequence[float] = THRESHOLDS
-              ) -> Dict[str, object]:
+def summarize(sweeps: Sequence[FoldSweep], thresholds: Sequence[float] = THRESHOLDS,
+              recall_floor: float = RECALL_FLOOR) -> Dict[str, object]:
     """Pooled recall and false accepts per hour at each threshold, and the choice."""
     words = sum(s.words for s in sweeps)
     hours = sum(s.negative_s for s in sweeps) / 3600
@@ -109,8 +109,8 @@ def summarize(sweeps: Sequence[FoldSweep], thresholds: Sequence[float] = THRESHO
                          "false_accepts_per_hour": round(
                              sum(s.false_accepts[k] for s in sweeps) / hours, 1)}
                         for k, t in enumerate(thresholds)]
-    return {"rule": f"highest threshold with pooled recall >= {RECALL_FLOOR}",
-            "threshold": choose_threshold(sweeps, thresholds), "sweep": rows,
+    return {"rule": f"highest threshold with pooled recall >= {recall_floor}",
+            "threshold": choose_threshold(sweeps, thresholds, recall_floor), "sweep": rows,
             "folds": [{"fold": s.fold, "words": s.words, "found": list(s.found),
                        "negative_s": s.negative_s, "false_accepts": list(s.false_accepts)}
                       for s in sweeps]}
@@ -125,14 +125,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--negatives", required=True,
                         help="a negatives folder the runs trained with (its held-out items; "
                              "items fall in the same split in every folder)")
+    parser.add_argument("--recall-floor", type=float, default=RECALL_FLOOR,
+                        help=f"the pooled recall the threshold must keep (default "
+                             f"{RECALL_FLOOR})")
     parser.add_argument("--out", help="JSON to write (default: CV_DIR/operating_point.json; "
                                       "required with several)")
     args = parser.parse_args(argv)
+    if not 0 < args.recall_floor <= 1:
+        parser.error(f"--recall-floor must be in (0, 1], got {args.recall_floor}")
     if len(args.cv_dir) > 1 and not args.out:
         parser.error("--out is required with several CV_DIRs")
     folds = fold_groups(args.cv_dir)
     negatives = negatives_recording(args.negatives)
-    summary = summarize([sweep_fold(runs, negatives) for runs in folds])
+    summary = summarize([sweep_fold(runs, negatives) for runs in folds], THRESHOLDS,
+                        args.recall_floor)
     summary["runs"] = [[str(run.resolve()) for run in runs] for runs in folds]
     out = Path(args.out or Path(args.cv_dir[0]) / "operating_point.json")
     out.write_text(json.dumps(summary, indent=1))
