@@ -12,11 +12,14 @@ cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
 name=$1 extra=$2
 shift 2
-for need in runs/stage1.pt data/synth35/voices.json data/neural35/voices.json data/negatives2/sources.json; do
+init="--init runs/stage1.pt"  # compact v3's start, unless the lever gives its own
+[[ " $extra " == *" --init "* ]] && init=""
+for need in ${init:+runs/stage1.pt} data/synth35/voices.json data/neural35/voices.json \
+    data/negatives2/sources.json; do
   [ -f "$need" ] || { echo "missing $need: make it as weights/training_logs/neural2/run.sh does"; exit 1; }
 done
 mkdir -p "runs/cv/$name"
-COMMON="--data data/synth35 --init runs/stage1.pt --real-data ../shared/data/real_speech \
+COMMON="--data data/synth35 $init --real-data ../shared/data/real_speech \
   --real-repeat 30 --fsdd-repeat 2 --real-noise --cv-folds 5 --negatives data/negatives2 \
   --negatives-repeat 2 --corpus-fraction 0.25 --epochs 5 --warmup-epochs 1 --lr 3e-4 \
   --speed-prob 0.5 --vtlp-prob 0.5 --eq-prob 0.5 --bandlimit-prob 0.3 --reverb-prob 0.5 \
