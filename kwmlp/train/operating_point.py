@@ -45,7 +45,10 @@ from .speech_commands import INT16_SCALE
 from .train import TrainConfig
 
 THRESHOLDS: Tuple[float, ...] = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))  # 0.5-0.95
-RECALL_FLOOR = 0.75  # issue #21 asks recall >= 0.73 on the test speakers: a margin above
+# Issue #21 asks recall >= 0.73 on the test speakers: a margin above. Compact v9 found
+# 0.02 too small (0.750 on its folds, 0.711 on the test speakers); its re-pointed ship
+# check and compact v10's use --recall-floor 0.80. The default stays the earlier rules'.
+RECALL_FLOOR = 0.75
 
 
 @dataclass(frozen=True)
