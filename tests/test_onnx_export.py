@@ -61,7 +61,7 @@ def test_graph_names_its_model_and_logit_columns(exported):
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["kwmlp_model_id"] == model.model_id()
     assert json.loads(meta["kwmlp_labels"]) == list(model.metadata["labels"])
-    assert float(meta["kwmlp_threshold"]) == 0.6  # the shipped weights store none: the default
+    assert float(meta["kwmlp_threshold"]) == 0.65  # the shipped weights store it (folds chose it)
 
 
 def test_batch_axis_is_dynamic(exported):
