@@ -142,7 +142,8 @@ examples:
 
 Prints FILE<TAB>LABEL<TAB>SCORE for each file: the best word in the clip's best
 1 s window and its probability, or {NO_LABEL} when that probability is below the
-threshold (default: the checkpoint's own, from kwmlp fit, else {DEFAULT_THRESHOLD}) or
+threshold (default: the checkpoint's own, as the shipped weights and every kwmlp fit
+store one, else {DEFAULT_THRESHOLD}) or
 not above the window's no-keyword probability; SCORE is the best word's probability
 either way. A backslash, tab or newline in FILE is written \\\\, \\t, \\n.
 

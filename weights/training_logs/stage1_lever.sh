@@ -14,6 +14,7 @@ stage1=$1 flags=$2 name=$3
 shift 3
 init=runs/$stage1.pt
 if [ "${1:-}" = stage1 ]; then
+  mkdir -p runs
   # shellcheck disable=SC2086  # the flags are meant to split
   $PY -m kwmlp.train.train --data data/synth35 --out "runs/$stage1" --threads 2 $flags \
     > "runs/$stage1.log" 2>&1 || { echo "stage 1 ($stage1) failed"; exit 1; }
