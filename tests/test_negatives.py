@@ -1,4 +1,5 @@
 """Non-keyword audio (kwmlp.train.negatives) and a head trained to say "no keyword"."""
+import gzip
 import re
 import struct
 
@@ -54,6 +55,25 @@ def test_prompts_leave_out_numbers_and_letters(tmp_path):
         (tmp_path / relpath).write_bytes(b"")
     kept = [p.relative_to(tmp_path).as_posix() for p in negatives._prompts(tmp_path)]
     assert kept == ["hello.wav", "vm/intro.wav"]
+
+
+def test_english_prompts_are_those_whose_transcript_holds_no_keyword(tmp_path):
+    """Real English speech for "no keyword": a prompt goes in only when its transcript
+    says so; a keyword, a plural or a homophone of one, a tone, a skipped folder or a
+    missing transcript keep it out."""
+    said = {"hello": "Hello and welcome.", "vm/intro": "Press the pound key.",
+            "vm/go": "Go ahead.", "birds": "The birds sang.", "gift": "A gift to you.",
+            "beep": "[a simple beep tone]", "digits/1": "one"}
+    for name in list(said) + ["unlisted"]:
+        (tmp_path / f"{name}.wav").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"{name}.wav").write_bytes(b"")
+    lines = ["; Core Asterisk Sounds in English", ""] + [f"{k}: {v}" for k, v in said.items()]
+    listing = tmp_path / "core-sounds-en.txt.gz"
+    with gzip.open(listing, "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    kept = negatives.keyword_free_prompts(tmp_path, listing)
+    assert [p.relative_to(tmp_path).as_posix() for p in kept] == ["hello.wav", "vm/intro.wav"]
+    assert negatives.keyword_free_prompts(tmp_path, tmp_path / "missing.txt.gz") == []
 
 
 def test_a_short_chime_lands_at_several_places_and_levels(tmp_path, monkeypatch):

@@ -16,7 +16,8 @@ def test_wheel_ships_default_weights(tmp_path):
         shipped = archive.read("kwmlp/weights/kwmlp.pt")
         names = archive.namelist()
     assert shipped == (REPO / "weights" / "kwmlp.pt").read_bytes()
-    assert "kwmlp/train/install_tts.sh" not in names  # an apt script, not library code
+    for apt_script in ("install_tts.sh", "install_negatives.sh"):  # not library code
+        assert f"kwmlp/train/{apt_script}" not in names
     assert "kwmlp/train/synth/corpus.py" in names
 
     site = tmp_path / "site"

@@ -30,16 +30,20 @@ them still build the same clips)::
                  each sound at CHIME_PLACEMENTS random places and levels in the window
     tts_phrase   composed_phrases() (strings of NON_KEYWORDS) by the neural (Kokoro,
                  Piper) training voices: the Debian ones already say the sentences
+    en_prompts   asterisk-core-sounds-en-wav, en_US Allison: real English speech, the
+                 prompts whose transcript (asterisk-core-sounds-en) holds no keyword
 
 A source item (a file, an utterance, a minute of music) goes wholly to training
 or to validation (``VALIDATION_PERCENT`` by a hash of its name), so validation
 windows are never cut from audio a training window came from.
 
+    sudo bash kwmlp/train/install_negatives.sh   # the Debian packages named above
     python -m kwmlp.train.negatives --out data/negatives --real-data ../shared/data/real_speech
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import re
@@ -48,7 +52,7 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -74,6 +78,8 @@ FR_PROMPTS = ASTERISK_SOUNDS / "fr_CA_f_June"
 FOREIGN_PROMPTS = tuple(ASTERISK_SOUNDS / name for name in
                         ("es_MX_f_Allison", "it_IT_f_Menardi", "it_IT_m_Carlo"))
 PROMPTS_SKIPPED = ("digits", "letters")  # numbers and letters sound like English keywords
+EN_PROMPTS = ASTERISK_SOUNDS / "en_US_f_Allison"
+EN_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 SOUND_THEMES = (Path("/usr/share/sounds/Yaru"), Path("/usr/share/sounds/deepin"))
 OXYGEN_SOUNDS = Path("/usr/share/sounds")  # Oxygen-*.ogg; freedesktop's are judged on
 CHIME_PLACEMENTS = 4
@@ -100,6 +106,8 @@ LICENCES = {
                        "(Marco Menardi, Paola Dal Zot): CC-BY-SA-3.0",
     "chimes": "yaru-theme-sound: CC-BY-SA-4.0, Mads Rosendahl; deepin-sound-theme: GPL-3+, "
               "Deepin Technology; oxygen-sounds: LGPL-3+, Nuno Povoa",
+    "en_prompts": "asterisk-core-sounds-en-wav (transcripts: asterisk-core-sounds-en): "
+                  "CC-BY-SA-3.0, Allison Smith",
     "tts_phrase": "rendered by Kokoro-82M (Apache-2.0 weights, hexgrad) and Piper "
                   "en_US-joe-medium (trained on CC0 data)",
 }
@@ -193,16 +201,22 @@ def composed_phrases(n: int = PHRASES, seed: int = 0) -> Tuple[str, ...]:
                  for _ in range(n))
 
 
-def check_keyword_free(texts: Sequence[str], inside_words: bool = True) -> None:
-    """Raise ``ValueError`` when a text holds a keyword, its plural, a homophone of one, or
-    (``inside_words``) a keyword of three letters or more inside a longer word
+def keywords_in(text: str, inside_words: bool = True) -> FrozenSet[str]:
+    """The words of ``text`` that are a keyword, its plural, a homophone of one, or
+    (``inside_words``) hold a keyword of three letters or more inside them
     ("downtown", "birds"; spelling, so also "phone")."""
+    tokens = set(re.findall(r"[a-z]+", text.lower()))
+    bad = tokens & (set(WORDS) | HOMOPHONES)
+    bad |= {t for t in tokens if t[-1:] == "s" and t[:-1] in WORDS}  # plurals
+    if inside_words:
+        bad |= {t for t in tokens for w in LONG_WORDS if w in t}
+    return frozenset(bad)
+
+
+def check_keyword_free(texts: Sequence[str], inside_words: bool = True) -> None:
+    """Raise ``ValueError`` when a text holds ``keywords_in`` it."""
     for text in texts:
-        tokens = set(re.findall(r"[a-z]+", text.lower()))
-        bad = tokens & (set(WORDS) | HOMOPHONES)
-        bad |= {t for t in tokens if t[-1:] == "s" and t[:-1] in WORDS}  # plurals
-        if inside_words:
-            bad |= {t for t in tokens for w in LONG_WORDS if w in t}
+        bad = keywords_in(text, inside_words)
         if bad:
             raise ValueError(f"{text!r} holds keywords or homophones {sorted(bad)}")
 
@@ -386,6 +400,28 @@ def _prompts(folder: Path) -> List[Path]:
                   if not set(p.relative_to(folder).parts[:-1]) & set(PROMPTS_SKIPPED))
 
 
+def transcripts(path: Path) -> Dict[str, str]:
+    """``{prompt name: its words}`` of an Asterisk sound list (``name: Words said.``
+    lines, ``;`` comments; the name is the file's path without ``.wav``), gzipped."""
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        lines = [line.partition(":") for line in f if line.strip() and not line.startswith(";")]
+    return {name.strip(): said.strip() for name, colon, said in lines if colon}
+
+
+def keyword_free_prompts(folder: Path, transcript_file: Path) -> List[Path]:
+    """``_prompts(folder)`` whose transcript holds no keyword (``keywords_in``); those
+    without one, or with only a description of a tone (``[beep]``), are left out."""
+    if not transcript_file.is_file():
+        return []
+    said = transcripts(transcript_file)
+    out = []
+    for path in _prompts(folder):
+        text = said.get(path.relative_to(folder).with_suffix("").as_posix(), "")
+        if text and not text.startswith("[") and not keywords_in(text):
+            out.append(path)
+    return out
+
+
 def _sources(seed: int, real_dir: PathLike) -> Dict[str, Tuple[str, Callable[[], Iterator[Item]]]]:
     """Source name -> (its label, a generator of its items)."""
     effects = sorted(p for p in EFFECTS.rglob("*") if p.suffix in (".wav", ".ogg"))
@@ -405,6 +441,8 @@ def _sources(seed: int, real_dir: PathLike) -> Dict[str, Tuple[str, Callable[[],
         "chimes": (UNKNOWN, lambda: _chimes(chimes, seed)),
         "tts_phrase": (UNKNOWN, lambda: _spoken(composed_phrases(seed=seed), "phrase", seed,
                                                 _sentence_windows, NEURAL_ENGINES, PHRASE_TAKES)),
+        "en_prompts": (UNKNOWN, lambda: _files(keyword_free_prompts(EN_PROMPTS, EN_TRANSCRIPTS),
+                                               seed)),
     }
 
 
@@ -436,7 +474,7 @@ def build_negatives(out_dir: PathLike, seed: int = 0, real_dir: PathLike = "",
                 validation.append(held_out)
         if not sum(counts.values()):
             raise KwmlpError(f"negative source {name} gave no clips; is its audio installed? "
-                             f"({LICENCES[name]})")
+                             f"({LICENCES[name]}; kwmlp/train/install_negatives.sh)")
         summary[name] = {"label": label_name, "clips": counts, "licence": LICENCES[name]}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / NEGATIVES_NAME, lambda f: np.savez(
