@@ -5,7 +5,7 @@
 # runs/cv/NAME/foldI (runs/NAME_all), e.g. two lanes, then the cross-validated figure:
 #   compact3_lever.sh x "--mixup-alpha 0.4" 0 2 4 &  compact3_lever.sh x "--mixup-alpha 0.4" 1 3 all &
 #   wait; .venv/bin/python -m kwmlp.train.crossval runs/cv/x --holdout
-# The corpora are compact v3's (weights/training_logs/neural2/run.sh renders them).
+# The corpora are compact v3's (weights/training_logs/corpora.sh renders them).
 # Rerun to resume: train resumes each run after its last finished epoch.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,7 +16,7 @@ init="--init runs/stage1.pt"  # compact v3's start, unless the lever gives its o
 [[ " $extra " == *" --init "* ]] && init=""
 for need in ${init:+runs/stage1.pt} data/synth35/voices.json data/neural35/voices.json \
     data/negatives2/sources.json; do
-  [ -f "$need" ] || { echo "missing $need: make it as weights/training_logs/neural2/run.sh does"; exit 1; }
+  [ -f "$need" ] || { echo "missing $need: render it with weights/training_logs/corpora.sh"; exit 1; }
 done
 mkdir -p "runs/cv/$name"
 COMMON="--data data/synth35 $init --real-data ../shared/data/real_speech \

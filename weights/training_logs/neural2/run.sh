@@ -8,18 +8,7 @@ cd "$(dirname "$0")/../../.."
 PY=.venv/bin/python
 mkdir -p runs/cv/neural2
 [ -f runs/stage1.pt ] || git show 52349e1:weights/kwmlp.pt > runs/stage1.pt
-corpus() {  # corpus DIR MARKER COMMAND...: render unless finished
-  local dir=$1 marker=$2; shift 2
-  [ -f "$dir/$marker" ] && return 0
-  "$@" || { echo "failed: $*"; exit 1; }
-}
-corpus data/synth35 voices.json $PY -m kwmlp.train.synth --out data/synth35 --seed 0 \
-  --clips-per-word 1150 --workers 2 --overwrite > runs/synth35.log 2>&1
-corpus data/neural35 voices.json $PY -m kwmlp.train.synth --out data/neural35 --seed 0 \
-  --engines kokoro piper --clips-per-word 120 --workers 2 --noise-seconds 2 --overwrite > runs/neural35.log 2>&1
-corpus data/negatives2 sources.json $PY -m kwmlp.train.negatives --out data/negatives2 \
-  --real-data ../shared/data/real_speech --sources fr_prompts,tts_sentence,tts_word,music_midi,effects,noise,foreign_prompts,chimes,tts_phrase \
-  > runs/negatives2.log 2>&1
+weights/training_logs/corpora.sh || exit 1
 COMMON="--data data/synth35 --init runs/stage1.pt --real-data ../shared/data/real_speech \
   --real-repeat 30 --fsdd-repeat 2 --real-noise --cv-folds 5 --negatives data/negatives2 \
   --negatives-repeat 2 --corpus-fraction 0.25 --epochs 5 --warmup-epochs 1 --lr 3e-4 \
