@@ -59,11 +59,12 @@ def test_prompts_leave_out_numbers_and_letters(tmp_path):
 
 def test_english_prompts_are_those_whose_transcript_holds_no_keyword(tmp_path):
     """Real English speech for "no keyword": a prompt goes in only when its transcript
-    says so; a keyword, a plural or a homophone of one, a tone, a skipped folder or a
-    missing transcript keep it out."""
+    says so; a keyword, a plural or a homophone of one, a number in digits, a described
+    sound, a skipped folder or a missing transcript keep it out."""
     said = {"hello": "Hello and welcome.", "vm/intro": "Press the pound key.",
             "vm/go": "Go ahead.", "birds": "The birds sang.", "gift": "A gift to you.",
-            "beep": "[a simple beep tone]", "digits/1": "one"}
+            "beep": "[a simple beep tone]", "silence/6": "(6 seconds of silence)",
+            "vm-cust5": "folder 5", "spy-h323": "H.323", "digits/1": "one"}
     for name in list(said) + ["unlisted"]:
         (tmp_path / f"{name}.wav").parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / f"{name}.wav").write_bytes(b"")

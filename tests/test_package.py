@@ -19,6 +19,9 @@ def test_wheel_ships_default_weights(tmp_path):
     for apt_script in ("install_tts.sh", "install_negatives.sh"):  # not library code
         assert f"kwmlp/train/{apt_script}" not in names
     assert "kwmlp/train/synth/corpus.py" in names
+    # the weights and their model card; training logs and resume points stay in the source
+    assert {n for n in names if n.startswith("kwmlp/weights/")} == {
+        "kwmlp/weights/kwmlp.pt", "kwmlp/weights/README.md"}
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",

@@ -409,15 +409,16 @@ def transcripts(path: Path) -> Dict[str, str]:
 
 
 def keyword_free_prompts(folder: Path, transcript_file: Path) -> List[Path]:
-    """``_prompts(folder)`` whose transcript holds no keyword (``keywords_in``); those
-    without one, or with only a description of a tone (``[beep]``), are left out."""
+    """``_prompts(folder)`` whose transcript holds no keyword (``keywords_in``) and no
+    digit ("folder 5", "H.323" say numbers); those without one, or with a description
+    instead (``[beep]``, ``(6 seconds of silence)``), are left out."""
     if not transcript_file.is_file():
         return []
     said = transcripts(transcript_file)
     out = []
     for path in _prompts(folder):
         text = said.get(path.relative_to(folder).with_suffix("").as_posix(), "")
-        if text and not text.startswith("[") and not keywords_in(text):
+        if text and text[0] not in "[(" and not re.search(r"\d", text) and not keywords_in(text):
             out.append(path)
     return out
 

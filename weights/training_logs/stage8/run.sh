@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../../.."
 PY=.venv/bin/python
 for need in data/synth35/voices.json data/neural35/voices.json data/negatives2/sources.json; do
-  [ -f "$need" ] || { echo "missing $need: render it as weights/training_logs/neural2/run.sh does"; exit 1; }
+  [ -f "$need" ] || { echo "missing $need: render it with weights/training_logs/corpora.sh"; exit 1; }
 done
 [ -f runs/stage7.pt ] || cp weights/kwmlp.pt runs/stage7.pt
 THREADS=${THREADS:-2}
