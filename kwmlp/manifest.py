@@ -31,7 +31,7 @@ import shutil
 import time
 from itertools import count
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional
+from typing import Dict, Iterable, List, Mapping, Optional, Set
 
 from .atomic import remove_stale_temporaries, write_atomic
 from .errors import KwmlpError
@@ -181,6 +181,11 @@ class Manifest:
                 target.unlink(missing_ok=True)
                 remove_stale_temporaries(self.output_dir, {marker.name})
             marker.unlink()
+
+    def recorded_outputs(self) -> Set[Path]:
+        """Every output the records list, as paths in the output folder."""
+        return {self.output_dir / name for entry in self.done.values()
+                for name in entry["outputs"]}
 
     def expect(self, name: str) -> None:
         """Mark ``name`` (in the output folder) as about to be written by this run."""

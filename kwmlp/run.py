@@ -59,9 +59,12 @@ def _open_manifest(output_dir: Optional[Path], sink: Sink, overwrite: bool
 
 
 def _sort_inputs(planned: Plan, manifest: Optional[Manifest], sink: Sink, overwrite: bool
-                 ) -> Tuple[List[Path], Set[Path], int]:
-    """``(to do, of them the stale ones, how many skipped)``."""
-    todo, stale, skipped = [], set(), 0
+                 ) -> Tuple[List[Path], Set[Path], int, List[FileFailure]]:
+    """``(to do, of them the stale ones, how many skipped, those refused)``: an input
+    whose output would replace a file kwmlp did not write (by the manifest, else by
+    its content: ``Sink.foreign``) is refused unless ``overwrite``."""
+    todo, stale, skipped, refused = [], set(), 0, []
+    recorded: Optional[Set[Path]] = None  # read once, and only if an output looks foreign
     for path, (relative, outputs) in planned.items():
         if overwrite:
             todo.append(path)
@@ -78,11 +81,22 @@ def _sort_inputs(planned: Plan, manifest: Optional[Manifest], sink: Sink, overwr
                 continue
             reason = "its existing output is from another model, other options or arrays, " \
                      "or incomplete"
+        foreign = sink.foreign(outputs) if exists else []
+        if foreign and manifest is not None:  # a recorded output is kwmlp's however damaged
+            recorded = manifest.recorded_outputs() if recorded is None else recorded
+            foreign = [p for p in foreign if p not in recorded]
+        if foreign:
+            them = "it" if len(foreign) == 1 else "them"
+            refused.append(FileFailure(path, (
+                f"{path}: not embedded, kwmlp did not write {', '.join(map(str, foreign))} "
+                f"where its output goes; move {them} away, or pass --overwrite "
+                f"(overwrite=True) to replace {them}")))
+            continue
         if reason != "not recorded" or exists:
             stale.add(path)
             logger.info("%s: %s; embedding it again", path, reason)
         todo.append(path)
-    return todo, stale, skipped
+    return todo, stale, skipped, refused
 
 
 def _warn_foreign_parts(output_dir: Path, manifest: Manifest) -> None:
@@ -173,7 +187,9 @@ def embed_run(inputs: Union[PathLike, Iterable[PathLike]], output_dir: Optional[
     for failure in failures:
         logger.error(failure.message)
     with _open_manifest(output_dir, sink, overwrite) as manifest:
-        todo, stale, skipped = _sort_inputs(planned, manifest, sink, overwrite)
+        todo, stale, skipped, refused = _sort_inputs(planned, manifest, sink, overwrite)
+        for failure in refused:
+            logger.error(failure.message)
         if sink.format == "parquet":
             _warn_foreign_parts(output_dir, manifest)
         sink.prepare([planned[path][1] for path in todo], manifest)
@@ -189,5 +205,6 @@ def embed_run(inputs: Union[PathLike, Iterable[PathLike]], output_dir: Optional[
                                                           progress, start)
         finally:
             sink.close()  # on Ctrl-C too: what is complete gets recorded
-    return RunSummary(done, skipped, failures + failed, audio_s, time.perf_counter() - start,
+    return RunSummary(done, skipped, failures + refused + failed, audio_s,
+                      time.perf_counter() - start,
                       redone)

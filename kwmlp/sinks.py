@@ -112,6 +112,39 @@ def _read_outputs(outputs: Mapping[str, Path]) -> Tuple[Dict[str, object], Dict[
     return {**metadata, "arrays": sorted(arrays)}, arrays
 
 
+_ARRAY_DIMS = {"embedding": 2, "timestamps": 1, "scene": 1}
+
+
+def _kwmlp_wrote(path: Path, name: str, listed: Sequence[str]) -> bool:
+    """Whether the existing output ``path`` (array ``name``, or ``METADATA_NAME``)
+    is one kwmlp writes: an npz or metadata file holding a ``model_id``; an npy
+    array the metadata beside it lists, or, with none (a run stopped between the
+    two), a float32 array of its dimensions."""
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as saved:
+                return "model_id" in saved.files
+        if name == METADATA_NAME:
+            return "model_id" in json.loads(path.read_bytes())
+        if listed:
+            return name in listed
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        return array.dtype == np.float32 and array.ndim == _ARRAY_DIMS[name]
+    except Exception:  # however it fails to read, kwmlp did not write it whole
+        return False
+
+
+def foreign_outputs(outputs: Mapping[str, Path]) -> List[Path]:
+    """The existing files among npz/npy ``outputs`` that kwmlp did not write (a
+    user's own ``x.npz`` beside ``x.wav``): never to be written over unasked."""
+    listed: Sequence[str] = ()
+    metadata = outputs.get(METADATA_NAME)
+    if metadata is not None and _kwmlp_wrote(metadata, METADATA_NAME, ()):
+        listed = json.loads(metadata.read_bytes()).get("arrays", ())
+    found = {path: name for name, path in outputs.items() if path.exists()}
+    return sorted(path for path, name in found.items() if not _kwmlp_wrote(path, name, listed))
+
+
 def outputs_are_current(outputs: Mapping[str, Path], metadata: Mapping[str, object],
                         model: KWMLPEmbedder) -> bool:
     """Whether npz/npy ``outputs`` (from ``output_paths``) hold a complete,
@@ -192,6 +225,10 @@ class Sink:
         """Whether existing outputs hold a good result (the record aside)."""
         raise NotImplementedError
 
+    def foreign(self, outputs: Outputs) -> List[Path]:
+        """The existing ``outputs`` that kwmlp did not write."""
+        return []
+
     def prepare(self, todo_outputs: Sequence[Outputs], manifest: Optional[Manifest]) -> None:
         """Before writing: remove what killed runs left for these outputs."""
         self.manifest = manifest
@@ -227,6 +264,9 @@ class FileSink(Sink):
         # the source: an output older than it is stale.
         return (outputs_are_current(outputs, self._file_metadata(source), self.model)
                 and (self.output_dir is not None or _newer_than(outputs, source)))
+
+    def foreign(self, outputs: Outputs) -> List[Path]:
+        return foreign_outputs(outputs)
 
     def _file_metadata(self, source: Path) -> Dict[str, object]:
         return {**self.metadata, SOURCE_KEY: source.name}

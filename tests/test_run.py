@@ -222,6 +222,40 @@ def test_x_wav_and_x_flac_embedded_in_separate_runs_each_get_their_own(tmp_path,
                                    atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("beside", [True, False])
+def test_a_users_own_file_where_an_output_goes_is_never_written_over(tmp_path, model, beside):
+    """rec.npz (or rec_metadata.json, rec_scene.npy) that kwmlp did not write, where
+    rec.wav's output goes: refused and named unless overwrite; kwmlp's own arrays that
+    a stopped run left without their metadata are still redone."""
+    _tone(tmp_path / "rec.wav", 1.0, 440)
+    out = None if beside else tmp_path / "out"
+    where = tmp_path if beside else out
+    where.mkdir(exist_ok=True)
+    np.savez(where / "rec.npz", my_precious=np.arange(3))
+    (where / "rec_metadata.json").write_text('{"mine": true}')
+    np.save(where / "rec_scene.npy", np.arange(4))
+    mine = {name: (where / name).read_bytes()
+            for name in ("rec.npz", "rec_metadata.json", "rec_scene.npy")}
+    for format, named in (("npz", "rec.npz"), ("npy", "rec_metadata.json, ")):
+        report = kwmlp.save_embeddings([tmp_path / "rec.wav"], out, model, format=format)
+        assert (report.done, len(report.failures)) == (0, 1), format
+        assert f"{where / named}" in report.failures[0].message
+        assert "where its output goes" in report.failures[0].message
+    assert "rec_scene.npy" in report.failures[0].message
+    assert {name: (where / name).read_bytes() for name in mine} == mine
+    report = kwmlp.save_embeddings([tmp_path / "rec.wav"], out, model, overwrite=True)
+    assert report.done == 1 and "model_id" in np.load(where / "rec.npz").files
+    # a run stopped between its arrays and their metadata: kwmlp's, so redone
+    (where / "rec_metadata.json").unlink()
+    np.save(where / "rec_scene.npy", np.zeros(1024, np.float32))
+    np.save(where / "rec_embedding.npy", np.zeros((3, 64), np.float32))
+    np.save(where / "rec_timestamps.npy", np.zeros(3, np.float32))
+    report = kwmlp.save_embeddings([tmp_path / "rec.wav"], out, model, format="npy")
+    assert (report.done, report.failures) == (1, [])
+    np.testing.assert_allclose(np.load(where / "rec_scene.npy"),
+                               _scene(tmp_path / "rec.wav", model), atol=1e-5, rtol=0)
+
+
 def test_a_folder_made_by_kwmlp_0_1_resumes_without_redoing(tmp_path, weights):
     import json
 
