@@ -8,6 +8,7 @@ starts with the path and says what is wrong with the file.
 """
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from contextlib import contextmanager
@@ -51,6 +52,9 @@ def _check_exists(path: Path) -> None:
     # libsndfile says only "System error" for these, so say it ourselves.
     if not path.exists():
         raise KwmlpError(f"{path}: no such file")
+    if path.is_fifo() or path.is_char_device():  # <(cat x.flac), /dev/stdin
+        raise KwmlpError(f"{path}: a pipe or device, not a file (audio is decoded from a "
+                         f"file; raw 16 kHz mono s16le PCM can be piped to - instead)")
     if not path.is_file():
         raise KwmlpError(f"{path}: not a file")
 
@@ -61,8 +65,17 @@ def _open(path: Path) -> Iterator[sf.SoundFile]:
     UTF-8, which fails for names that are not valid UTF-8."""
     _check_exists(path)
     try:
-        with open(path, "rb") as file, sf.SoundFile(file) as sound:
-            yield sound
+        with open(path, "rb") as file:
+            try:
+                sound = sf.SoundFile(file)
+            except TypeError:  # soundfile takes a .raw name for headerless PCM of unsaid rate
+                raise KwmlpError(
+                    f"{path}: cannot read audio (a .raw file has no header to give its rate, "
+                    f"channels and sample format: convert it, e.g. sox -t raw -r RATE -e "
+                    f"signed -b 16 -c 1 FILE out.wav, or pipe 16 kHz mono s16le PCM to -)"
+                ) from None
+            with sound:
+                yield sound
     except (sf.SoundFileError, OSError) as err:
         raise _unreadable(path, err) from None
 
@@ -201,18 +214,20 @@ def read_pcm16(reader: BinaryIO, block_samples: int) -> Iterator[np.ndarray]:
     ``arecord -f S16_LE -r 16000 -c 1``) as float32 blocks ``(block_samples,)``
     in [-1, 1) as soon as each is complete; the last may be shorter. A trailing
     odd byte (half a sample) is dropped. A WAV header of that format (arecord
-    writes one unless ``-t raw``) is skipped; any other audio file is refused
-    (``KwmlpError``) rather than read as samples."""
+    writes one unless ``-t raw``) is skipped, and what follows its data chunk is
+    not read; any other audio file is refused (``KwmlpError``) rather than read as
+    samples."""
     block_bytes = 2 * block_samples
-    pending = _pcm_start(reader)
+    pending, left = _pcm_start(reader)
     while True:
         while len(pending) >= block_bytes:
             yield _int16_to_float(pending[:block_bytes])
             pending = pending[block_bytes:]
-        data = reader.read(block_bytes - len(pending))
+        data = reader.read(min(block_bytes - len(pending), left))
         if not data:
             break
         pending += data
+        left -= len(data)
     whole = len(pending) // 2 * 2
     if whole:
         yield _int16_to_float(pending[:whole])
@@ -222,6 +237,9 @@ def _int16_to_float(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / INT16_SCALE
 
 
+# A data chunk this large (over 18 h at 16 kHz) is the dummy size of a recording of
+# unknown length (arecord writes 0x7FFFFFFF-ish, ffmpeg and sox 0xFFFFFFFF, RF64 -1).
+_UNKNOWN_DATA_SIZE = 0x7FFF0000
 FILE_MAGIC = {b"fLaC": "FLAC", b"OggS": "Ogg", b"FORM": "AIFF", b"ID3": "MP3",
               b"RIFF": "RIFF", b"RF64": "RF64", b"riff": "Wave64", b".snd": "AU",
               b"caff": "CAF"}  # how audio files (not raw PCM) start
@@ -267,9 +285,10 @@ def _read_up_to(reader: BinaryIO, n_bytes: int) -> bytes:
     return data
 
 
-def _pcm_start(reader: BinaryIO) -> bytes:
-    """The first bytes of the PCM: the stream's first 12, or none after a WAV
-    header of 16 kHz mono 16-bit PCM, which is read up to its data chunk."""
+def _pcm_start(reader: BinaryIO) -> Tuple[bytes, float]:
+    """``(the first bytes of the PCM, how many more to read)``: the stream's first
+    12 and no limit, or, after a WAV header of 16 kHz mono 16-bit PCM (read up to
+    its data chunk), none and the size the data chunk declares."""
     head = _read_up_to(reader, 12)
     if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
         while True:
@@ -277,8 +296,8 @@ def _pcm_start(reader: BinaryIO) -> bytes:
             if len(chunk) < 8:
                 raise KwmlpError("a WAV header that ends before its data chunk")
             tag, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-            if tag == b"data":
-                return b""  # to the end: a live recorder cannot know the data size
+            if tag == b"data":  # a live recorder cannot know the size: it writes a dummy
+                return b"", (math.inf if size == 0 or size >= _UNKNOWN_DATA_SIZE else size)
             body = _read_up_to(reader, size + size % 2)
             if tag == b"fmt " and len(body) >= 16:
                 code, channels, rate = (int.from_bytes(body[i:j], "little")
@@ -299,4 +318,4 @@ def _pcm_start(reader: BinaryIO) -> bytes:
     if name:
         raise KwmlpError(f"this is an audio file ({name}), not raw 16 kHz mono s16le PCM: "
                          f"give the file's name instead of -")
-    return head
+    return head, math.inf

@@ -135,6 +135,7 @@ def _truncated_flac(path):
 BAD_FILES = [  # name, how to make it, what the message must say
     ("missing.wav", lambda p: None, "no such file"),
     ("folder.wav", lambda p: p.mkdir(), "not a file"),
+    ("fifo.wav", lambda p: os.mkfifo(p), "a pipe or device, not a file"),
     ("text.wav", lambda p: p.write_text("not audio at all"), "Format not recognised"),
     ("zero-bytes.flac", lambda p: p.write_bytes(b""), "Format not recognised"),
     ("empty.wav", lambda p: sf.write(p, np.zeros((0, 1)), 16000), "no audio samples"),
@@ -143,6 +144,7 @@ BAD_FILES = [  # name, how to make it, what the message must say
     ("nan.wav", lambda p: sf.write(p, np.array([0.1, np.nan], np.float32), 16000,
                                    subtype="FLOAT"), "NaN or infinite"),
     ("one-sample.wav", lambda p: sf.write(p, np.array([0.1]), 44100), "too short to resample"),
+    ("headerless.RAW", lambda p: p.write_bytes(bytes(3200)), "a .raw file has no header"),
 ]
 
 

@@ -235,6 +235,19 @@ def test_raw_pcm_skips_a_16k_mono_wav_header_and_refuses_other_files(model, audi
     for block in (1, 7, 16000):  # blocks shorter than a header too
         from_wav = np.concatenate(list(read_pcm16(io.BytesIO(wav.getvalue()), block)))
         np.testing.assert_array_equal(from_wav, pcm / np.float32(32768))
+    # A chunk after the data (LIST metadata) is no audio; a live recorder's dummy size
+    # (0 or 0xFFFFFFFF, its header written before it knows) means "to the end".
+    data_at = wav.getvalue().index(b"data")
+    size_field = slice(data_at + 4, data_at + 8)
+    listed = wav.getvalue() + b"LIST" + (400).to_bytes(4, "little") + bytes(range(200)) * 2
+    got = np.concatenate(list(read_pcm16(io.BytesIO(listed), 160)))
+    np.testing.assert_array_equal(got, pcm / np.float32(32768))
+    for dummy in (0, 0xFFFFFFFF):
+        live = bytearray(wav.getvalue())
+        live[size_field] = dummy.to_bytes(4, "little")
+        got = np.concatenate(list(read_pcm16(io.BytesIO(bytes(live) + b"\x01\x00" * 50), 160)))
+        np.testing.assert_array_equal(got[:len(pcm)], pcm / np.float32(32768))
+        assert len(got) == len(pcm) + 50
     for rate, channels, fmt in ((8000, 1, "WAV"), (16000, 2, "WAV"), (16000, 1, "FLAC"),
                                 (16000, 1, "AU"), (16000, 1, "CAF"), (16000, 1, "W64")):
         other = io.BytesIO()
