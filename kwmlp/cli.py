@@ -46,6 +46,7 @@ from .streaming import spot_pcm
 from .vocabulary import LABELS, WORDS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 EXIT_CLOSED_PIPE = 128 + signal.SIGPIPE  # as a shell reports a tool ended by SIGPIPE: 141
 
 EMBED_EXAMPLES = f"""\
@@ -75,7 +76,8 @@ every {PROGRESS_LINE_S:g} s.
 --engine, --workers and --format parquet need -o.
 
 exit status: 0 all files embedded or skipped; 1 a file failed, no audio was
-found, or the model could not be loaded; 2 bad arguments; 130 interrupted.
+found, or the model could not be loaded; 2 bad arguments; 130 interrupted
+(Ctrl-C), 143 terminated (kill).
 """
 
 SPOT_EXAMPLES = f"""\
@@ -99,7 +101,8 @@ where the word lies: the overlap of the windows in which it reached the
 threshold. On stdin, detections print as they end (up to ~1 s after the word).
 
 exit status: 0 all inputs spotted (with or without detections); 1 an input
-failed or the checkpoint has no keyword head; 2 bad arguments; 130 interrupted.
+failed or the checkpoint has no keyword head; 2 bad arguments; 130 interrupted
+(Ctrl-C), 143 terminated (kill).
 """
 
 EXPORT_EXAMPLES = f"""\
@@ -311,7 +314,8 @@ def _build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argumen
                       help="CPU threads for torch (default: torch's choice)")
     spot.add_argument("--plot", metavar="OUT.png",
                       help="draw the audio, each word's probability, the threshold and "
-                           "the detections (one FILE; needs the plot extra)")
+                           "the detections (one FILE; .png, .pdf, .svg, .eps or .ps; never "
+                           "over a file kwmlp did not draw; needs the plot extra)")
 
     classify = commands.add_parser(
         "classify", help="one label per audio file: the clip-level answer",
@@ -380,6 +384,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             parser.error(f"--mode must be one of {', '.join(MODES)}, got {args.mode!r}")
     if args.command == "spot" and args.plot and (len(args.paths) != 1 or args.paths == ["-"]):
         parser.error("--plot draws one FILE (not - for stdin)")
+    written = {"export": "output", "fit": "output", "spot": "plot", "embed": "output_dir"}
+    if getattr(args, written.get(args.command, ""), None) == "-":
+        parser.error(f"{args.command} writes files: - (standard output) cannot take them; "
+                     f"name a file (./- if you mean one called -)")
     if args.command == "embed" and uses_corpus_pipeline(args):
         if args.output_dir is None:
             parser.error("--engine, --workers, --ray-address and --format parquet need "
@@ -528,9 +536,13 @@ def _info(model: KWMLPEmbedder) -> int:
     return EXIT_OK
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (plain ``kill``): unwinds like Ctrl-C, so temporaries are removed,
+    and exits 143 as a terminated Unix tool does."""
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    # SIGTERM (plain `kill`) unwinds like Ctrl-C, so temporaries are removed.
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def _stdout_closed() -> bool:
@@ -617,10 +629,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not _stdout_closed():
             raise
         return EXIT_CLOSED_PIPE  # quietly, as Unix tools do when their reader stops
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
         if args.command == "embed":
             logging.error("interrupted; outputs written so far are complete, and rerunning "
                           "the same command skips them and finishes the rest")
         else:
             logging.error("interrupted")
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(interruption, Terminated) else EXIT_INTERRUPTED

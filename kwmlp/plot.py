@@ -10,6 +10,7 @@ from typing import List
 import numpy as np
 
 from ._types import PathLike
+from .atomic import write_atomic
 from .errors import KwmlpError
 from .extras import require
 from .frontend import SAMPLE_RATE
@@ -17,6 +18,10 @@ from .keywords import Detection, Recognition
 
 SHOWN_WORDS = 8  # at most this many words' curves, those that rose highest
 SHOWN_FROM = 0.5  # of the threshold: words that never rise this near are left out
+# The picture's Creator, which tells a file kwmlp drew (and may draw again) from any
+# other; these formats carry it (matplotlib refuses metadata in the others).
+MARK = "kwmlp spot --plot"
+FORMATS = ("png", "pdf", "svg", "eps", "ps")
 
 
 def require_plot():
@@ -28,26 +33,29 @@ def require_plot():
 
 def check_plot_path(path: PathLike) -> None:
     """Raise ``KwmlpError`` unless ``path`` can take the picture: its folder
-    exists and its extension is a format matplotlib writes. Cheap, so the CLI
-    calls it before spotting."""
+    exists, its extension is one of ``FORMATS``, and it is no file that kwmlp did
+    not draw (a picture of yours is never written over). Cheap, so the CLI calls
+    it before spotting."""
     path = Path(path)
+    require_plot()
     if path.is_dir() or not path.parent.is_dir():
         raise KwmlpError(f"{path}: cannot write the picture there (name a file in an "
                          f"existing folder, e.g. spot.png)")
-    pyplot = require_plot()
-    figure = pyplot.figure()
-    formats = figure.canvas.get_supported_filetypes()
-    pyplot.close(figure)
-    if path.suffix.lower().lstrip(".") not in formats:
-        raise KwmlpError(f"{path}: matplotlib writes {', '.join(sorted(formats))}; "
-                         f"name the picture with one of those extensions, e.g. .png")
+    if path.suffix.lower().lstrip(".") not in FORMATS:
+        raise KwmlpError(f"{path}: --plot draws {', '.join(FORMATS)}; name the picture "
+                         f"with one of those extensions, e.g. .png")
+    if path.exists() and MARK.encode() not in path.read_bytes():
+        raise KwmlpError(f"{path}: exists and kwmlp did not draw it, so --plot will not "
+                         f"write over it; remove it or name another file")
 
 
 def plot_spotting(path: PathLike, audio: np.ndarray, recognition: Recognition,
                   detections: List[Detection], threshold: float) -> None:
-    """Write a PNG to ``path`` of one sound's ``recognition`` (``kwmlp.recognize``
-    of ``audio``, 16 kHz ``(n_samples,)``) and its ``detections``."""
-    plt = require_plot()
+    """Draw to ``path`` (whole or not at all; ``check_plot_path``) one sound's
+    ``recognition`` (``kwmlp.recognize`` of ``audio``, 16 kHz ``(n_samples,)``) and
+    its ``detections``."""
+    check_plot_path(path)
+    path, plt = Path(path), require_plot()
     figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 5),
                                          gridspec_kw={"height_ratios": [1, 2]})
     seconds = np.arange(len(audio)) / SAMPLE_RATE
@@ -71,5 +79,6 @@ def plot_spotting(path: PathLike, audio: np.ndarray, recognition: Recognition,
     bottom.set_ylabel("word probability")
     bottom.legend(loc="upper right", fontsize=7, ncol=2)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    write_atomic(path, lambda file: figure.savefig(
+        file, format=path.suffix.lower().lstrip("."), dpi=100, metadata={"Creator": MARK}))
     plt.close(figure)

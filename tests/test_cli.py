@@ -64,6 +64,10 @@ def test_embed_options():
     (["export"], "required: OUT.onnx"),
     ([], "required: COMMAND"),
     (["train"], "invalid choice"),
+    (["export", "-"], "- (standard output) cannot take them"),
+    (["fit", "data", "-o", "-"], "- (standard output) cannot take them"),
+    (["spot", "a.wav", "--plot", "-"], "- (standard output) cannot take them"),
+    (["embed", "a.wav", "-o", "-"], "- (standard output) cannot take them"),
 ])
 def test_bad_arguments_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as info:
@@ -203,7 +207,8 @@ def test_missing_model_is_an_error(tmp_path):
     assert f"checkpoint not found: {tmp_path / 'nope.pt'}" in result.stderr
 
 
-def test_interrupt_then_resume(tmp_path, published_checkpoint):
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_then_resume(tmp_path, published_checkpoint, signum, status):
     data, out = tmp_path / "data", tmp_path / "out"
     data.mkdir()
     # Many short files, one per batch, so outputs appear one by one and the run outlasts
@@ -220,9 +225,9 @@ def test_interrupt_then_resume(tmp_path, published_checkpoint):
     deadline = time.monotonic() + 120
     while not (out.is_dir() and any(out.glob("*.npz"))) and time.monotonic() < deadline:
         time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    assert process.returncode == status, stderr
     assert "interrupted" in stderr
     done = _state(out)
     assert 0 < len(done) < len(inputs)

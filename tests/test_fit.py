@@ -249,6 +249,9 @@ def test_bad_folders_get_clear_errors(tmp_path):
     shutil.copytree(HELDOUT / "cat", tmp_path / "one" / "alpha")
     with pytest.raises(KwmlpError, match="needs two labels, or one label and negative"):
         kwmlp.fit(tmp_path / "one", tmp_path / "x.pt")
+    (tmp_path / "no_val").mkdir()
+    with pytest.raises(KwmlpError, match="no_val: no validation clips"):
+        kwmlp.fit(tmp_path / "two", tmp_path / "x.pt", val_dir=tmp_path / "no_val")
     # "yes " and "None" would print like "yes" and classify's "none"
     for i, name in enumerate(("_private", "none", "a\tb", "yes ", "None", "NONE")):
         bad = tmp_path / f"bad{i}"
@@ -301,6 +304,12 @@ def test_cli_fit_classify_and_spot_plot(fitted, tmp_path):
     import matplotlib.image
 
     assert matplotlib.image.imread(tmp_path / "p.png").shape[:2] == (500, 1000)
+    again = _kwmlp("spot", clip, "--model", model.weights_path, "--plot", tmp_path / "p.png")
+    assert again.returncode == 0, again.stderr  # its own picture: drawn again
+    (tmp_path / "mine.pdf").write_bytes(b"%PDF-1.4 my thesis")
+    refused = _kwmlp("spot", clip, "--model", model.weights_path, "--plot", tmp_path / "mine.pdf")
+    assert refused.returncode != 0 and "kwmlp did not draw it" in refused.stderr
+    assert (tmp_path / "mine.pdf").read_bytes() == b"%PDF-1.4 my thesis"
     fitted_cli = _kwmlp("fit", data, "-o", tmp_path / "cli.pt", "--epochs", "20")
     assert fitted_cli.returncode == 0, fitted_cli.stderr
     assert "fitted 5 classes (head mode)" in fitted_cli.stderr
@@ -331,9 +340,12 @@ def test_a_plot_path_is_checked_before_spotting(tmp_path):
     from kwmlp.plot import check_plot_path
 
     check_plot_path(tmp_path / "p.png")  # a file in an existing folder: fine
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n a picture of yours")
     for bad, why in ((tmp_path / "missing" / "p.png", "cannot write the picture there"),
                      (tmp_path, "cannot write the picture there"),
-                     (tmp_path / "p.jpgx", "name the picture with one of those extensions")):
+                     (tmp_path / "p.jpgx", "name the picture with one of those extensions"),
+                     (tmp_path / "p.jpg", "name the picture with one of those extensions"),
+                     (tmp_path / "photo.png", "exists and kwmlp did not draw it")):
         with pytest.raises(KwmlpError, match=why):
             check_plot_path(bad)
 

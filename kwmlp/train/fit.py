@@ -703,6 +703,9 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
     if val_dir is not None:
         val_folders = list_labels(val_dir)
         val_files = val_folders.files
+        if not any(val_files.values()):  # a mistyped or empty --val: not "no validation"
+            raise KwmlpError(f"{val_dir}: no validation clips (one sub-folder of audio per "
+                             f"label, as in {data_dir}); leave --val out to split {data_dir}")
         left_out += passed_over(val_folders, val_dir)
         unknown = sorted(set(val_folders.labels) - set(labels))
         if unknown:
