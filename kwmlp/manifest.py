@@ -202,8 +202,11 @@ class Manifest:
         # Resolved again: kwmlp 0.1 recorded the path as given.
         if resolved_source(Path(entry["source"])) != resolved_source(source):
             return f"its output holds the embedding of another file, {entry.get('source')}"
-        if entry.get("settings") != dict(settings):
-            return "its existing output is from another model, other options or arrays"
+        made = entry.get("settings") or {}
+        differ = {k: made.get(k) for k in sorted(set(made) | set(settings))
+                  if made.get(k) != settings.get(k)}
+        if differ:  # named, so a switch of --format is not taken for another model
+            return f"its recorded output was made with {_describe(differ)}"
         try:
             stat = source.stat()
         except OSError:

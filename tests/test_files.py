@@ -363,7 +363,8 @@ def test_resume_redoes_outputs_of_other_options_or_arrays(clips, published_check
     summary = save_embeddings(clips[:4], out, model)  # the full default run
     assert (summary.done, summary.redone, summary.skipped) == (4, 4, 0)
     assert "replacing stale or incomplete outputs" in str(summary)
-    assert "its existing output is from another model" in caplog.text
+    assert "its recorded output was made with kind scene" in caplog.text
+    assert "its recorded output was made with model_options layer=4 pooling=mean" in caplog.text
     for path in sorted(out.glob("*.npz")):
         saved = np.load(path)
         assert set(saved.files) >= {"embedding", "timestamps", "scene"}
