@@ -206,5 +206,4 @@ def embed_run(inputs: Union[PathLike, Iterable[PathLike]], output_dir: Optional[
         finally:
             sink.close()  # on Ctrl-C too: what is complete gets recorded
     return RunSummary(done, skipped, failures + refused + failed, audio_s,
-                      time.perf_counter() - start,
-                      redone)
+                      time.perf_counter() - start, redone)
