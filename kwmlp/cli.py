@@ -134,7 +134,9 @@ embeddings stay bit-identical); finetune then trains every weight. Without
 random. Needs no extra; simulated rooms join the augmentation with the train
 extra (pip install 'kwmlp[train]').
 
-exit status: 0 fitted; 1 the folder cannot be fitted; 2 bad arguments.
+exit status: 0 fitted from every file; 1 the folder cannot be fitted, or a file
+could not be read (named; the checkpoint is fitted on the rest and written, as
+embed writes the other outputs); 2 bad arguments.
 """
 
 CLASSIFY_EXAMPLES = f"""\
@@ -518,7 +520,7 @@ def _fit(args: argparse.Namespace) -> int:
         logging.error("error: %s", err)
         return EXIT_FAILED
     print(report, file=sys.stderr)
-    return EXIT_OK
+    return EXIT_FAILED if report.failures else EXIT_OK
 
 
 def _export(args: argparse.Namespace, model: KWMLPEmbedder) -> int:

@@ -21,6 +21,7 @@ SHOWN_FROM = 0.5  # of the threshold: words that never rise this near are left o
 # The picture's Creator, which tells a file kwmlp drew (and may draw again) from any
 # other; these formats carry it (matplotlib refuses metadata in the others).
 MARK = "kwmlp spot --plot"
+MARK_SPAN = 64 * 1024  # bytes read at each end of an existing picture for MARK
 FORMATS = ("png", "pdf", "svg", "eps", "ps")
 
 
@@ -29,6 +30,19 @@ def require_plot():
     matplotlib = require("matplotlib", "plot", "--plot")
     matplotlib.use("Agg")  # a PNG file, no display
     return require("matplotlib.pyplot", "plot", "--plot")
+
+
+def _drawn_by_kwmlp(path: Path) -> bool:
+    """Whether ``MARK`` lies in the file's first or last ``MARK_SPAN`` bytes, where
+    matplotlib writes it (PDF: its Info dict at the end; the others: the header),
+    so a large file of someone else's is never read whole."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(MARK_SPAN)
+            file.seek(max(file.seek(0, 2) - MARK_SPAN, 0))
+            return MARK.encode() in head or MARK.encode() in file.read()
+    except OSError:
+        return False
 
 
 def check_plot_path(path: PathLike) -> None:
@@ -44,7 +58,7 @@ def check_plot_path(path: PathLike) -> None:
     if path.suffix.lower().lstrip(".") not in FORMATS:
         raise KwmlpError(f"{path}: --plot draws {', '.join(FORMATS)}; name the picture "
                          f"with one of those extensions, e.g. .png")
-    if path.exists() and MARK.encode() not in path.read_bytes():
+    if path.exists() and not _drawn_by_kwmlp(path):
         raise KwmlpError(f"{path}: exists and kwmlp did not draw it, so --plot will not "
                          f"write over it; remove it or name another file")
 

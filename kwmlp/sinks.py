@@ -117,7 +117,8 @@ _ARRAY_DIMS = {"embedding": 2, "timestamps": 1, "scene": 1}
 
 def _kwmlp_wrote(path: Path, name: str, listed: Sequence[str]) -> bool:
     """Whether the existing output ``path`` (array ``name``, or ``METADATA_NAME``)
-    is one kwmlp writes: an npz or metadata file holding a ``model_id``; an npy
+    is one kwmlp writes: an npz holding a ``model_id``, a metadata file holding a
+    JSON object whose ``model_id`` is kwmlp's (``kwmlp-...``); an npy
     array the metadata beside it lists, or, with none (a run stopped between the
     two), a float32 array of its dimensions."""
     try:
@@ -125,7 +126,9 @@ def _kwmlp_wrote(path: Path, name: str, listed: Sequence[str]) -> bool:
             with np.load(path, allow_pickle=False) as saved:
                 return "model_id" in saved.files
         if name == METADATA_NAME:
-            return "model_id" in json.loads(path.read_bytes())
+            metadata = json.loads(path.read_bytes())
+            return isinstance(metadata, dict) and str(metadata.get("model_id")).startswith(
+                "kwmlp-")
         if listed:
             return name in listed
         array = np.load(path, mmap_mode="r", allow_pickle=False)

@@ -150,14 +150,28 @@ def test_choose_threshold_answers_most_clips_right():
                       (0.70, 0, 0.20),   # no keyword, looks like word 0
                       (0.20, 0, 0.70)])  # no keyword
     truth = torch.tensor([0, 0, -1, -1])
-    # t <= 0.55 gets 3 right (the 0.70 clip wrong); 0.55 < t <= 0.70 gets 2; above: 2
-    assert fit_module.choose_threshold(scores, truth) == pytest.approx(0.3)
+    # t <= 0.55 gets 3 right (the 0.70 clip wrong); 0.55 < t <= 0.70 gets 2; above: 2;
+    # the middle of 0.30..0.55, not its lowest point hugging the no-keyword clip
+    assert fit_module.choose_threshold(scores, truth) == pytest.approx(0.425)
     truth = torch.tensor([0, -1, -1, -1])  # now the 0.55 clip is no keyword either
     assert 0.70 < fit_module.choose_threshold(scores, truth) <= 0.95  # all four right
     # the candidates are the words' scores: only (0.451, 0.452] gets both right, and
     # the 0.01 grid has no point there
     scores = _scores([(0.452, 0, 0.30), (0.451, 0, 0.30)])
     assert fit_module.choose_threshold(scores, torch.tensor([0, -1])) == pytest.approx(0.452)
+    # a gap between no-keyword audio (0.40) and the word (0.80): 0.41..0.80 all right
+    scores = _scores([(0.80, 0, 0.10), (0.40, 0, 0.10)])
+    assert fit_module.choose_threshold(scores, torch.tensor([0, -1])) == pytest.approx(0.605)
+    # one validation clip and quiet silences: every threshold is as good, and the
+    # choice is the range's middle, not 0.3 (which fires on most speech)
+    scores = _scores([(0.95, 0, 0.01)] + [(0.10, 0, 0.80)] * 16)
+    assert fit_module.choose_threshold(scores, torch.tensor([0] + [-1] * 16)) == \
+        pytest.approx(0.6)
+    # two equally good stretches: the wider one's middle
+    scores = _scores([(0.35, 0, 0.1), (0.40, 0, 0.1), (0.50, 0, 0.1)])
+    # t in (0.30, 0.35]: 2 right; (0.35, 0.40]: 1; (0.40, 0.50]: 2; above 0.50: 1
+    truth = torch.tensor([0, -1, 0])
+    assert fit_module.choose_threshold(scores, truth) == pytest.approx(0.455)
 
 
 def test_a_word_the_head_gives_less_than_nothing_is_not_the_answer():
@@ -268,6 +282,12 @@ def test_an_unreadable_file_is_named_and_the_fit_goes_on(tmp_path):
     report = kwmlp.fit(data, tmp_path / "x.pt", epochs=20)
     assert len(report.failures) == 1 and "broken.wav: cannot read audio" in report.failures[0]
     assert (tmp_path / "x.pt").exists() and report.labels == ("alpha", "bravo", SILENCE)
+    # the command says so in its status too, as embed does for a file it could not read
+    run = _kwmlp("fit", data, "-o", tmp_path / "cli.pt", "--epochs", "20")
+    assert run.returncode == 1, run.stderr
+    assert "unreadable:" in run.stderr and "broken.wav" in run.stderr
+    assert kwmlp.load_model(str(tmp_path / "cli.pt"), device="cpu").metadata["labels"] == [
+        "alpha", "bravo", SILENCE]
 
 
 def test_finetune_mode_trains_the_encoder_too(tmp_path):
@@ -340,6 +360,14 @@ def test_a_plot_path_is_checked_before_spotting(tmp_path):
     from kwmlp.plot import check_plot_path
 
     check_plot_path(tmp_path / "p.png")  # a file in an existing folder: fine
+    # the mark where matplotlib puts it (a PDF's Info dict ends the file): kwmlp's
+    filler = bytes(1 << 20)
+    (tmp_path / "drawn.pdf").write_bytes(b"%PDF-1.4" + filler + b"/Creator (kwmlp spot --plot)")
+    check_plot_path(tmp_path / "drawn.pdf")
+    # deep inside a large file of someone else's, it is not looked for
+    (tmp_path / "thesis.pdf").write_bytes(b"%PDF-1.4" + filler + b"kwmlp spot --plot" + filler)
+    with pytest.raises(KwmlpError, match="exists and kwmlp did not draw it"):
+        check_plot_path(tmp_path / "thesis.pdf")
     (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n a picture of yours")
     for bad, why in ((tmp_path / "missing" / "p.png", "cannot write the picture there"),
                      (tmp_path, "cannot write the picture there"),
@@ -360,6 +388,14 @@ def test_one_sound_under_two_labels_is_refused_before_fitting(tmp_path):
     # A --negatives folder that is one of the labels: the very same files.
     with pytest.raises(KwmlpError, match=r"\('_unknown_'\) is .*\('alpha'\)"):
         kwmlp.fit(data, tmp_path / "x.pt", negatives=[data / "alpha"])
+    # noise under both no-keyword classes teaches one answer, "none": kept once
+    noise, speech = sorted((HELDOUT / "bed").iterdir())[:2]
+    shutil.copy(noise, tmp_path / "noise-copy.wav")
+    kept, _ = fit_module.check_disjoint(
+        {"alpha": [clip], SILENCE: [noise], UNKNOWN: [tmp_path / "noise-copy.wav", speech]}, [])
+    assert kept == {"alpha": [clip], SILENCE: [noise], UNKNOWN: [speech]}
+    with pytest.raises(KwmlpError, match=r"noise-copy.wav \('alpha'\) has the bytes of"):
+        fit_module.check_disjoint({SILENCE: [noise], "alpha": [tmp_path / "noise-copy.wav"]}, [])
     with pytest.raises(KwmlpError, match="not a folder"):
         kwmlp.fit(data, tmp_path / "x.pt", negatives=[clip])
     with pytest.raises(KwmlpError, match="no such folder"):

@@ -242,6 +242,14 @@ def test_a_users_own_file_where_an_output_goes_is_never_written_over(tmp_path, m
         assert f"{where / named}" in report.failures[0].message
         assert "where its output goes" in report.failures[0].message
     assert "rec_scene.npy" in report.failures[0].message
+    # JSON that merely mentions model_id is not kwmlp's metadata either
+    for text in ('["model_id"]', '"a model_id of mine"', '{"model_id": "resnet-7"}'):
+        (where / "rec_metadata.json").write_text(text)
+        report = kwmlp.save_embeddings([tmp_path / "rec.wav"], out, model, format="npy")
+        assert (report.done, len(report.failures)) == (0, 1), text
+        assert f"{where / 'rec_metadata.json'}" in report.failures[0].message, text
+        assert (where / "rec_metadata.json").read_text() == text
+    (where / "rec_metadata.json").write_bytes(mine["rec_metadata.json"])
     assert {name: (where / name).read_bytes() for name in mine} == mine
     report = kwmlp.save_embeddings([tmp_path / "rec.wav"], out, model, overwrite=True)
     assert report.done == 1 and "model_id" in np.load(where / "rec.npz").files

@@ -29,9 +29,10 @@ fit`` runs.
   random fifth of each label's clips (a label with one clip keeps it for
   training); a ``val_dir`` clip that is a training clip (or its bytes) is refused.
   Validation clips are scored as ``classify`` scores them, and the threshold is
-  the one that answers most of them and ``VALIDATION_SILENCES`` generated
-  silences right (a word, or "none" for the no-keyword audio), between
-  ``THRESHOLD_RANGE``; the reported accuracy is of the validation clips alone.
+  the middle of the widest stretch of thresholds that answer most of them and
+  ``VALIDATION_SILENCES`` generated silences right (a word, or "none" for the
+  no-keyword audio), within ``THRESHOLD_RANGE``; the reported accuracy is of
+  the validation clips alone.
 - **The folder.** Hidden files and folders are skipped, linked sub-folders
   followed; a file that cannot be read is named and left out, and files in no
   label folder or without an audio extension are counted in a warning.
@@ -199,7 +200,9 @@ def check_disjoint(files: Dict[str, List[Path]], failures: List[str]
     the file each key (``_file_keys``) was first seen in, for ``check_held_apart``;
     raises ``KwmlpError`` if one file, or two files with the same bytes, stand under
     two classes (a copy in two label folders, a --negatives folder that overlaps
-    DATA_DIR): one sound cannot teach two answers."""
+    DATA_DIR): one sound cannot teach two answers. A sound under both no-keyword
+    classes (noise in _background_/ and in a --negatives folder) teaches one
+    answer, "none", and is kept once, in the first."""
     owner: Dict[object, Tuple[str, Path]] = {}
     kept: Dict[str, List[Path]] = {}
     for name, paths in files.items():
@@ -211,13 +214,14 @@ def check_disjoint(files: Dict[str, List[Path]], failures: List[str]
                 failures.append(f"{path}: {err.strerror or err}")
                 logger.error("%s: %s", path, err.strerror or err)
                 continue
-            kept[name].append(path)
-            for key in keys:
-                first = owner.setdefault(key, (name, path))
-                if first[0] != name:
-                    same = "is" if first[1].resolve() == path.resolve() else "has the bytes of"
-                    raise KwmlpError(f"{path} ({name!r}) {same} {first[1]} ({first[0]!r}); "
-                                     "a clip can have one label only")
+            firsts = [owner.setdefault(key, (name, path)) for key in keys]
+            clash = next((first for first in firsts if first[0] != name), None)
+            if clash is None:
+                kept[name].append(path)
+            elif not {clash[0], name} <= set(NO_KEYWORD):
+                same = "is" if clash[1].resolve() == path.resolve() else "has the bytes of"
+                raise KwmlpError(f"{path} ({name!r}) {same} {clash[1]} ({clash[0]!r}); "
+                                 "a clip can have one label only")
     return kept, {key: path for key, (_, path) in owner.items()}
 
 
@@ -603,12 +607,19 @@ def answers(scores: ClipScores, threshold: float) -> torch.Tensor:
 
 def choose_threshold(scores: ClipScores, truth: torch.Tensor) -> float:
     """The threshold in ``THRESHOLD_RANGE`` that answers the most clips right
-    (``truth`` -1 for no-keyword clips); the lowest of equals."""
+    (``truth`` -1 for no-keyword clips): the middle of the widest stretch of
+    thresholds that do. Answers change only at the clips' scores, so every
+    threshold of a stretch between two candidates answers alike; its lowest would
+    sit just above the no-keyword audio (a few validation clips leave all of
+    0.3..0.9 equally right, and 0.3 fires on most speech)."""
     low, high = THRESHOLD_RANGE
     candidates = np.unique(np.clip(np.r_[np.linspace(low, high, 61), scores.score.numpy()],
                                    low, high))
-    right = [(answers(scores, t) == truth).sum().item() for t in candidates]
-    return float(candidates[int(np.argmax(right))])
+    right = np.array([(answers(scores, t) == truth).sum().item() for t in candidates])
+    best = np.flatnonzero(right == right.max())
+    runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)  # consecutive candidates
+    widest = max(runs, key=lambda run: candidates[run[-1]] - candidates[run[0]])
+    return float(candidates[widest[0]] + candidates[widest[-1]]) / 2
 
 
 # the run
