@@ -23,9 +23,8 @@ FLAC) and spotted as one long recording:
 - ``silence``, ``white_noise`` (-30 dBFS RMS), ``pink_noise`` (-30 dBFS RMS):
   2 min each.
 
-Needs Debian's espeak-ng, flite, festival (``kwmlp/train/install_tts.sh``), fluidsynth
-and the packages named above: ``apt-get install fluidsynth musescore-general-soundfont
-asterisk-core-sounds-ru-wav asterisk-moh-opsound-wav sound-theme-freedesktop``.
+Needs Debian's espeak-ng, flite, festival, fluidsynth and the packages named above:
+``sudo bash benchmarks/install_audio.sh`` installs them.
 """
 from __future__ import annotations
 
