@@ -52,6 +52,7 @@ def test_fit_writes_a_checkpoint_with_its_labels_and_recipe(fitted):
     assert model.encoder.head.out_features == 5
     # new names start from zero; the no-keyword classes from the base head's columns
     assert model.metadata["fit"]["from_base_head"] == [SILENCE, UNKNOWN]
+    assert not any("no _unknown_/ audio" in w for w in report.warnings)  # it has some
     assert model.metadata["description"].startswith("kwmlp fit: 3 labels of ")
     from kwmlp.info import model_info
     assert model_info(model)["labels"] == f"alpha, bravo, charlie, {SILENCE}, {UNKNOWN} (5)"
@@ -282,6 +283,7 @@ def test_an_unreadable_file_is_named_and_the_fit_goes_on(tmp_path):
     report = kwmlp.fit(data, tmp_path / "x.pt", epochs=20)
     assert len(report.failures) == 1 and "broken.wav: cannot read audio" in report.failures[0]
     assert (tmp_path / "x.pt").exists() and report.labels == ("alpha", "bravo", SILENCE)
+    assert [w for w in report.warnings if "no _unknown_/ audio or --negatives" in w]
     # the command says so in its status too, as embed does for a file it could not read
     run = _kwmlp("fit", data, "-o", tmp_path / "cli.pt", "--epochs", "20")
     assert run.returncode == 1, run.stderr
@@ -411,8 +413,9 @@ def test_a_broken_link_is_named_and_a_label_of_silence_warns(tmp_path):
         sf.write(data / "hush" / f"q{k}.wav", np.zeros(n, np.float32), 16000)
     report = kwmlp.fit(data, tmp_path / "x.pt", epochs=5)
     assert any("gone.wav" in failure for failure in report.failures)
-    assert report.warnings == ["every clip of 'hush' is near-silent; the label may not be "
-                               "what you meant"]
+    assert report.warnings[0] == ("every clip of 'hush' is near-silent; the label may not be "
+                                  "what you meant")
+    assert len(report.warnings) == 2 and "no _unknown_/ audio" in report.warnings[1]
     assert "warning: every clip of 'hush'" in str(report)
 
 

@@ -372,6 +372,19 @@ def hollow_labels(read: Sequence[Tuple[Clip, np.ndarray]], labels: Sequence[str]
     return messages
 
 
+def unguarded(classes: Sequence[str]) -> List[str]:
+    """A warning when no ``_unknown_`` audio is fitted: the head then tells its
+    words only from each other and generated silence, and ``spot`` fires on most
+    speech and music (README, *Your own words*: thousands of false accepts an hour)."""
+    if UNKNOWN in classes:
+        return []
+    message = ("no _unknown_/ audio or --negatives: the head knows only these labels and "
+               "silence, so spot and Stream will fire on most other speech and music; give "
+               "it other speech, music and the sounds of the place it will listen in")
+    logger.warning("%s", message)
+    return [message]
+
+
 def passed_over(folders: LabelFolders, data_dir: PathLike) -> List[str]:
     """A warning for the files of ``data_dir`` (listed as ``folders``) that fit
     leaves out unread: those beside the label folders (in no label) and those
@@ -738,7 +751,7 @@ def fit(data_dir: PathLike, output: PathLike, *, mode: str = "head",
         raise KwmlpError(f"{data_dir}: no readable training clip for "
                          f"{[classes[i] for i in missing]}")
     hollow = (hollow_labels(train_read, labels) + split_like_labels(labels, data_dir)
-              + left_out)
+              + left_out + unguarded(classes))
     silence = classes.index(SILENCE)
     windows = torch.cat([windows, silence_windows(SILENCE_WINDOWS, generator)])
     window_labels = torch.cat([window_labels, torch.full((SILENCE_WINDOWS,), silence)])
