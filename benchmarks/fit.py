@@ -5,6 +5,7 @@ accepts per hour of a fitted model at its own threshold.
     python benchmarks/fit.py --real-data ../shared/data/real_speech --json fit.json
     python benchmarks/fit.py --parts fsdd --examples 5 --modes head      # one cell
     python benchmarks/fit.py --parts fsdd --examples 100  # every take: fine-tuning ~1,000 clips
+    python benchmarks/fit.py --parts fsdd --examples 5 --modes head --model runs/x.pt  # a candidate
 
 - ``fsdd``: the ten digits, fitted on FSDD speakers george and lucas (the
   shipped weights trained on them too), tested on all 1,000 clips of jackson
@@ -50,6 +51,7 @@ UNSEEN_WORDS = ("alarm", "pizza", "robot", "camera", "rocket", "thunder", "jacke
                 "candle", "umbrella")
 FSDD_FIT_SPEAKERS, FSDD_TEST_SPEAKERS = ("george", "lucas"), ("jackson", "nicolas")
 FSDD_NAME = re.compile(r"(?P<digit>\d)_(?P<speaker>[a-z]+)_(?P<take>\d+)\.wav")
+PARTS = ("fsdd", "unseen", "false_accepts")
 
 
 def top1(model, clips: Sequence[np.ndarray], truth: Sequence[str],
@@ -147,16 +149,16 @@ def false_accepts_per_hour(model, cache: Path) -> dict:
             "threshold": threshold, "detections": per_source}
 
 
-def run_fit(folder: Path, out: Path, mode: str, seed: int) -> Tuple[object, float]:
+def run_fit(folder: Path, out: Path, mode: str, seed: int, base: str) -> Tuple[object, float]:
     start = time.perf_counter()
-    report = kwmlp.fit(folder, out, mode=mode, seed=seed)
+    report = kwmlp.fit(folder, out, mode=mode, seed=seed, model_file_path=base)
     return report, time.perf_counter() - start
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real-data", type=Path, default=Path("../shared/data/real_speech"))
-    parser.add_argument("--parts", default="fsdd,unseen,false_accepts")
+    parser.add_argument("--parts", default=",".join(PARTS))
     parser.add_argument("--examples", default="1,5,20")
     parser.add_argument("--modes", default="head,finetune")
     parser.add_argument("--cache", default="runs/false_accepts",
@@ -164,20 +166,27 @@ def main(argv=None) -> dict:
     parser.add_argument("--negatives", type=Path,
                         help="a kwmlp.train.negatives folder: also fit the false-accept model "
                              "with its training clips as _unknown_/_background_")
+    parser.add_argument("--model", default="",
+                        help="base checkpoint to fit on and the baseline head (default: the "
+                             "shipped weights), e.g. a candidate before it ships")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     parts, examples = args.parts.split(","), [int(n) for n in args.examples.split(",")]
+    if not set(parts) <= set(PARTS):
+        parser.error(f"--parts: {', '.join(sorted(set(parts) - set(PARTS)))}; one or more of "
+                     f"{','.join(PARTS)}")
     modes = args.modes.split(",")
-    results: dict = {"examples": examples, "modes": modes}
+    results: dict = {"examples": examples, "modes": modes,
+                     "base_model": kwmlp.load_model(args.model, device="cpu").model_id()}
     scratch = Path(tempfile.mkdtemp(prefix="kwmlp-fit-"))
     try:
         tasks = []
         if "fsdd" in parts:
             fit, clips, truth = fsdd_sets(args.real_data)
-            base = kwmlp.load_model(device="cpu")
+            base = kwmlp.load_model(args.model, device="cpu")
             baseline = top1(base, clips, truth, DIGIT_WORDS)
             results["fsdd_shipped_head_digits"] = baseline
             print(f"fsdd: shipped head, its ten digit columns: {baseline:.3f} "
@@ -200,7 +209,7 @@ def main(argv=None) -> dict:
                         _write(folder, word, f"{word}{k}.wav", audio)
                 for mode in modes:
                     out = scratch / f"{name}{n}-{mode}.pt"
-                    report, wall_s = run_fit(folder, out, mode, args.seed)
+                    report, wall_s = run_fit(folder, out, mode, args.seed, args.model)
                     model = kwmlp.load_model(str(out), device="cpu")
                     accuracy = top1(model, clips, truth, labels)
                     results[f"{name}_{n}_{mode}"] = {"accuracy": accuracy, "wall_s": wall_s,
@@ -217,7 +226,8 @@ def main(argv=None) -> dict:
                 folder = scratch / f"unseen{fa_examples}"
                 n_negatives = write_negatives(folder, args.negatives)
                 fitted["with negatives"] = scratch / "unseen-fa-negatives.pt"
-                report, wall_s = run_fit(folder, fitted["with negatives"], "head", args.seed)
+                report, wall_s = run_fit(folder, fitted["with negatives"], "head", args.seed,
+                                         args.model)
                 print(f"unseen: {fa_examples} examples + {n_negatives} negative clips, head: "
                       f"fit {wall_s:.1f} s", flush=True)
             for how, path in fitted.items():

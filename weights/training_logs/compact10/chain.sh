@@ -6,8 +6,9 @@
 # render; the finished stage's weights kept for git; the folds in two one-thread lanes;
 # crossval paired with compact v9; then, for the ship check should the lever pay, the
 # operating point, the every-fold run exported at that threshold, shipcheck.py, false
-# accepts and spotting. Whether it pays and whether it ships are read off these outputs
-# by the rule, not decided here. Before a session ends with the stage unfinished:
+# accepts and spotting, and issue #23's FSDD fit on its encoder. Whether it pays and
+# whether it ships are read off these outputs by the rule, not decided here.
+# Before a session ends with the stage unfinished:
 # `run.sh save` and commit weights/training_logs/compact10/stage1/ (this script cannot
 # know when the session ends); once it has finished, commit what its own save kept.
 set -uo pipefail
@@ -36,3 +37,6 @@ step $PY -m kwmlp.train.export --run runs/compact10_all --weights last --thresho
 step $PY weights/training_logs/shipcheck.py $candidate
 PYTHONPATH=. step $PY benchmarks/false_accepts.py --model $candidate --cache runs/false_accepts
 PYTHONPATH=. step $PY benchmarks/spotting.py --model $candidate
+# issue #23's split on the new encoder (FSDD, 5 examples a digit), shipped or not
+PYTHONPATH=. step $PY benchmarks/fit.py --parts fsdd --examples 5 --modes head \
+  --model $candidate --json $cv/fsdd_fit.json
