@@ -5,11 +5,16 @@
 # `install_audio.sh --check` only says whether they are there (exit 1 if not).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+tts="$(dirname "$0")/../kwmlp/train/install_tts.sh"
 packages=(fluidsynth musescore-general-soundfont asterisk-core-sounds-ru-wav
-          asterisk-moh-opsound-wav sound-theme-freedesktop espeak-ng flite festival)
+          asterisk-moh-opsound-wav sound-theme-freedesktop)
 if [ "${1:-}" = --check ]; then
-  dpkg -s "${packages[@]}" > /dev/null 2>&1 || { echo "missing: sudo bash $0"; exit 1; }
+  bash "$tts" --check
+  for package in "${packages[@]}"; do
+    [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$package" 2>/dev/null)" = "ii " ] ||
+      { echo "missing $package: sudo bash $0"; exit 1; }
+  done
   exit 0
 fi
-bash "$(dirname "$0")/../kwmlp/train/install_tts.sh"
+bash "$tts"
 apt-get install -y --no-install-recommends "${packages[@]}"

@@ -143,7 +143,8 @@ def foreign_outputs(outputs: Mapping[str, Path]) -> List[Path]:
     listed: Sequence[str] = ()
     metadata = outputs.get(METADATA_NAME)
     if metadata is not None and _kwmlp_wrote(metadata, METADATA_NAME, ()):
-        listed = json.loads(metadata.read_bytes()).get("arrays", ())
+        arrays = json.loads(metadata.read_bytes()).get("arrays")
+        listed = arrays if isinstance(arrays, list) else ()
     found = {path: name for name, path in outputs.items() if path.exists()}
     return sorted(path for path, name in found.items() if not _kwmlp_wrote(path, name, listed))
 

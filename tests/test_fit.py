@@ -151,18 +151,20 @@ def test_choose_threshold_answers_most_clips_right():
                       (0.70, 0, 0.20),   # no keyword, looks like word 0
                       (0.20, 0, 0.70)])  # no keyword
     truth = torch.tensor([0, 0, -1, -1])
-    # t <= 0.55 gets 3 right (the 0.70 clip wrong); 0.55 < t <= 0.70 gets 2; above: 2;
-    # the middle of 0.30..0.55, not its lowest point hugging the no-keyword clip
+    # t <= 0.55 gets 3 right (the 0.70 clip wrong); 0.55 < t <= 0.70 gets 2; above 0.70
+    # 3 again (the 0.55 clip wrong): the middle of the wider 0.30..0.55, not its lowest
+    # point, which hugs the no-keyword clip
     assert fit_module.choose_threshold(scores, truth) == pytest.approx(0.425)
     truth = torch.tensor([0, -1, -1, -1])  # now the 0.55 clip is no keyword either
-    assert 0.70 < fit_module.choose_threshold(scores, truth) <= 0.95  # all four right
+    # all four right above 0.70 and up to the range's top, 0.90
+    assert fit_module.choose_threshold(scores, truth) == pytest.approx(0.80)
     # the candidates are the words' scores: only (0.451, 0.452] gets both right, and
     # the 0.01 grid has no point there
     scores = _scores([(0.452, 0, 0.30), (0.451, 0, 0.30)])
-    assert fit_module.choose_threshold(scores, torch.tensor([0, -1])) == pytest.approx(0.452)
-    # a gap between no-keyword audio (0.40) and the word (0.80): 0.41..0.80 all right
+    assert fit_module.choose_threshold(scores, torch.tensor([0, -1])) == pytest.approx(0.4515)
+    # a gap between no-keyword audio (0.40) and the word (0.80): (0.40, 0.80] all right
     scores = _scores([(0.80, 0, 0.10), (0.40, 0, 0.10)])
-    assert fit_module.choose_threshold(scores, torch.tensor([0, -1])) == pytest.approx(0.605)
+    assert fit_module.choose_threshold(scores, torch.tensor([0, -1])) == pytest.approx(0.60)
     # one validation clip and quiet silences: every threshold is as good, and the
     # choice is the range's middle, not 0.3 (which fires on most speech)
     scores = _scores([(0.95, 0, 0.01)] + [(0.10, 0, 0.80)] * 16)
@@ -170,9 +172,12 @@ def test_choose_threshold_answers_most_clips_right():
         pytest.approx(0.6)
     # two equally good stretches: the wider one's middle
     scores = _scores([(0.35, 0, 0.1), (0.40, 0, 0.1), (0.50, 0, 0.1)])
-    # t in (0.30, 0.35]: 2 right; (0.35, 0.40]: 1; (0.40, 0.50]: 2; above 0.50: 1
+    # t in [0.30, 0.35]: 2 right; (0.35, 0.40]: 1; (0.40, 0.50]: 2; above 0.50: 1
     truth = torch.tensor([0, -1, 0])
-    assert fit_module.choose_threshold(scores, truth) == pytest.approx(0.455)
+    assert fit_module.choose_threshold(scores, truth) == pytest.approx(0.45)
+    # equally wide stretches, [0.30, 0.35] and (0.40, 0.45]: the lower one's middle
+    scores = _scores([(0.35, 0, 0.1), (0.40, 0, 0.1), (0.45, 0, 0.1)])
+    assert fit_module.choose_threshold(scores, truth) == pytest.approx(0.325)
 
 
 def test_a_word_the_head_gives_less_than_nothing_is_not_the_answer():
@@ -393,10 +398,12 @@ def test_one_sound_under_two_labels_is_refused_before_fitting(tmp_path):
     # noise under both no-keyword classes teaches one answer, "none": kept once
     noise, speech = sorted((HELDOUT / "bed").iterdir())[:2]
     shutil.copy(noise, tmp_path / "noise-copy.wav")
-    kept, _ = fit_module.check_disjoint(
+    kept, seen = fit_module.check_disjoint(
         {"alpha": [clip], SILENCE: [noise], UNKNOWN: [tmp_path / "noise-copy.wav", speech]}, [])
-    assert kept == {"alpha": [clip], SILENCE: [noise], UNKNOWN: [speech]}
-    with pytest.raises(KwmlpError, match=r"noise-copy.wav \('alpha'\) has the bytes of"):
+    assert kept == {"alpha": [clip], SILENCE: [], UNKNOWN: [tmp_path / "noise-copy.wav", speech]}
+    assert noise.resolve() not in seen  # what is not trained on is not named as trained on
+    with pytest.raises(KwmlpError, match=r"\('_silence_'\) has the bytes of .*noise-copy.wav "
+                                         r"\('alpha'\)"):
         fit_module.check_disjoint({SILENCE: [noise], "alpha": [tmp_path / "noise-copy.wav"]}, [])
     with pytest.raises(KwmlpError, match="not a folder"):
         kwmlp.fit(data, tmp_path / "x.pt", negatives=[clip])

@@ -202,27 +202,31 @@ def check_disjoint(files: Dict[str, List[Path]], failures: List[str]
     two classes (a copy in two label folders, a --negatives folder that overlaps
     DATA_DIR): one sound cannot teach two answers. A sound under both no-keyword
     classes (noise in _background_/ and in a --negatives folder) teaches one
-    answer, "none", and is kept once, in the first."""
+    answer, "none", and is kept once, as ``_unknown_``: the user's negatives stay
+    whole, and ``_silence_`` has generated windows anyway."""
     owner: Dict[object, Tuple[str, Path]] = {}
     kept: Dict[str, List[Path]] = {}
-    for name, paths in files.items():
+    for name in sorted(files, key=lambda name: name == SILENCE):  # _silence_ last (below)
         kept[name] = []
-        for path in paths:
+        for path in files[name]:
             try:
                 keys = _file_keys(path)
             except OSError as err:
                 failures.append(f"{path}: {err.strerror or err}")
                 logger.error("%s: %s", path, err.strerror or err)
                 continue
-            firsts = [owner.setdefault(key, (name, path)) for key in keys]
-            clash = next((first for first in firsts if first[0] != name), None)
+            clash = next((owner[key] for key in keys
+                          if key in owner and owner[key][0] != name), None)
             if clash is None:
                 kept[name].append(path)
+                for key in keys:
+                    owner.setdefault(key, (name, path))
             elif not {clash[0], name} <= set(NO_KEYWORD):
                 same = "is" if clash[1].resolve() == path.resolve() else "has the bytes of"
                 raise KwmlpError(f"{path} ({name!r}) {same} {clash[1]} ({clash[0]!r}); "
                                  "a clip can have one label only")
-    return kept, {key: path for key, (_, path) in owner.items()}
+    return ({name: kept[name] for name in files},
+            {key: path for key, (_, path) in owner.items()})
 
 
 def check_held_apart(seen: Dict[object, Path], validation: Sequence[Path]) -> None:
@@ -621,18 +625,22 @@ def answers(scores: ClipScores, threshold: float) -> torch.Tensor:
 def choose_threshold(scores: ClipScores, truth: torch.Tensor) -> float:
     """The threshold in ``THRESHOLD_RANGE`` that answers the most clips right
     (``truth`` -1 for no-keyword clips): the middle of the widest stretch of
-    thresholds that do. Answers change only at the clips' scores, so every
-    threshold of a stretch between two candidates answers alike; its lowest would
-    sit just above the no-keyword audio (a few validation clips leave all of
-    0.3..0.9 equally right, and 0.3 fires on most speech)."""
+    thresholds that do (the lowest stretch of equally wide ones). Answers change
+    only at the clips' scores, so every threshold above one candidate and up to the
+    next answers alike; the stretch's lowest point would sit just above the
+    no-keyword audio (a few validation clips leave all of 0.3..0.9 equally right,
+    and 0.3 fires on most speech)."""
     low, high = THRESHOLD_RANGE
     candidates = np.unique(np.clip(np.r_[np.linspace(low, high, 61), scores.score.numpy()],
                                    low, high))
     right = np.array([(answers(scores, t) == truth).sum().item() for t in candidates])
     best = np.flatnonzero(right == right.max())
     runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)  # consecutive candidates
-    widest = max(runs, key=lambda run: candidates[run[-1]] - candidates[run[0]])
-    return float(candidates[widest[0]] + candidates[widest[-1]]) / 2
+    # a run's stretch starts just above the candidate before it (or at the range's low end)
+    stretches = [(candidates[run[0] - 1] if run[0] > 0 else low, candidates[run[-1]])
+                 for run in runs]
+    start, end = max(stretches, key=lambda ends: round(ends[1] - ends[0], 9))  # first: lowest
+    return float(start + end) / 2
 
 
 # the run
