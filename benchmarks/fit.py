@@ -180,14 +180,13 @@ def main(argv=None) -> dict:
         parser.error(f"--parts: {', '.join(sorted(set(parts) - set(PARTS)))}; one or more of "
                      f"{','.join(PARTS)}")
     modes = args.modes.split(",")
-    results: dict = {"examples": examples, "modes": modes,
-                     "base_model": kwmlp.load_model(args.model, device="cpu").model_id()}
+    base = kwmlp.load_model(args.model, device="cpu")
+    results: dict = {"examples": examples, "modes": modes, "base_model": base.model_id()}
     scratch = Path(tempfile.mkdtemp(prefix="kwmlp-fit-"))
     try:
         tasks = []
         if "fsdd" in parts:
             fit, clips, truth = fsdd_sets(args.real_data)
-            base = kwmlp.load_model(args.model, device="cpu")
             baseline = top1(base, clips, truth, DIGIT_WORDS)
             results["fsdd_base_head_digits"] = baseline
             print(f"fsdd: the base model's head, its ten digit columns: {baseline:.3f} "
